@@ -1,0 +1,262 @@
+//! An authenticated SSH connection: run commands under deadlines, close it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use russh::client::Handle;
+use russh::{ChannelMsg, Disconnect, Sig};
+use tokio::time::Instant;
+
+use crate::deadline::Switch;
+use crate::error::{ExecError, ExecKind};
+use crate::handshake::ClientHandler;
+
+/// How long a tripped session may take to let go of its socket, and how
+/// long closing a timed-out channel may take. Both are in practice one turn
+/// of the scheduler; this only bounds a session stuck elsewhere.
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
+
+/// An authenticated SSH connection, returned by [`Dialer::dial`](crate::Dialer::dial).
+///
+/// Dead peers are noticed by TCP keepalive and `TCP_USER_TIMEOUT` on the
+/// socket and SSH keepalive in the session, as the dialer configured them.
+///
+/// Dropping a `Client` ends its session task and closes its socket at once,
+/// whatever channels are open; [`close`](Client::close) says goodbye first.
+pub struct Client {
+    handle: Handle<ClientHandler>,
+    switch: Switch,
+    target: String,
+    remote_addr: SocketAddr,
+    exec_timeout: Option<Duration>,
+    close_timeout: Duration,
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Everything the command wrote to standard output.
+    pub stdout: Vec<u8>,
+    /// Everything the command wrote to standard error.
+    pub stderr: Vec<u8>,
+    /// The exit status or the signal that ended it.
+    pub status: ExitStatus,
+}
+
+/// How a remote command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExitStatus {
+    /// It exited with this status.
+    Code(u32),
+    /// A signal ended it; the name is as the server sent it, e.g. `"KILL"`.
+    Signal(String),
+}
+
+impl ExitStatus {
+    /// True for exit status 0.
+    pub fn success(&self) -> bool {
+        matches!(self, ExitStatus::Code(0))
+    }
+
+    /// The exit status, if the command exited rather than being killed.
+    pub fn code(&self) -> Option<u32> {
+        match self {
+            ExitStatus::Code(c) => Some(*c),
+            ExitStatus::Signal(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit status {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("target", &self.target)
+            .field("remote_addr", &self.remote_addr)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub(crate) fn new(
+        handle: Handle<ClientHandler>,
+        switch: Switch,
+        target: String,
+        remote_addr: SocketAddr,
+        exec_timeout: Option<Duration>,
+        close_timeout: Duration,
+    ) -> Self {
+        Client {
+            handle,
+            switch,
+            target,
+            remote_addr,
+            exec_timeout,
+            close_timeout,
+        }
+    }
+
+    /// Runs `command` under the dialer's exec timeout and collects its output.
+    ///
+    /// See [`exec_with_timeout`](Client::exec_with_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As for [`exec_with_timeout`](Client::exec_with_timeout).
+    pub async fn exec(&self, command: &str) -> Result<Output, ExecError> {
+        self.exec_with_timeout(command, self.exec_timeout).await
+    }
+
+    /// Runs `command` on a new session channel and collects its output.
+    /// `timeout` bounds everything from opening the channel to the exit
+    /// status; `None` waits as long as the command runs.
+    ///
+    /// A non-zero exit is not an error: look at [`Output::status`]. Output is
+    /// held in memory in full.
+    ///
+    /// # Errors
+    ///
+    /// [`ExecError::is_timeout`] if the deadline passed: the channel is then
+    /// closed and the client stays usable for other commands.
+    /// [`ExecError::is_closed`] if the session is gone. Otherwise the server
+    /// refused the channel or the command, or ended the channel without an
+    /// exit status.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future leaves the channel open on the server until the
+    /// command ends or the client is dropped; the client stays usable.
+    pub async fn exec_with_timeout(
+        &self,
+        command: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Output, ExecError> {
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let fail = |kind| ExecError::new(kind, start.elapsed());
+        let closed_or = |kind| {
+            if self.handle.is_closed() {
+                fail(ExecKind::SessionClosed)
+            } else {
+                fail(kind)
+            }
+        };
+
+        let mut channel = match within(deadline, self.handle.channel_open_session()).await {
+            None => return Err(fail(ExecKind::TimedOut)),
+            Some(Err(russh::Error::ChannelOpenFailure(_))) => return Err(closed_or(ExecKind::Refused)),
+            Some(Err(e)) => return Err(closed_or(ExecKind::Ssh(e))),
+            Some(Ok(c)) => c,
+        };
+        tracing::debug!(channel = %channel.id(), "exec");
+
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut status = None;
+        let ran = within(deadline, async {
+            channel.exec(true, command).await?;
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        status = Some(ExitStatus::Code(exit_status))
+                    }
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        status = Some(ExitStatus::Signal(signal_text(signal_name)))
+                    }
+                    ChannelMsg::Failure if status.is_none() => return Err(russh::Error::RequestDenied),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match ran {
+            None => {
+                // Bounded: a healthy session takes the close at once.
+                let _ = tokio::time::timeout(GRACE, channel.close()).await;
+                Err(fail(ExecKind::TimedOut))
+            }
+            Some(Err(russh::Error::RequestDenied)) => Err(closed_or(ExecKind::Refused)),
+            Some(Err(e)) => Err(closed_or(ExecKind::Ssh(e))),
+            Some(Ok(())) => match status {
+                Some(status) => Ok(Output {
+                    stdout,
+                    stderr,
+                    status,
+                }),
+                None => Err(closed_or(ExecKind::NoExitStatus)),
+            },
+        }
+    }
+
+    /// Says goodbye to the server and waits, at most the dialer's
+    /// `close_timeout`, for the session to end; then closes the socket
+    /// whether or not the server answered. The session task and socket are
+    /// gone when this returns.
+    pub async fn close(mut self) {
+        let goodbye = async {
+            let _ = self
+                .handle
+                .disconnect(Disconnect::ByApplication, "", "en")
+                .await;
+            let _ = (&mut self.handle).await;
+        };
+        if tokio::time::timeout(self.close_timeout, goodbye).await.is_err() {
+            tracing::debug!(target = %self.target, "server did not end the session in time; closing the socket");
+        }
+        self.switch.shut(GRACE).await;
+        // The socket is closed; wait for the task itself to finish.
+        let _ = tokio::time::timeout(GRACE, &mut self.handle).await;
+    }
+
+    /// True once the session has ended: closed by either side, or a
+    /// keepalive gave up on the peer.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// The address this client is connected to.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote_addr
+    }
+
+    /// The russh session handle, for port forwarding, interactive shells,
+    /// subsystems and anything else beyond [`exec`](Client::exec).
+    pub fn handle(&self) -> &Handle<ClientHandler> {
+        &self.handle
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.switch.trip();
+    }
+}
+
+/// `fut`, bounded by `deadline` if there is one; `None` if it passed.
+async fn within<F: std::future::Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+fn signal_text(sig: Sig) -> String {
+    match sig {
+        Sig::Custom(name) => name,
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,472 @@
+//! The dialer: one deadline over resolve, connect, version exchange, key
+//! exchange and auth.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::auth::{self, Auth, AuthFailure};
+use crate::client::{Client, GRACE};
+use crate::deadline::{self, Switch};
+use crate::error::{DialError, Kind, Phase};
+use crate::handshake::{self, classify};
+use crate::host_keys::HostKeys;
+use crate::tcp::{self, TcpConfig, ToTarget};
+
+/// Dials SSH servers with one deadline over the whole handshake.
+///
+/// Cheap to clone: the configuration sits behind an `Arc`, and clones share it.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ssh_dial::{Auth, Dialer, HostKeys};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let dialer = Dialer::builder()
+///     .timeout(Duration::from_secs(10))
+///     .host_keys(HostKeys::known_hosts("/home/deploy/.ssh/known_hosts"))
+///     .build();
+/// let client = dialer
+///     .dial("build-7.example.net:22", "deploy", Auth::key_file("id_ed25519", None))
+///     .await?;
+/// let out = client.exec("uptime").await?;
+/// println!("{}", String::from_utf8_lossy(&out.stdout));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Dialer {
+    config: Arc<Config>,
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    timeout: Duration,
+    tcp: TcpConfig,
+    keepalive_interval: Option<Duration>,
+    keepalive_max: usize,
+    russh: Arc<russh::client::Config>,
+    host_keys: HostKeys,
+    exec_timeout: Option<Duration>,
+    close_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timeout: Duration::from_secs(30),
+            tcp: TcpConfig::default(),
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+            // Replaced in `build`, where the keepalive settings go in.
+            russh: Arc::new(russh::client::Config::default()),
+            host_keys: HostKeys::default(),
+            exec_timeout: Some(Duration::from_secs(60)),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for Dialer {
+    fn default() -> Self {
+        Dialer::builder().build()
+    }
+}
+
+/// Builds a [`Dialer`]. Every setting has a default; see each method.
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct DialerBuilder {
+    config: Config,
+    russh: Option<russh::client::Config>,
+}
+
+impl Dialer {
+    /// A dialer with every default: see [`DialerBuilder`].
+    pub fn new() -> Self {
+        Dialer::default()
+    }
+
+    /// Starts a [`DialerBuilder`].
+    pub fn builder() -> DialerBuilder {
+        DialerBuilder::default()
+    }
+
+    /// The total deadline of each dial.
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    /// Connects to `addr`, checks its host key and authenticates `user`,
+    /// all within the dialer's [`timeout`](DialerBuilder::timeout).
+    ///
+    /// `addr` is a `"host:port"` string (port 22 if left out, IPv6 in
+    /// brackets), a [`SocketAddr`](std::net::SocketAddr) or a `(host, port)`
+    /// tuple. A private key file is read first, then the host is resolved
+    /// and each of its addresses tried in turn.
+    ///
+    /// # Errors
+    ///
+    /// A [`DialError`] naming the [`Phase`] that failed, the address and the
+    /// time taken: [`is_timeout`](DialError::is_timeout) when the deadline
+    /// passed; otherwise refused connections, host key failures, rejected
+    /// credentials, peers that close or speak something else, and unusable
+    /// input each have their predicate. When it returns an error, the socket
+    /// is closed and russh's session task has finished.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the returned future at any point aborts the dial: the socket
+    /// is closed and the session task ends promptly after the drop, even in
+    /// the middle of key exchange, where a plain timeout around russh would
+    /// leave both behind until the peer hung up.
+    pub async fn dial(
+        &self,
+        addr: impl ToTarget,
+        user: impl Into<String>,
+        auth: Auth,
+    ) -> Result<Client, DialError> {
+        let start = Instant::now();
+        let user = user.into();
+        let target = match addr.to_target() {
+            Ok(t) => t,
+            Err(why) => {
+                return Err(DialError::new(
+                    &why_target(&why),
+                    Phase::Resolve,
+                    Kind::InvalidAddress(why),
+                    None,
+                    start.elapsed(),
+                ))
+            }
+        };
+        let label = target.display();
+        let span = tracing::debug_span!("ssh_dial::dial", target = %label, user = %user);
+        let result = Attempt {
+            config: &self.config,
+            start,
+            deadline: start + self.config.timeout,
+            label: &label,
+            remote_addr: None,
+        }
+        .run(&target, &user, auth)
+        .instrument(span.clone())
+        .await;
+        span.in_scope(|| match &result {
+            Ok(_) => tracing::debug!(elapsed = ?start.elapsed(), "dialed"),
+            Err(e) if e.is_timeout() => tracing::warn!(error = %e, "dial timed out"),
+            Err(e) => tracing::debug!(error = %e, "dial failed"),
+        });
+        result
+    }
+}
+
+fn why_target(why: &str) -> String {
+    // The unparsable address is quoted at the start of most reasons.
+    why.split(": ").next().unwrap_or(why).trim_matches('"').to_owned()
+}
+
+/// One dial in progress.
+struct Attempt<'a> {
+    config: &'a Config,
+    start: Instant,
+    deadline: Instant,
+    label: &'a str,
+    remote_addr: Option<std::net::SocketAddr>,
+}
+
+/// Trips the switch when dropped, unless defused: a dial future dropped
+/// mid-handshake takes russh's session task and the socket down with it.
+struct Armed(Option<Switch>);
+
+impl Armed {
+    fn switch(&mut self) -> &mut Switch {
+        self.0.as_mut().expect("switch present until defused")
+    }
+
+    fn defuse(mut self) -> Switch {
+        self.0.take().expect("switch present until defused")
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.trip();
+        }
+    }
+}
+
+impl Attempt<'_> {
+    fn fail(&self, phase: Phase, kind: Kind) -> DialError {
+        DialError::new(self.label, phase, kind, self.remote_addr, self.start.elapsed())
+    }
+
+    fn timed_out(&self, phase: Phase) -> DialError {
+        self.fail(phase, Kind::TimedOut(Vec::new()))
+    }
+
+    async fn run(mut self, target: &tcp::Target, user: &str, auth: Auth) -> Result<Client, DialError> {
+        let credentials = match tokio::time::timeout_at(self.deadline, auth.load()).await {
+            Err(_) => return Err(self.timed_out(Phase::Auth)),
+            Ok(Err(kind)) => return Err(self.fail(Phase::Auth, kind)),
+            Ok(Ok(c)) => c,
+        };
+
+        let addrs = match tokio::time::timeout_at(self.deadline, tcp::resolve(target)).await {
+            Err(_) => return Err(self.timed_out(Phase::Resolve)),
+            Ok(Err(e)) => return Err(self.fail(Phase::Resolve, Kind::Resolve(e))),
+            Ok(Ok(a)) if a.is_empty() => return Err(self.fail(Phase::Resolve, Kind::NoAddresses)),
+            Ok(Ok(a)) => a,
+        };
+
+        let (tcp, remote) = match tcp::connect(&addrs, &self.config.tcp, self.deadline).await {
+            Ok(c) => c,
+            Err(attempts) if Instant::now() >= self.deadline => {
+                return Err(self.fail(Phase::Connect, Kind::TimedOut(attempts)))
+            }
+            Err(attempts) => return Err(self.fail(Phase::Connect, Kind::Connect(attempts))),
+        };
+        self.remote_addr = Some(remote);
+        tracing::debug!(%remote, "connected");
+
+        let (stream, switch) = deadline::guard(tcp);
+        let mut armed = Armed(Some(switch));
+
+        let handshake = handshake::handshake(
+            self.config.russh.clone(),
+            stream,
+            target.host(),
+            target.port(),
+            self.config.host_keys.clone(),
+        );
+        let mut handle = match race(handshake, self.deadline, armed.switch()).await {
+            Raced::Done(Ok(h)) => h,
+            Raced::Done(Err(kind)) => {
+                let phase = match kind {
+                    Kind::HostKey(_) => Phase::KeyExchange,
+                    _ => handshake_phase(armed.switch()),
+                };
+                armed.switch().shut(GRACE).await;
+                return Err(self.fail(phase, kind));
+            }
+            Raced::TimedOut(phase) => {
+                armed.switch().shut(GRACE).await;
+                return Err(self.timed_out(phase));
+            }
+        };
+        tracing::debug!(elapsed = ?self.start.elapsed(), "key exchange done");
+
+        let authed = race(
+            auth::authenticate(&mut handle, user, &credentials),
+            self.deadline,
+            armed.switch(),
+        )
+        .await;
+        let failure = match authed {
+            Raced::Done(Ok(())) => None,
+            Raced::Done(Err(AuthFailure::Rejected { tried, allowed })) => {
+                Some(self.fail(Phase::Auth, Kind::AuthRejected { user: user.to_owned(), tried, allowed }))
+            }
+            Raced::Done(Err(AuthFailure::Transport(_))) if armed.switch().is_tripped() => {
+                Some(self.timed_out(Phase::Auth))
+            }
+            Raced::Done(Err(AuthFailure::Transport(Some(e)))) => Some(self.fail(Phase::Auth, classify(e))),
+            Raced::Done(Err(AuthFailure::Transport(None))) => Some(self.fail(Phase::Auth, Kind::Closed)),
+            Raced::TimedOut(_) => Some(self.timed_out(Phase::Auth)),
+        };
+        if let Some(err) = failure {
+            armed.switch().trip();
+            // The handle joins russh's session task.
+            let _ = tokio::time::timeout(GRACE, &mut handle).await;
+            armed.switch().shut(GRACE).await;
+            return Err(err);
+        }
+
+        Ok(Client::new(
+            handle,
+            armed.defuse(),
+            self.label.to_owned(),
+            remote,
+            self.config.exec_timeout,
+            self.config.close_timeout,
+        ))
+    }
+}
+
+enum Raced<T> {
+    Done(T),
+    /// The deadline passed; the phase is read at that instant.
+    TimedOut(Phase),
+}
+
+/// Runs `fut` until `deadline`. If the deadline comes first, trips the
+/// switch and then lets `fut` unwind (bounded by [`GRACE`]): tripped I/O
+/// makes russh end its session task, and `connect_stream` joins it.
+async fn race<F: Future>(fut: F, deadline: Instant, switch: &mut Switch) -> Raced<F::Output> {
+    tokio::pin!(fut);
+    tokio::select! {
+        biased;
+        out = &mut fut => Raced::Done(out),
+        () = tokio::time::sleep_until(deadline) => {
+            let phase = handshake_phase(switch);
+            switch.trip();
+            let _ = tokio::time::timeout(GRACE, fut).await;
+            Raced::TimedOut(phase)
+        }
+    }
+}
+
+/// Before the server's version line has been read, the handshake is in
+/// version exchange; after it, in key exchange.
+fn handshake_phase(switch: &Switch) -> Phase {
+    if switch.banner_seen() {
+        Phase::KeyExchange
+    } else {
+        Phase::VersionExchange
+    }
+}
+
+impl DialerBuilder {
+    /// The total deadline of a dial, from the call to an authenticated
+    /// client: reading the key file, DNS, TCP connect, version exchange,
+    /// key exchange and authentication.
+    ///
+    /// Default is 30 seconds.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// A deadline for each TCP connect attempt, capped by what is left of the
+    /// total [`timeout`](Self::timeout). When a host resolves to several
+    /// addresses, each is tried in order with this budget, so a black-holed
+    /// first address does not eat the whole dial.
+    ///
+    /// If `None`, each attempt may use what is left of the total. Default is `None`.
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.tcp.connect_timeout = timeout;
+        self
+    }
+
+    /// Idle time before TCP keepalive probes start (`SO_KEEPALIVE` + `TCP_KEEPIDLE`).
+    ///
+    /// If `None`, TCP keepalive is off. Default is 15 seconds.
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.config.tcp.keepalive_time = idle;
+        self
+    }
+
+    /// Time between TCP keepalive probes (`TCP_KEEPINTVL`).
+    ///
+    /// If `None`, the system default. Default is 5 seconds.
+    ///
+    /// # Notes
+    ///
+    /// Ignored on OpenBSD, Redox and Solaris, which lack the option.
+    pub fn tcp_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.tcp.keepalive_interval = interval;
+        self
+    }
+
+    /// Unanswered TCP keepalive probes before the connection is dropped (`TCP_KEEPCNT`).
+    ///
+    /// If `None`, the system default. Default is 3.
+    ///
+    /// # Notes
+    ///
+    /// Ignored on OpenBSD, Redox, Solaris and Windows, which lack the option.
+    pub fn tcp_keepalive_retries(mut self, retries: Option<u32>) -> Self {
+        self.config.tcp.keepalive_retries = retries;
+        self
+    }
+
+    /// How long sent data may stay unacknowledged before the kernel drops the
+    /// connection (`TCP_USER_TIMEOUT`). Keepalive alone does not cover a peer
+    /// that vanishes while we have data in flight; this does.
+    ///
+    /// If `None`, off. Default is the time keepalive takes to give up, idle +
+    /// interval × retries (30 seconds with the defaults), or off when TCP
+    /// keepalive is off.
+    ///
+    /// # Notes
+    ///
+    /// Linux, Android and Fuchsia only; elsewhere it does nothing.
+    pub fn tcp_user_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.tcp.user_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets `TCP_NODELAY`. Default is `true`: SSH sends small packets that
+    /// wait on each other.
+    pub fn tcp_nodelay(mut self, nodelay: bool) -> Self {
+        self.config.tcp.nodelay = nodelay;
+        self
+    }
+
+    /// Interval of SSH keepalive requests once authenticated (russh's
+    /// `keepalive_interval`); after [`keepalive_max`](Self::keepalive_max)
+    /// unanswered ones the session ends.
+    ///
+    /// If `None`, off. Default is 15 seconds.
+    pub fn keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.keepalive_interval = interval;
+        self
+    }
+
+    /// Unanswered SSH keepalives before the session ends. Default is 3.
+    pub fn keepalive_max(mut self, max: usize) -> Self {
+        self.config.keepalive_max = max;
+        self
+    }
+
+    /// The russh client configuration for everything ssh-dial does not set
+    /// itself (algorithms, window sizes, client version string, ...). Its
+    /// `keepalive_interval` and `keepalive_max` are replaced by this
+    /// builder's; its `nodelay` is unused (see [`tcp_nodelay`](Self::tcp_nodelay)).
+    ///
+    /// Default is `russh::client::Config::default()`.
+    pub fn russh_config(mut self, config: russh::client::Config) -> Self {
+        self.russh = Some(config);
+        self
+    }
+
+    /// Which server host keys to trust.
+    ///
+    /// Default is [`HostKeys::default`]: `~/.ssh/known_hosts`, unknown hosts refused.
+    pub fn host_keys(mut self, host_keys: HostKeys) -> Self {
+        self.config.host_keys = host_keys;
+        self
+    }
+
+    /// Default deadline of [`Client::exec`], from opening the channel to the
+    /// exit status.
+    ///
+    /// If `None`, commands may run forever. Default is 60 seconds.
+    pub fn exec_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.exec_timeout = timeout;
+        self
+    }
+
+    /// How long [`Client::close`] waits for the server to end the session
+    /// before closing the socket anyway. Default is 5 seconds.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// Builds the dialer.
+    pub fn build(mut self) -> Dialer {
+        let mut russh = self.russh.take().unwrap_or_default();
+        russh.keepalive_interval = self.config.keepalive_interval;
+        russh.keepalive_max = self.config.keepalive_max;
+        self.config.russh = Arc::new(russh);
+        Dialer {
+            config: Arc::new(self.config),
+        }
+    }
+}

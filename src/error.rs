@@ -1,0 +1,427 @@
+//! The errors a dial or an exec can end with.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::host_keys::HostKeyFailure;
+
+/// The step of a dial that was under way when it failed.
+///
+/// Shown in messages as `resolve`, `connect`, `version-exchange`,
+/// `key-exchange` and `auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Parsing the address and resolving the host name.
+    Resolve,
+    /// The TCP connect, to each resolved address in turn.
+    Connect,
+    /// Sending our SSH version line and reading the server's.
+    VersionExchange,
+    /// Key exchange, including the host key check.
+    KeyExchange,
+    /// User authentication, including loading the private key.
+    Auth,
+}
+
+impl Phase {
+    /// The phase's name as used in messages, e.g. `"key-exchange"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Resolve => "resolve",
+            Phase::Connect => "connect",
+            Phase::VersionExchange => "version-exchange",
+            Phase::KeyExchange => "key-exchange",
+            Phase::Auth => "auth",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failed TCP connect attempt.
+#[derive(Debug)]
+pub(crate) struct ConnectAttempt {
+    pub(crate) addr: SocketAddr,
+    pub(crate) error: io::Error,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Kind {
+    /// The dial's total deadline passed; in the connect phase, with the
+    /// attempts that failed before it did.
+    #[error("timed out")]
+    TimedOut(Vec<ConnectAttempt>),
+    #[error("invalid address: {0}")]
+    InvalidAddress(String),
+    #[error("cannot resolve host: {0}")]
+    Resolve(#[source] io::Error),
+    #[error("host resolved to no addresses")]
+    NoAddresses,
+    #[error("{}", fmt_attempts(.0))]
+    Connect(Vec<ConnectAttempt>),
+    #[error("{0}")]
+    HostKey(#[source] HostKeyFailure),
+    #[error("authentication rejected for user {user:?} (tried {tried}; server allows {allowed})")]
+    AuthRejected {
+        user: String,
+        tried: String,
+        allowed: String,
+    },
+    #[error("cannot load private key {path}: {source}")]
+    Key {
+        path: String,
+        #[source]
+        source: russh::keys::Error,
+    },
+    #[error("connection closed by peer")]
+    Closed,
+    #[error("{0}")]
+    Io(#[source] io::Error),
+    #[error("ssh protocol error: {0}")]
+    Protocol(#[source] russh::Error),
+}
+
+fn fmt_attempts(attempts: &[ConnectAttempt]) -> String {
+    let all: Vec<String> = attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.addr, a.error))
+        .collect();
+    all.join("; ")
+}
+
+/// Why a dial failed: the phase, the address, the time it took, and the cause.
+///
+/// The `Display` form is one lowercase line, for example
+/// `dial 10.0.0.7:22: key-exchange timed out after 2.00s` or
+/// `dial 127.0.0.1:2222: connect: 127.0.0.1:2222: connection refused (os error 111)`.
+/// Passwords and passphrases never appear in it.
+///
+/// Use the predicates to tell causes apart; [`source`](std::error::Error::source)
+/// gives the underlying error where there is one.
+pub struct DialError {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    target: String,
+    phase: Phase,
+    kind: Kind,
+    remote_addr: Option<SocketAddr>,
+    elapsed: Duration,
+}
+
+impl DialError {
+    pub(crate) fn new(
+        target: &str,
+        phase: Phase,
+        kind: Kind,
+        remote_addr: Option<SocketAddr>,
+        elapsed: Duration,
+    ) -> Self {
+        DialError {
+            inner: Box::new(Inner {
+                target: target.to_owned(),
+                phase,
+                kind,
+                remote_addr,
+                elapsed,
+            }),
+        }
+    }
+
+    /// The phase the dial was in when it failed.
+    pub fn phase(&self) -> Phase {
+        self.inner.phase
+    }
+
+    /// True if the dial ran out of time: the total deadline passed, or every
+    /// TCP connect attempt hit its `connect_timeout`.
+    pub fn is_timeout(&self) -> bool {
+        match &self.inner.kind {
+            Kind::TimedOut(_) => true,
+            Kind::Connect(attempts) => {
+                !attempts.is_empty()
+                    && attempts
+                        .iter()
+                        .all(|a| a.error.kind() == io::ErrorKind::TimedOut)
+            }
+            _ => false,
+        }
+    }
+
+    /// True if the failure happened while connecting over TCP (including timeouts).
+    pub fn is_connect(&self) -> bool {
+        self.inner.phase == Phase::Connect
+    }
+
+    /// True if every TCP connect attempt was refused by the peer.
+    pub fn is_refused(&self) -> bool {
+        matches!(&self.inner.kind, Kind::Connect(a)
+            if !a.is_empty() && a.iter().all(|a| a.error.kind() == io::ErrorKind::ConnectionRefused))
+    }
+
+    /// True if the address could not be parsed or the host not resolved.
+    pub fn is_resolve(&self) -> bool {
+        self.inner.phase == Phase::Resolve && !self.is_timeout()
+    }
+
+    /// True if the server's host key was not trusted: unknown, changed,
+    /// revoked or not pinned. No credential was sent.
+    pub fn is_host_key(&self) -> bool {
+        matches!(self.inner.kind, Kind::HostKey(_))
+    }
+
+    /// True if the server offered a key other than the one on record for
+    /// this host: the warning OpenSSH prints as "REMOTE HOST IDENTIFICATION
+    /// HAS CHANGED".
+    pub fn is_host_key_mismatch(&self) -> bool {
+        matches!(&self.inner.kind, Kind::HostKey(f) if f.is_mismatch())
+    }
+
+    /// True if the server rejected the credentials.
+    pub fn is_auth_rejected(&self) -> bool {
+        matches!(self.inner.kind, Kind::AuthRejected { .. })
+    }
+
+    /// True if the peer spoke something other than SSH, or broke the protocol.
+    pub fn is_protocol(&self) -> bool {
+        matches!(self.inner.kind, Kind::Protocol(_))
+    }
+
+    /// True if the peer closed or reset the connection during the handshake.
+    pub fn is_closed(&self) -> bool {
+        match &self.inner.kind {
+            Kind::Closed => true,
+            Kind::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+
+    /// True if the input was unusable: an address that does not parse, or a
+    /// private key that cannot be read or decrypted.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self.inner.kind,
+            Kind::InvalidAddress(_) | Kind::Key { .. }
+        )
+    }
+
+    /// The address as given to [`Dialer::dial`](crate::Dialer::dial), as `host:port`.
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+
+    /// The socket address the dial was talking to, once there was one.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.inner.remote_addr
+    }
+
+    /// Time from the start of the dial to the failure.
+    pub fn elapsed(&self) -> Duration {
+        self.inner.elapsed
+    }
+}
+
+impl fmt::Debug for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DialError")
+            .field("target", &self.inner.target)
+            .field("phase", &self.inner.phase)
+            .field("kind", &self.inner.kind)
+            .field("remote_addr", &self.inner.remote_addr)
+            .field("elapsed", &self.inner.elapsed)
+            .finish()
+    }
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        write!(f, "dial {}", i.target)?;
+        match i.remote_addr {
+            Some(addr) if !i.target.contains(&addr.ip().to_string()) => {
+                write!(f, " ({addr})")?
+            }
+            _ => {}
+        }
+        if self.is_timeout() {
+            write!(f, ": {} timed out after {:.2}s", i.phase, i.elapsed.as_secs_f64())?;
+            match &i.kind {
+                Kind::TimedOut(attempts) | Kind::Connect(attempts) if !attempts.is_empty() => {
+                    write!(f, " ({})", fmt_attempts(attempts))?
+                }
+                _ => {}
+            }
+            Ok(())
+        } else {
+            write!(f, ": {}: {}", i.phase, i.kind)
+        }
+    }
+}
+
+impl std::error::Error for DialError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.inner.kind {
+            Kind::Connect(attempts) => attempts
+                .last()
+                .map(|a| &a.error as &(dyn std::error::Error + 'static)),
+            kind => std::error::Error::source(kind),
+        }
+    }
+}
+
+impl From<DialError> for io::Error {
+    fn from(e: DialError) -> io::Error {
+        let kind = if e.is_timeout() {
+            io::ErrorKind::TimedOut
+        } else if e.is_refused() {
+            io::ErrorKind::ConnectionRefused
+        } else if e.is_invalid_input() {
+            io::ErrorKind::InvalidInput
+        } else if e.is_auth_rejected() || e.is_host_key() {
+            io::ErrorKind::PermissionDenied
+        } else {
+            io::ErrorKind::Other
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// Why a command run through [`Client::exec`](crate::Client::exec) failed.
+///
+/// A command that ran and exited non-zero is not an error: see
+/// [`Output::status`](crate::Output::status).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct ExecError {
+    kind: ExecKind,
+    elapsed: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) enum ExecKind {
+    /// The exec deadline passed; the channel was closed.
+    TimedOut,
+    /// The SSH session is gone.
+    SessionClosed,
+    /// The server refused the channel or the exec request.
+    Refused,
+    /// The channel ended without an exit status.
+    NoExitStatus,
+    Ssh(russh::Error),
+}
+
+impl ExecError {
+    pub(crate) fn new(kind: ExecKind, elapsed: Duration) -> Self {
+        ExecError { kind, elapsed }
+    }
+
+    fn describe(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        match &self.kind {
+            ExecKind::TimedOut => {
+                format!("exec timed out after {secs:.2}s; its channel was closed")
+            }
+            ExecKind::SessionClosed => format!("exec: ssh session closed after {secs:.2}s"),
+            ExecKind::Refused => "exec: server refused the channel or the command".into(),
+            ExecKind::NoExitStatus => {
+                "exec: channel closed without an exit status".into()
+            }
+            ExecKind::Ssh(e) => format!("exec: ssh error: {e}"),
+        }
+    }
+
+    /// True if the command outlived its deadline.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, ExecKind::TimedOut)
+    }
+
+    /// True if the SSH session is gone (peer closed, keepalive failed, or the
+    /// client was closed); the client will not recover.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.kind, ExecKind::SessionClosed)
+    }
+
+    /// Time from the start of the exec to the failure.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+}
+
+impl From<ExecError> for io::Error {
+    fn from(e: ExecError) -> io::Error {
+        let kind = if e.is_timeout() {
+            io::ErrorKind::TimedOut
+        } else if e.is_closed() {
+            io::ErrorKind::ConnectionAborted
+        } else {
+            io::ErrorKind::Other
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_send_sync_and_small() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<DialError>();
+        assert_send_sync::<ExecError>();
+        assert_eq!(std::mem::size_of::<DialError>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn timeout_display_names_address_phase_and_elapsed() {
+        let e = DialError::new(
+            "10.0.0.7:22",
+            Phase::KeyExchange,
+            Kind::TimedOut(Vec::new()),
+            Some("10.0.0.7:22".parse().unwrap()),
+            Duration::from_millis(2003),
+        );
+        assert_eq!(e.to_string(), "dial 10.0.0.7:22: key-exchange timed out after 2.00s");
+        assert!(e.is_timeout());
+        assert!(!e.is_connect());
+        assert_eq!(io::Error::from(e).kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn connect_display_keeps_every_address() {
+        let e = DialError::new(
+            "db:22",
+            Phase::Connect,
+            Kind::Connect(vec![
+                ConnectAttempt {
+                    addr: "[::1]:22".parse().unwrap(),
+                    error: io::ErrorKind::ConnectionRefused.into(),
+                },
+                ConnectAttempt {
+                    addr: "127.0.0.1:22".parse().unwrap(),
+                    error: io::ErrorKind::ConnectionRefused.into(),
+                },
+            ]),
+            None,
+            Duration::from_millis(3),
+        );
+        let s = e.to_string();
+        assert!(s.starts_with("dial db:22: connect: [::1]:22: "), "{s}");
+        assert!(s.contains("127.0.0.1:22"), "{s}");
+        assert!(e.is_refused() && e.is_connect() && !e.is_timeout());
+    }
+}

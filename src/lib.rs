@@ -1,0 +1,61 @@
+//! SSH dials with one deadline, that leave nothing behind.
+//!
+//! A [`Dialer`] bounds the whole of an SSH dial, from DNS through TCP
+//! connect, version exchange and key exchange to authentication, by one
+//! deadline. When it fires, or when the caller drops the dial, the error
+//! names the [`Phase`], the address and the elapsed time, and the socket and
+//! russh's session task are already gone. After the dial, dead peers are
+//! noticed by TCP keepalive, `TCP_USER_TIMEOUT` and SSH keepalive, and each
+//! [`Client::exec`] runs under its own deadline.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ssh_dial::{Auth, Dialer, HostKeys};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let dialer = Dialer::builder()
+//!     .timeout(Duration::from_secs(10))
+//!     .host_keys(HostKeys::known_hosts("/home/deploy/.ssh/known_hosts"))
+//!     .build();
+//! let client = dialer
+//!     .dial("build-7.example.net:22", "deploy", Auth::key_file("id_ed25519", None))
+//!     .await?;
+//! let out = client.exec("uptime").await?;
+//! print!("{}", String::from_utf8_lossy(&out.stdout));
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! `tcp` resolves and connects; `deadline` is the switch that fails a
+//! stream from outside; `handshake` runs russh's version and key exchange;
+//! `host_keys` decides which server keys to trust; `auth` holds credentials
+//! and authenticates; `client` runs commands; `dialer` ties them under one
+//! deadline. With the `testing` feature, [`testing`] has misbehaving servers
+//! and a well-behaved one to test against.
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod auth;
+mod client;
+mod deadline;
+mod dialer;
+mod error;
+mod handshake;
+mod host_keys;
+mod tcp;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use auth::Auth;
+pub use client::{Client, ExitStatus, Output};
+pub use dialer::{Dialer, DialerBuilder};
+pub use error::{DialError, ExecError, Phase};
+pub use handshake::ClientHandler;
+pub use host_keys::{HostKeys, InvalidHostKey};
+pub use tcp::{SocketOptions, Target, ToTarget};
+
+/// russh, as used by this crate: for [`Client::handle`] and private keys.
+pub use russh;
