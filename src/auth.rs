@@ -40,7 +40,7 @@ pub(crate) enum Method {
 }
 
 /// A string kept out of `Debug` and `Display`.
-struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -214,12 +214,16 @@ impl Client {
                 .await;
             let _ = (&mut self.handle).await;
         };
-        if tokio::time::timeout(self.close_timeout, goodbye).await.is_err() {
+        let joined = tokio::time::timeout(self.close_timeout, goodbye).await.is_ok();
+        if !joined {
             tracing::debug!(target = %self.target, "server did not end the session in time; closing the socket");
         }
         self.switch.shut(GRACE).await;
-        // The socket is closed; wait for the task itself to finish.
-        let _ = tokio::time::timeout(GRACE, &mut self.handle).await;
+        if !joined {
+            // The socket is closed; wait for the task itself to finish.
+            // (A finished handle must not be polled again.)
+            let _ = tokio::time::timeout(GRACE, &mut self.handle).await;
+        }
     }
 
     /// True once the session has ended: closed by either side, or a

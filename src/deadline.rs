@@ -71,6 +71,8 @@ pub(crate) struct GuardedStream<S> {
 pub(crate) struct Switch {
     shared: Arc<Shared>,
     closed: oneshot::Receiver<()>,
+    /// The receiver must not be polled again once it has completed.
+    closed_seen: bool,
 }
 
 /// Wraps `inner`, returning the stream and the switch that controls it.
@@ -83,7 +85,14 @@ pub(crate) fn guard<S>(inner: S) -> (GuardedStream<S>, Switch) {
         banner: BannerScan::default(),
         _closed: tx,
     };
-    (stream, Switch { shared, closed: rx })
+    (
+        stream,
+        Switch {
+            shared,
+            closed: rx,
+            closed_seen: false,
+        },
+    )
 }
 
 impl Switch {
@@ -107,10 +116,13 @@ impl Switch {
 
     /// Whether the stream (and so the socket) has been dropped.
     pub(crate) fn is_closed(&mut self) -> bool {
-        !matches!(
-            self.closed.try_recv(),
-            Err(oneshot::error::TryRecvError::Empty)
-        )
+        if !self.closed_seen {
+            self.closed_seen = !matches!(
+                self.closed.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty)
+            );
+        }
+        self.closed_seen
     }
 
     /// Trips the switch and waits, at most `grace`, until the stream has been
@@ -126,6 +138,7 @@ impl Switch {
             return true;
         }
         let closed = tokio::time::timeout(grace, &mut self.closed).await.is_ok();
+        self.closed_seen = closed;
         if !closed {
             tracing::warn!(?grace, "ssh session did not release its socket after being tripped");
         }

@@ -82,7 +82,7 @@ pub(crate) enum Kind {
     },
     #[error("connection closed by peer")]
     Closed,
-    #[error("{0}")]
+    #[error("{}", fmt_io(.0))]
     Io(#[source] io::Error),
     #[error("ssh protocol error: {0}")]
     Protocol(#[source] russh::Error),
@@ -91,10 +91,26 @@ pub(crate) enum Kind {
 fn fmt_attempts(attempts: &[ConnectAttempt]) -> String {
     let all: Vec<String> = attempts
         .iter()
-        .map(|a| format!("{}: {}", a.addr, a.error))
+        .map(|a| format!("{}: {}", a.addr, fmt_io(&a.error)))
         .collect();
     all.join("; ")
 }
+
+/// An I/O error as a lowercase phrase: "connection refused" rather than the
+/// OS's "Connection refused (os error 111)".
+fn fmt_io(e: &io::Error) -> String {
+    let s = e.to_string();
+    let s = match (e.raw_os_error(), s.rfind(" (os error ")) {
+        (Some(_), Some(i)) => &s[..i],
+        _ => &s,
+    };
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 
 /// Why a dial failed: the phase, the address, the time it took, and the cause.
 ///
@@ -260,7 +276,7 @@ impl fmt::Display for DialError {
         if self.is_timeout() {
             write!(f, ": {} timed out after {:.2}s", i.phase, i.elapsed.as_secs_f64())?;
             match &i.kind {
-                Kind::TimedOut(attempts) | Kind::Connect(attempts) if !attempts.is_empty() => {
+                Kind::TimedOut(attempts) | Kind::Connect(attempts) if attempts.len() > 1 => {
                     write!(f, " ({})", fmt_attempts(attempts))?
                 }
                 _ => {}

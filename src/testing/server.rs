@@ -1,0 +1,312 @@
+//! A well-behaved in-process SSH server that runs a tiny shell.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::{PrivateKey, PublicKey};
+use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session};
+use russh::{Channel, ChannelId, Sig};
+use tokio::sync::oneshot;
+
+use super::{accept_loop, ServerThread};
+use crate::HostKeys;
+
+/// The russh server configuration the test servers share: answer at once,
+/// never time out on their own.
+pub(super) fn russh_config(host_key: PrivateKey) -> server::Config {
+    server::Config {
+        keys: vec![host_key],
+        auth_rejection_time: Duration::ZERO,
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        inactivity_timeout: None,
+        ..Default::default()
+    }
+}
+
+/// A real SSH server (russh) on `127.0.0.1`, with a random Ed25519 host key,
+/// the users you give it, and a tiny shell for `exec`. Stopped when dropped.
+///
+/// The shell runs `;`-separated commands and exits with the status of the
+/// last one:
+///
+/// | command | does |
+/// |---|---|
+/// | `echo WORDS` | prints `WORDS` and a newline; `echo WORDS >&2` prints to stderr |
+/// | `exit N` | stops, with status `N` |
+/// | `sleep SECS` | waits (fractions allowed) |
+/// | `true`, `false` | status 0, 1 |
+/// | `kill SIG` | ends the command by signal `SIG` (e.g. `KILL`) |
+/// | anything else | `sh: NAME: not found` on stderr, status 127 |
+///
+/// # Examples
+///
+/// ```
+/// use ssh_dial::testing::TestServer;
+/// use ssh_dial::{Auth, Dialer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = TestServer::builder().password("alice", "pw").start()?;
+/// let dialer = Dialer::builder().host_keys(server.host_keys()).build();
+/// let client = dialer.dial(server.addr(), "alice", Auth::password("pw")).await?;
+/// let out = client.exec("echo hi; exit 3").await?;
+/// assert_eq!(out.stdout, b"hi\n");
+/// assert_eq!(out.status.code(), Some(3));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TestServer {
+    addr: SocketAddr,
+    host_key: PublicKey,
+    _thread: ServerThread,
+}
+
+/// Configures a [`TestServer`].
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct TestServerBuilder {
+    users: Users,
+    host_key: Option<PrivateKey>,
+}
+
+#[derive(Clone, Default)]
+struct Users {
+    passwords: HashMap<String, String>,
+    keys: HashMap<String, Vec<PublicKey>>,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users")
+            .field("password_users", &self.passwords.keys().collect::<Vec<_>>())
+            .field("key_users", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl TestServerBuilder {
+    /// Lets `user` in with `password`.
+    pub fn password(mut self, user: &str, password: &str) -> Self {
+        self.users.passwords.insert(user.to_owned(), password.to_owned());
+        self
+    }
+
+    /// Lets `user` in with the private key matching `key`.
+    pub fn authorized_key(mut self, user: &str, key: PublicKey) -> Self {
+        self.users.keys.entry(user.to_owned()).or_default().push(key);
+        self
+    }
+
+    /// Uses this host key instead of a random Ed25519 one.
+    pub fn host_key(mut self, key: PrivateKey) -> Self {
+        self.host_key = Some(key);
+        self
+    }
+
+    /// Starts the server on `127.0.0.1` and an unused port.
+    ///
+    /// # Errors
+    ///
+    /// If no key can be generated, or the listener, runtime or thread
+    /// cannot be started.
+    pub fn start(self) -> io::Result<TestServer> {
+        let host_key = match self.host_key {
+            Some(k) => k,
+            None => super::ed25519_key()?,
+        };
+        let public = host_key.public_key().clone();
+        let config = Arc::new(russh_config(host_key));
+        let users = Arc::new(self.users);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let thread = ServerThread::spawn("ssh-dial-test-server", listener, move |l| {
+            accept_loop(l, move |socket| {
+                let config = config.clone();
+                let handler = Shell {
+                    users: users.clone(),
+                    running: HashMap::new(),
+                };
+                async move {
+                    if let Ok(session) = server::run_stream(config, socket, handler).await {
+                        let _ = session.await;
+                    }
+                }
+            })
+        })?;
+        Ok(TestServer {
+            addr,
+            host_key: public,
+            _thread: thread,
+        })
+    }
+}
+
+impl TestServer {
+    /// Starts configuring a server.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder::default()
+    }
+
+    /// The address to dial.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's host key.
+    pub fn host_key(&self) -> &PublicKey {
+        &self.host_key
+    }
+
+    /// A policy that trusts exactly this server's host key.
+    pub fn host_keys(&self) -> HostKeys {
+        HostKeys::pinned_keys([self.host_key.clone()])
+    }
+
+    /// The server's line for a `known_hosts` file: `[127.0.0.1]:PORT ssh-ed25519 AAAA...`.
+    pub fn known_hosts_line(&self) -> String {
+        let key = self.host_key.to_openssh().unwrap_or_default();
+        format!("[{}]:{} {}", self.addr.ip(), self.addr.port(), key)
+    }
+}
+
+/// One connection's handler. Commands run in tasks of their own; each
+/// stops when its channel closes or the connection ends (this handler, and
+/// with it the stop senders, is dropped).
+struct Shell {
+    users: Arc<Users>,
+    running: HashMap<ChannelId, oneshot::Sender<()>>,
+}
+
+impl server::Handler for Shell {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        Ok(match self.users.passwords.get(user) {
+            Some(p) if p == password => Auth::Accept,
+            _ => Auth::reject(),
+        })
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(self.key_auth(user, offer.public_key))
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(self.key_auth(user, key.public_key))
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        let script = String::from_utf8_lossy(data).into_owned();
+        let handle = session.handle();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        self.running.insert(channel, stop_tx);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = run_script(&script, channel, &handle) => {}
+                _ = stop_rx => {}
+            }
+        });
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
+        self.running.remove(&channel);
+        Ok(())
+    }
+}
+
+impl Shell {
+    fn key_auth(&self, user: &str, key: &PublicKey) -> Auth {
+        let ok = self
+            .users
+            .keys
+            .get(user)
+            .is_some_and(|keys| keys.iter().any(|k| k.key_data() == key.key_data()));
+        if ok {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        }
+    }
+}
+
+async fn run_script(script: &str, channel: ChannelId, handle: &server::Handle) {
+    let mut status = 0u32;
+    for command in script.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+        let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
+        let rest = rest.trim();
+        status = match name {
+            "echo" => match rest.strip_suffix(">&2") {
+                Some(text) => {
+                    let _ = handle.extended_data(channel, 1, format!("{}\n", text.trim_end())).await;
+                    0
+                }
+                None => {
+                    let _ = handle.data(channel, format!("{rest}\n")).await;
+                    0
+                }
+            },
+            "exit" => {
+                status = rest.parse().unwrap_or(255);
+                break;
+            }
+            "sleep" => {
+                let secs = rest.parse::<f64>().unwrap_or(0.0).clamp(0.0, 3600.0);
+                tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                0
+            }
+            "true" => 0,
+            "false" => 1,
+            "kill" => {
+                let sig = match rest {
+                    "KILL" => Sig::KILL,
+                    "TERM" => Sig::TERM,
+                    "INT" => Sig::INT,
+                    other => Sig::Custom(other.to_owned()),
+                };
+                let _ = handle
+                    .exit_signal_request(channel, sig, false, String::new(), String::new())
+                    .await;
+                let _ = handle.eof(channel).await;
+                let _ = handle.close(channel).await;
+                return;
+            }
+            other => {
+                let _ = handle
+                    .extended_data(channel, 1, format!("sh: {other}: not found\n"))
+                    .await;
+                127
+            }
+        };
+    }
+    let _ = handle.exit_status_request(channel, status).await;
+    let _ = handle.eof(channel).await;
+    let _ = handle.close(channel).await;
+}
