@@ -43,7 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // except the auth stall, whose key is random.
             Some(_) => HostKeys::insecure_accept_any(),
         };
-        let dialer = Dialer::builder().timeout(deadline).host_keys(host_keys).build();
+        let dialer = Dialer::builder()
+            .timeout(deadline)
+            .host_keys(host_keys)
+            .build();
         let tasks_before = metrics.num_alive_tasks();
         let fds_before = open_fds();
         let start = Instant::now();
@@ -53,7 +56,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(client) => {
                 let out = client.exec("echo hello from the embedded server").await?;
                 client.close().await;
-                ("ok", "-".to_string(), String::from_utf8_lossy(&out.stdout).trim().to_string())
+                (
+                    "ok",
+                    "-".to_string(),
+                    String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                )
             }
             Err(e) => (
                 if e.is_timeout() { "timeout" } else { "error" },
@@ -78,7 +85,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Polls `count` until it is back to `target` or a second has passed.

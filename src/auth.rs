@@ -208,6 +208,9 @@ mod tests {
         let b = Auth::key_file("/k", Some("s3cret-pp"));
         let shown = format!("{a:?} {b:?} {a:#?} {b:#?}");
         assert!(!shown.contains("s3cret"), "{shown}");
-        assert!(shown.contains("/k") && shown.contains("redacted"), "{shown}");
+        assert!(
+            shown.contains("/k") && shown.contains("redacted"),
+            "{shown}"
+        );
     }
 }

@@ -155,7 +155,9 @@ impl Client {
 
         let mut channel = match within(deadline, self.handle.channel_open_session()).await {
             None => return Err(fail(ExecKind::TimedOut)),
-            Some(Err(russh::Error::ChannelOpenFailure(_))) => return Err(closed_or(ExecKind::Refused)),
+            Some(Err(russh::Error::ChannelOpenFailure(_))) => {
+                return Err(closed_or(ExecKind::Refused))
+            }
             Some(Err(e)) => return Err(closed_or(ExecKind::Ssh(e))),
             Some(Ok(c)) => c,
         };
@@ -176,7 +178,9 @@ impl Client {
                     ChannelMsg::ExitSignal { signal_name, .. } => {
                         status = Some(ExitStatus::Signal(signal_text(signal_name)))
                     }
-                    ChannelMsg::Failure if status.is_none() => return Err(russh::Error::RequestDenied),
+                    ChannelMsg::Failure if status.is_none() => {
+                        return Err(russh::Error::RequestDenied)
+                    }
                     _ => {}
                 }
             }
@@ -214,7 +218,9 @@ impl Client {
                 .await;
             let _ = (&mut self.handle).await;
         };
-        let joined = tokio::time::timeout(self.close_timeout, goodbye).await.is_ok();
+        let joined = tokio::time::timeout(self.close_timeout, goodbye)
+            .await
+            .is_ok();
         if !joined {
             tracing::debug!(target = %self.target, "server did not end the session in time; closing the socket");
         }

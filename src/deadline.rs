@@ -140,7 +140,10 @@ impl Switch {
         let closed = tokio::time::timeout(grace, &mut self.closed).await.is_ok();
         self.closed_seen = closed;
         if !closed {
-            tracing::warn!(?grace, "ssh session did not release its socket after being tripped");
+            tracing::warn!(
+                ?grace,
+                "ssh session did not release its socket after being tripped"
+            );
         }
         closed
     }
@@ -157,7 +160,10 @@ impl<S> GuardedStream<S> {
 }
 
 fn tripped() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "dial deadline passed or dial abandoned")
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "dial deadline passed or dial abandoned",
+    )
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
@@ -211,7 +217,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_op(cx, |s, cx| s.poll_write(cx, buf))
+        self.get_mut()
+            .poll_write_op(cx, |s, cx| s.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -232,41 +239,40 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_write_op(cx, |s, cx| s.poll_shutdown(cx))
+        self.get_mut()
+            .poll_write_op(cx, |s, cx| s.poll_shutdown(cx))
     }
 }
 
-/// Finds the end of the peer's version line (RFC 4253 §4.2: other lines may
-/// come first) in the bytes as they arrive, however they are split.
+/// Finds the end of the peer's version line (RFC 4253 §4.2: a line starting
+/// `SSH-2.0-` or `SSH-1.99-`, as russh accepts; other lines may come first)
+/// in the bytes as they arrive, however they are split.
 #[derive(Debug, Default, Clone, Copy)]
 struct BannerScan {
-    /// 0..=3: that many bytes of `SSH-` matched at the start of a line;
-    /// `IN_VERSION`: inside the version line; `IN_OTHER`: inside another line.
-    state: u8,
+    /// The first bytes of the current line.
+    head: [u8; 9],
+    len: u8,
+    done: bool,
 }
-
-const IN_VERSION: u8 = 4;
-const IN_OTHER: u8 = 5;
-const DONE: u8 = 6;
 
 impl BannerScan {
     fn done(&self) -> bool {
-        self.state == DONE
+        self.done
     }
 
     /// Feeds bytes; returns true once the version line has ended.
     fn feed(&mut self, bytes: &[u8]) -> bool {
         for &b in bytes {
-            self.state = match (self.state, b) {
-                (IN_VERSION, b'\n') => DONE,
-                (IN_VERSION, _) => IN_VERSION,
-                (_, b'\n') => 0,
-                (IN_OTHER, _) => IN_OTHER,
-                (n, b) if b == b"SSH-"[usize::from(n)] => n + 1,
-                _ => IN_OTHER,
-            };
-            if self.state == DONE {
-                return true;
+            if b == b'\n' {
+                let head = &self.head[..usize::from(self.len)];
+                if head.starts_with(b"SSH-2.0-") || head.starts_with(b"SSH-1.99-") {
+                    self.done = true;
+                    return true;
+                }
+                self.len = 0;
+            } else if usize::from(self.len) < self.head.len() {
+                self.head[usize::from(self.len)] = b;
+                self.len += 1;
             }
         }
         false
@@ -289,7 +295,9 @@ mod tests {
         }
         let mut scan = BannerScan::default();
         assert!(!scan.feed(b"SSH-2.0-partial"));
-        assert!(!scan.feed(b"garbage\nmore garbage"));
+        assert!(scan.feed(b"\r\n"));
+        let mut scan = BannerScan::default();
+        assert!(!scan.feed(b"SSH-3.0-no\nSSH-\nSSH-2.0\ngarbage\nmore garbage"));
     }
 
     #[tokio::test]
@@ -304,7 +312,10 @@ mod tests {
         switch.trip();
         let err = reader.await.unwrap().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(switch.shut(Duration::from_secs(1)).await, "stream was dropped");
+        assert!(
+            switch.shut(Duration::from_secs(1)).await,
+            "stream was dropped"
+        );
     }
 
     #[tokio::test]

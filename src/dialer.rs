@@ -167,7 +167,11 @@ impl Dialer {
 
 fn why_target(why: &str) -> String {
     // The unparsable address is quoted at the start of most reasons.
-    why.split(": ").next().unwrap_or(why).trim_matches('"').to_owned()
+    why.split(": ")
+        .next()
+        .unwrap_or(why)
+        .trim_matches('"')
+        .to_owned()
 }
 
 /// One dial in progress.
@@ -203,14 +207,25 @@ impl Drop for Armed {
 
 impl Attempt<'_> {
     fn fail(&self, phase: Phase, kind: Kind) -> DialError {
-        DialError::new(self.label, phase, kind, self.remote_addr, self.start.elapsed())
+        DialError::new(
+            self.label,
+            phase,
+            kind,
+            self.remote_addr,
+            self.start.elapsed(),
+        )
     }
 
     fn timed_out(&self, phase: Phase) -> DialError {
         self.fail(phase, Kind::TimedOut(Vec::new()))
     }
 
-    async fn run(mut self, target: &tcp::Target, user: &str, auth: Auth) -> Result<Client, DialError> {
+    async fn run(
+        mut self,
+        target: &tcp::Target,
+        user: &str,
+        auth: Auth,
+    ) -> Result<Client, DialError> {
         let credentials = match tokio::time::timeout_at(self.deadline, auth.load()).await {
             Err(_) => return Err(self.timed_out(Phase::Auth)),
             Ok(Err(kind)) => return Err(self.fail(Phase::Auth, kind)),
@@ -269,14 +284,23 @@ impl Attempt<'_> {
         .await;
         let failure = match authed {
             Raced::Done(Ok(())) => None,
-            Raced::Done(Err(AuthFailure::Rejected { tried, allowed })) => {
-                Some(self.fail(Phase::Auth, Kind::AuthRejected { user: user.to_owned(), tried, allowed }))
-            }
+            Raced::Done(Err(AuthFailure::Rejected { tried, allowed })) => Some(self.fail(
+                Phase::Auth,
+                Kind::AuthRejected {
+                    user: user.to_owned(),
+                    tried,
+                    allowed,
+                },
+            )),
             Raced::Done(Err(AuthFailure::Transport(_))) if armed.switch().is_tripped() => {
                 Some(self.timed_out(Phase::Auth))
             }
-            Raced::Done(Err(AuthFailure::Transport(Some(e)))) => Some(self.fail(Phase::Auth, classify(e))),
-            Raced::Done(Err(AuthFailure::Transport(None))) => Some(self.fail(Phase::Auth, Kind::Closed)),
+            Raced::Done(Err(AuthFailure::Transport(Some(e)))) => {
+                Some(self.fail(Phase::Auth, classify(e)))
+            }
+            Raced::Done(Err(AuthFailure::Transport(None))) => {
+                Some(self.fail(Phase::Auth, Kind::Closed))
+            }
             Raced::TimedOut(_) => Some(self.timed_out(Phase::Auth)),
         };
         if let Some(err) = failure {

@@ -111,7 +111,6 @@ fn fmt_io(e: &io::Error) -> String {
     }
 }
 
-
 /// Why a dial failed: the phase, the address, the time it took, and the cause.
 ///
 /// The `Display` form is one lowercase line, for example
@@ -229,10 +228,7 @@ impl DialError {
     /// True if the input was unusable: an address that does not parse, or a
     /// private key that cannot be read or decrypted.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(
-            self.inner.kind,
-            Kind::InvalidAddress(_) | Kind::Key { .. }
-        )
+        matches!(self.inner.kind, Kind::InvalidAddress(_) | Kind::Key { .. })
     }
 
     /// The address as given to [`Dialer::dial`](crate::Dialer::dial), as `host:port`.
@@ -268,13 +264,16 @@ impl fmt::Display for DialError {
         let i = &self.inner;
         write!(f, "dial {}", i.target)?;
         match i.remote_addr {
-            Some(addr) if !i.target.contains(&addr.ip().to_string()) => {
-                write!(f, " ({addr})")?
-            }
+            Some(addr) if !i.target.contains(&addr.ip().to_string()) => write!(f, " ({addr})")?,
             _ => {}
         }
         if self.is_timeout() {
-            write!(f, ": {} timed out after {:.2}s", i.phase, i.elapsed.as_secs_f64())?;
+            write!(
+                f,
+                ": {} timed out after {:.2}s",
+                i.phase,
+                i.elapsed.as_secs_f64()
+            )?;
             match &i.kind {
                 Kind::TimedOut(attempts) | Kind::Connect(attempts) if attempts.len() > 1 => {
                     write!(f, " ({})", fmt_attempts(attempts))?
@@ -353,9 +352,7 @@ impl ExecError {
             }
             ExecKind::SessionClosed => format!("exec: ssh session closed after {secs:.2}s"),
             ExecKind::Refused => "exec: server refused the channel or the command".into(),
-            ExecKind::NoExitStatus => {
-                "exec: channel closed without an exit status".into()
-            }
+            ExecKind::NoExitStatus => "exec: channel closed without an exit status".into(),
             ExecKind::Ssh(e) => format!("exec: ssh error: {e}"),
         }
     }
@@ -399,7 +396,10 @@ mod tests {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         assert_send_sync::<DialError>();
         assert_send_sync::<ExecError>();
-        assert_eq!(std::mem::size_of::<DialError>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<DialError>(),
+            std::mem::size_of::<usize>()
+        );
     }
 
     #[test]
@@ -411,7 +411,10 @@ mod tests {
             Some("10.0.0.7:22".parse().unwrap()),
             Duration::from_millis(2003),
         );
-        assert_eq!(e.to_string(), "dial 10.0.0.7:22: key-exchange timed out after 2.00s");
+        assert_eq!(
+            e.to_string(),
+            "dial 10.0.0.7:22: key-exchange timed out after 2.00s"
+        );
         assert!(e.is_timeout());
         assert!(!e.is_connect());
         assert_eq!(io::Error::from(e).kind(), io::ErrorKind::TimedOut);

@@ -43,7 +43,9 @@ impl client::Handler for ClientHandler {
             russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
             // Without @cert-authority support a certificate is judged by the
             // key it certifies.
-            russh::keys::PublicKeyOrCertificate::Certificate(c) => PublicKey::from(c.public_key().clone()),
+            russh::keys::PublicKeyOrCertificate::Certificate(c) => {
+                PublicKey::from(c.public_key().clone())
+            }
         };
         match self.host_keys.check(&self.host, self.port, &key).await {
             Ok(()) => Ok(true),

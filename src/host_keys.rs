@@ -119,7 +119,12 @@ impl HostKeys {
     }
 
     /// Checks `key`, offered by `host` (as dialed) on `port`.
-    pub(crate) async fn check(&self, host: &str, port: u16, key: &PublicKey) -> Result<(), HostKeyFailure> {
+    pub(crate) async fn check(
+        &self,
+        host: &str,
+        port: u16,
+        key: &PublicKey,
+    ) -> Result<(), HostKeyFailure> {
         let offered = Offered::new(host, port, key);
         match &*self.policy {
             Policy::InsecureAcceptAny => Ok(()),
@@ -179,7 +184,11 @@ impl Offered {
     fn new(host: &str, port: u16, key: &PublicKey) -> Self {
         let host = host.to_ascii_lowercase();
         Offered {
-            host_port: if port == 22 { host } else { format!("[{host}]:{port}") },
+            host_port: if port == 22 {
+                host
+            } else {
+                format!("[{host}]:{port}")
+            },
             algorithm: key.algorithm().to_string(),
             fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
             key: key.clone(),
@@ -284,7 +293,11 @@ fn check_known_hosts(text: &str, path: &Path, offered: Offered) -> Result<(), Ho
     Err(HostKeyFailure::Unknown {
         offered,
         path: path.to_owned(),
-        why: if lines_seen { "" } else { " (the file is missing or has no entries)" },
+        why: if lines_seen {
+            ""
+        } else {
+            " (the file is missing or has no entries)"
+        },
     })
 }
 
@@ -301,7 +314,10 @@ fn host_matches(host_port: &str, patterns: &str) -> bool {
             Some(p) => (true, p),
             None => (false, pattern),
         };
-        if wildcard_match(pattern.to_ascii_lowercase().as_bytes(), host_port.as_bytes()) {
+        if wildcard_match(
+            pattern.to_ascii_lowercase().as_bytes(),
+            host_port.as_bytes(),
+        ) {
             if negated {
                 return false;
             }
@@ -316,13 +332,18 @@ fn hashed_matches(host_port: &str, salt_and_hash: &str) -> bool {
     let Some((salt, hash)) = salt_and_hash.split_once('|') else {
         return false;
     };
-    let (Ok(salt), Ok(hash)) = (BASE64.decode(salt.as_bytes()), BASE64.decode(hash.as_bytes())) else {
+    let (Ok(salt), Ok(hash)) = (
+        BASE64.decode(salt.as_bytes()),
+        BASE64.decode(hash.as_bytes()),
+    ) else {
         return false;
     };
     let Ok(mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt) else {
         return false;
     };
-    mac.chain_update(host_port.as_bytes()).verify_slice(&hash).is_ok()
+    mac.chain_update(host_port.as_bytes())
+        .verify_slice(&hash)
+        .is_ok()
 }
 
 /// `*` matches any run, `?` any one byte.
@@ -356,8 +377,10 @@ fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    const ED1: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILg4zKcoTwbt5lqhVGjk64meBdTzYRuV14vdclMQCvs6";
-    const ED2: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHykAdtuNqZDk6gGBjSaUTuyUA1cSpiZoQ3ixvz/XoWH";
+    const ED1: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILg4zKcoTwbt5lqhVGjk64meBdTzYRuV14vdclMQCvs6";
+    const ED2: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHykAdtuNqZDk6gGBjSaUTuyUA1cSpiZoQ3ixvz/XoWH";
 
     fn offered(host: &str, port: u16, key: &str) -> Offered {
         Offered::new(host, port, &PublicKey::from_openssh(key).unwrap())
@@ -373,8 +396,14 @@ mod tests {
         assert!(check(&text, "example.com", 22, ED1).is_ok());
         assert!(check(&text, "EXAMPLE.com", 22, ED1).is_ok());
         assert!(check(&text, "127.0.0.1", 2222, ED1).is_ok());
-        assert!(matches!(check(&text, "127.0.0.1", 2223, ED1), Err(HostKeyFailure::Unknown { .. })));
-        assert!(matches!(check(&text, "example.com", 2222, ED1), Err(HostKeyFailure::Unknown { .. })));
+        assert!(matches!(
+            check(&text, "127.0.0.1", 2223, ED1),
+            Err(HostKeyFailure::Unknown { .. })
+        ));
+        assert!(matches!(
+            check(&text, "example.com", 2222, ED1),
+            Err(HostKeyFailure::Unknown { .. })
+        ));
     }
 
     #[test]
@@ -393,7 +422,11 @@ mod tests {
         let salt = [7u8; 20];
         let mac = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt).unwrap();
         let hash = mac.chain_update(b"example.com").finalize().into_bytes();
-        let line = format!("|1|{}|{} {ED1}\n", BASE64.encode(&salt), BASE64.encode(&hash));
+        let line = format!(
+            "|1|{}|{} {ED1}\n",
+            BASE64.encode(&salt),
+            BASE64.encode(&hash)
+        );
         assert!(check(&line, "example.com", 22, ED1).is_ok());
         assert!(check(&line, "example.org", 22, ED1).is_err());
     }
@@ -410,20 +443,32 @@ mod tests {
     #[test]
     fn revoked_wins_over_a_trusting_line() {
         let text = format!("example.com {ED1}\n@revoked * {ED1}\n");
-        assert!(matches!(check(&text, "example.com", 22, ED1), Err(HostKeyFailure::Revoked { line: 2, .. })));
+        assert!(matches!(
+            check(&text, "example.com", 22, ED1),
+            Err(HostKeyFailure::Revoked { line: 2, .. })
+        ));
     }
 
     #[test]
     fn empty_file_and_garbage_lines_know_nothing() {
         let err = check("", "example.com", 22, ED1).unwrap_err();
         assert!(err.to_string().contains("no entries"), "{err}");
-        let err = check("garbage\nexample.com ssh-ed25519 notbase64\n", "example.com", 22, ED1).unwrap_err();
+        let err = check(
+            "garbage\nexample.com ssh-ed25519 notbase64\n",
+            "example.com",
+            22,
+            ED1,
+        )
+        .unwrap_err();
         assert!(matches!(err, HostKeyFailure::Unknown { .. }));
     }
 
     #[test]
     fn pins_parse_or_fail_clearly() {
-        let fp = PublicKey::from_openssh(ED1).unwrap().fingerprint(HashAlg::Sha256).to_string();
+        let fp = PublicKey::from_openssh(ED1)
+            .unwrap()
+            .fingerprint(HashAlg::Sha256)
+            .to_string();
         assert!(HostKeys::pinned([fp.as_str(), ED2]).is_ok());
         let err = HostKeys::pinned(["SHA256:nope!"]).unwrap_err();
         assert!(err.to_string().contains("invalid pinned host key"));

@@ -37,7 +37,10 @@ impl Target {
         if host.is_empty() {
             return Err("empty host".into());
         }
-        if host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@') {
+        if host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@')
+        {
             return Err(format!("{host:?} is not a host name"));
         }
         Ok(Target {
@@ -61,7 +64,11 @@ impl Target {
                 .map_err(|_| format!("{s:?}: {host:?} is not an IPv6 address"))?;
             let port = match after {
                 "" => 22,
-                p => parse_port(s, p.strip_prefix(':').ok_or_else(|| format!("{s:?}: expected ':' after ']'"))?)?,
+                p => parse_port(
+                    s,
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("{s:?}: expected ':' after ']'"))?,
+                )?,
             };
             return Target::new(host, port);
         }
@@ -342,11 +349,48 @@ mod tests {
 
     #[test]
     fn rejects_bad_addresses_with_a_reason() {
-        for bad in ["", ":22", "host:0", "host:", "host:99999", "host:x", "[::1", "[nothost]:22", "a b:22", "user@host:22"] {
+        for bad in [
+            "",
+            ":22",
+            "host:0",
+            "host:",
+            "host:99999",
+            "host:x",
+            "[::1",
+            "[nothost]:22",
+            "a b:22",
+            "user@host:22",
+        ] {
             let err = Target::parse(bad).expect_err(bad);
             assert!(!err.is_empty(), "{bad}");
         }
         assert!(("h", 0).to_target().is_err());
+    }
+
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn each_address_gets_its_own_budget_and_keeps_its_error() {
+        use crate::testing::{MisbehavingServer, Mode};
+        let hole = MisbehavingServer::start(Mode::BlackHole).unwrap();
+        let refusing = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let config = TcpConfig {
+            connect_timeout: Some(Duration::from_millis(200)),
+            ..TcpConfig::default()
+        };
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(5);
+        let attempts = connect(&[hole.addr(), refusing], &config, deadline)
+            .await
+            .unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].addr, hole.addr());
+        assert_eq!(attempts[0].error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(attempts[1].addr, refusing);
+        assert_eq!(attempts[1].error.kind(), io::ErrorKind::ConnectionRefused);
     }
 
     #[test]

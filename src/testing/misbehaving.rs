@@ -175,11 +175,9 @@ fn black_hole() -> io::Result<MisbehavingServer> {
     // Prove the queue is full: a further connect must not complete.
     match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
         Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {}
-        Ok(_) => {
-            return Err(io::Error::other(
-                "the kernel accepted a connection past the listen backlog; cannot make a black hole",
-            ))
-        }
+        Ok(_) => return Err(io::Error::other(
+            "the kernel accepted a connection past the listen backlog; cannot make a black hole",
+        )),
         Err(e) => return Err(e),
     }
     Ok(MisbehavingServer {
@@ -325,7 +323,11 @@ impl russh::server::Handler for StallAuth {
         self.stall().await
     }
 
-    async fn auth_password(&mut self, _: &str, _: &str) -> Result<russh::server::Auth, Self::Error> {
+    async fn auth_password(
+        &mut self,
+        _: &str,
+        _: &str,
+    ) -> Result<russh::server::Auth, Self::Error> {
         self.stall().await
     }
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +62,7 @@ pub(super) fn russh_config(host_key: PrivateKey) -> server::Config {
 pub struct TestServer {
     addr: SocketAddr,
     host_key: PublicKey,
+    auth_attempts: Arc<AtomicUsize>,
     _thread: ServerThread,
 }
 
@@ -90,13 +92,19 @@ impl std::fmt::Debug for Users {
 impl TestServerBuilder {
     /// Lets `user` in with `password`.
     pub fn password(mut self, user: &str, password: &str) -> Self {
-        self.users.passwords.insert(user.to_owned(), password.to_owned());
+        self.users
+            .passwords
+            .insert(user.to_owned(), password.to_owned());
         self
     }
 
     /// Lets `user` in with the private key matching `key`.
     pub fn authorized_key(mut self, user: &str, key: PublicKey) -> Self {
-        self.users.keys.entry(user.to_owned()).or_default().push(key);
+        self.users
+            .keys
+            .entry(user.to_owned())
+            .or_default()
+            .push(key);
         self
     }
 
@@ -120,6 +128,8 @@ impl TestServerBuilder {
         let public = host_key.public_key().clone();
         let config = Arc::new(russh_config(host_key));
         let users = Arc::new(self.users);
+        let auth_attempts = Arc::new(AtomicUsize::new(0));
+        let counter = auth_attempts.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let thread = ServerThread::spawn("ssh-dial-test-server", listener, move |l| {
@@ -127,6 +137,7 @@ impl TestServerBuilder {
                 let config = config.clone();
                 let handler = Shell {
                     users: users.clone(),
+                    auth_attempts: counter.clone(),
                     running: HashMap::new(),
                 };
                 async move {
@@ -139,6 +150,7 @@ impl TestServerBuilder {
         Ok(TestServer {
             addr,
             host_key: public,
+            auth_attempts,
             _thread: thread,
         })
     }
@@ -160,6 +172,13 @@ impl TestServer {
         &self.host_key
     }
 
+    /// How many authentication requests (of any method, accepted or not)
+    /// the server has received. A client that refuses the host key must
+    /// leave this at zero.
+    pub fn auth_attempts(&self) -> usize {
+        self.auth_attempts.load(Ordering::SeqCst)
+    }
+
     /// A policy that trusts exactly this server's host key.
     pub fn host_keys(&self) -> HostKeys {
         HostKeys::pinned_keys([self.host_key.clone()])
@@ -177,13 +196,20 @@ impl TestServer {
 /// with it the stop senders, is dropped).
 struct Shell {
     users: Arc<Users>,
+    auth_attempts: Arc<AtomicUsize>,
     running: HashMap<ChannelId, oneshot::Sender<()>>,
 }
 
 impl server::Handler for Shell {
     type Error = russh::Error;
 
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        self.auth_attempts.fetch_add(1, Ordering::SeqCst);
+        Ok(Auth::reject())
+    }
+
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        self.auth_attempts.fetch_add(1, Ordering::SeqCst);
         Ok(match self.users.passwords.get(user) {
             Some(p) if p == password => Auth::Accept,
             _ => Auth::reject(),
@@ -195,6 +221,7 @@ impl server::Handler for Shell {
         user: &str,
         offer: server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        self.auth_attempts.fetch_add(1, Ordering::SeqCst);
         Ok(self.key_auth(user, offer.public_key))
     }
 
@@ -236,7 +263,11 @@ impl server::Handler for Shell {
         Ok(())
     }
 
-    async fn channel_close(&mut self, channel: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.running.remove(&channel);
         Ok(())
     }
@@ -265,7 +296,9 @@ async fn run_script(script: &str, channel: ChannelId, handle: &server::Handle) {
         status = match name {
             "echo" => match rest.strip_suffix(">&2") {
                 Some(text) => {
-                    let _ = handle.extended_data(channel, 1, format!("{}\n", text.trim_end())).await;
+                    let _ = handle
+                        .extended_data(channel, 1, format!("{}\n", text.trim_end()))
+                        .await;
                     0
                 }
                 None => {
