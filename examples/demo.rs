@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
         };
         // The server closes its side when it sees our close; give it a moment.
-        let fds_after = settle(|| open_fds(), fds_before).await;
+        let fds_after = settle(open_fds, fds_before).await;
         println!(
             "{:<22} {:<8} {:<17} {:>8.3}s {:>+6} {:>+5}",
             name,

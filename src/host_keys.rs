@@ -158,7 +158,7 @@ impl HostKeys {
                         })
                     }
                 };
-                check_known_hosts(&text, &path, offered)
+                check_known_hosts(&text, &path, key, offered)
             }
         }
     }
@@ -177,7 +177,6 @@ pub(crate) struct Offered {
     host_port: String,
     algorithm: String,
     fingerprint: String,
-    key: PublicKey,
 }
 
 impl Offered {
@@ -191,7 +190,6 @@ impl Offered {
             },
             algorithm: key.algorithm().to_string(),
             fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
-            key: key.clone(),
         }
     }
 }
@@ -229,7 +227,12 @@ impl HostKeyFailure {
     }
 }
 
-fn check_known_hosts(text: &str, path: &Path, offered: Offered) -> Result<(), HostKeyFailure> {
+fn check_known_hosts(
+    text: &str,
+    path: &Path,
+    offered_key: &PublicKey,
+    offered: Offered,
+) -> Result<(), HostKeyFailure> {
     let mut trusted = false;
     let mut changed_line = None;
     let mut lines_seen = false;
@@ -263,7 +266,7 @@ fn check_known_hosts(text: &str, path: &Path, offered: Offered) -> Result<(), Ho
                 continue;
             }
         };
-        let same_key = key.key_data() == offered.key.key_data();
+        let same_key = key.key_data() == offered_key.key_data();
         match marker {
             Some("@revoked") if same_key => {
                 return Err(HostKeyFailure::Revoked {
@@ -274,7 +277,7 @@ fn check_known_hosts(text: &str, path: &Path, offered: Offered) -> Result<(), Ho
             }
             Some(_) => continue,
             None if same_key => trusted = true,
-            None if key.algorithm() == offered.key.algorithm() => {
+            None if key.algorithm() == offered_key.algorithm() => {
                 changed_line.get_or_insert(line_no);
             }
             None => {}
@@ -382,12 +385,10 @@ mod tests {
     const ED2: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHykAdtuNqZDk6gGBjSaUTuyUA1cSpiZoQ3ixvz/XoWH";
 
-    fn offered(host: &str, port: u16, key: &str) -> Offered {
-        Offered::new(host, port, &PublicKey::from_openssh(key).unwrap())
-    }
-
     fn check(text: &str, host: &str, port: u16, key: &str) -> Result<(), HostKeyFailure> {
-        check_known_hosts(text, Path::new("/kh"), offered(host, port, key))
+        let key = PublicKey::from_openssh(key).unwrap();
+        let offered = Offered::new(host, port, &key);
+        check_known_hosts(text, Path::new("/kh"), &key, offered)
     }
 
     #[test]

@@ -58,15 +58,17 @@ impl Sshd {
             ),
         )
         .expect("sshd_config");
-        let log = std::fs::File::create(d.join("sshd.log")).expect("log file");
+        // -E, not -e: with -e the session processes' debug lines would
+        // reach the client's stderr.
         let child = Command::new(SSHD)
             .arg("-D")
-            .arg("-e")
+            .arg("-E")
+            .arg(d.join("sshd.log"))
             .arg("-f")
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(Stdio::null())
             .spawn()
             .expect("sshd starts");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();

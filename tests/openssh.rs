@@ -1,0 +1,154 @@
+//! Against a real OpenSSH `sshd` on loopback, started by each test with a
+//! temporary config, host key and authorized key. `.ci/run` installs
+//! openssh-server; without it these tests fail rather than pass.
+
+mod support;
+
+use std::time::Duration;
+
+use ssh_dial::{Auth, Dialer, HostKeys, Phase};
+use support::sshd::{keygen, Sshd};
+
+fn dialer(known_hosts: &std::path::Path) -> Dialer {
+    Dialer::builder()
+        .timeout(Duration::from_secs(10))
+        .exec_timeout(Some(Duration::from_secs(10)))
+        .host_keys(HostKeys::known_hosts(known_hosts))
+        .build()
+}
+
+#[tokio::test]
+async fn key_auth_exec_output_and_exit_status() {
+    let sshd = Sshd::start();
+    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    let client = dialer(&known)
+        .dial(
+            sshd.addr,
+            sshd.user.as_str(),
+            Auth::key_file(sshd.user_key_path(), None),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", sshd.log()));
+
+    let out = client.exec("echo hi").await.unwrap();
+    assert_eq!(out.stdout, b"hi\n");
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+
+    let out = client.exec("exit 7").await.unwrap();
+    assert_eq!(out.status.code(), Some(7));
+
+    let out = client.exec("echo to-out; echo to-err >&2").await.unwrap();
+    assert_eq!(out.stdout, b"to-out\n");
+    assert_eq!(out.stderr, b"to-err\n");
+
+    client.close().await;
+    assert!(
+        sshd.log().contains("userauth-request"),
+        "the log records auth (control for the next test)"
+    );
+}
+
+#[tokio::test]
+async fn in_memory_key_works_too() {
+    let sshd = Sshd::start();
+    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    let client = dialer(&known)
+        .dial(
+            sshd.addr,
+            sshd.user.as_str(),
+            Auth::key(sshd.user_key.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(client.exec("printf abc").await.unwrap().stdout, b"abc");
+}
+
+#[tokio::test]
+async fn wrong_host_key_fails_key_exchange_and_sshd_sees_no_auth() {
+    let sshd = Sshd::start();
+    let other = sshd.dir.path().join("other_host_key");
+    keygen(&other);
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other_line: String = other_pub
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let known = sshd.known_hosts(
+        "known_hosts_wrong",
+        &format!("[127.0.0.1]:{} {other_line}", sshd.addr.port()),
+    );
+    let err = dialer(&known)
+        .dial(
+            sshd.addr,
+            sshd.user.as_str(),
+            Auth::key_file(sshd.user_key_path(), None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::KeyExchange, "{err}");
+    assert!(err.is_host_key_mismatch(), "{err}");
+    assert!(err.to_string().contains("known_hosts_wrong:1"), "{err}");
+
+    // sshd logs the closed connection; wait for that, then look for auth.
+    let log_settled = support::wait_until(Duration::from_secs(5), || {
+        let log = sshd.log();
+        log.contains("Connection closed")
+            || log.contains("Disconnected")
+            || log.contains("disconnect")
+    })
+    .await;
+    let log = sshd.log();
+    assert!(
+        log_settled,
+        "sshd never logged the connection's end:\n{log}"
+    );
+    assert!(
+        !log.contains("userauth-request"),
+        "sshd saw an auth attempt:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn rejected_key_is_an_auth_error() {
+    let sshd = Sshd::start();
+    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    let stranger = sshd.dir.path().join("stranger");
+    keygen(&stranger);
+    let err = dialer(&known)
+        .dial(
+            sshd.addr,
+            sshd.user.as_str(),
+            Auth::key_file(&stranger, None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::Auth, "{err}");
+    assert!(err.is_auth_rejected(), "{err}");
+    assert!(err.to_string().contains("publickey"), "{err}");
+}
+
+#[tokio::test]
+async fn exec_timeout_against_sshd_leaves_the_client_usable() {
+    let sshd = Sshd::start();
+    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    let client = dialer(&known)
+        .dial(
+            sshd.addr,
+            sshd.user.as_str(),
+            Auth::key(sshd.user_key.clone()),
+        )
+        .await
+        .unwrap();
+    let err = client
+        .exec_with_timeout("sleep 30", Some(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(client.exec("echo again").await.unwrap().stdout, b"again\n");
+}

@@ -1,0 +1,249 @@
+//! Dials against a real russh server (`ssh_dial::testing::TestServer`):
+//! authentication, host keys and the errors for each.
+
+mod support;
+
+use std::time::Duration;
+
+use ssh_dial::testing::{ed25519_key, TestServer};
+use ssh_dial::{Auth, Dialer, HostKeys, Phase};
+
+fn dialer(host_keys: HostKeys) -> Dialer {
+    Dialer::builder()
+        .timeout(Duration::from_secs(5))
+        .host_keys(host_keys)
+        .build()
+}
+
+#[tokio::test]
+async fn password_auth_and_exec() {
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let client = dialer(server.host_keys())
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap();
+    assert_eq!(client.remote_addr(), server.addr());
+    let out = client.exec("echo hi; echo oops >&2; exit 7").await.unwrap();
+    assert_eq!(out.stdout, b"hi\n");
+    assert_eq!(out.stderr, b"oops\n");
+    assert_eq!(out.status.code(), Some(7));
+    assert!(!out.status.success());
+    client.close().await;
+}
+
+#[tokio::test]
+async fn in_memory_key_auth() {
+    let key = ed25519_key().unwrap();
+    let server = TestServer::builder()
+        .authorized_key("bob", key.public_key().clone())
+        .start()
+        .unwrap();
+    let client = dialer(server.host_keys())
+        .dial(server.addr(), "bob", Auth::key(key))
+        .await
+        .unwrap();
+    assert!(client.exec("true").await.unwrap().status.success());
+}
+
+#[tokio::test]
+async fn key_file_auth_with_and_without_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("id_plain");
+    let locked = dir.path().join("id_locked");
+    for (path, pass) in [(&plain, ""), (&locked, "correct horse")] {
+        let ok = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", pass, "-f"])
+            .arg(path)
+            .status()
+            .expect("ssh-keygen runs")
+            .success();
+        assert!(ok);
+    }
+    let public = |p: &std::path::Path| {
+        ssh_dial::russh::keys::load_public_key(p.with_extension("pub")).unwrap()
+    };
+    let server = TestServer::builder()
+        .authorized_key("carol", public(&plain))
+        .authorized_key("carol", public(&locked))
+        .start()
+        .unwrap();
+    let d = dialer(server.host_keys());
+    d.dial(server.addr(), "carol", Auth::key_file(&plain, None))
+        .await
+        .expect("plain key");
+    d.dial(
+        server.addr(),
+        "carol",
+        Auth::key_file(&locked, Some("correct horse")),
+    )
+    .await
+    .expect("encrypted key, right passphrase");
+
+    let err = d
+        .dial(
+            server.addr(),
+            "carol",
+            Auth::key_file(&locked, Some("wrong battery")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::Auth);
+    assert!(err.is_invalid_input() && !err.is_timeout(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("id_locked") && !msg.contains("wrong battery"),
+        "{msg}"
+    );
+    assert!(!format!("{err:?}").contains("wrong battery"));
+}
+
+#[tokio::test]
+async fn rejected_credentials_are_an_auth_error_without_the_secret() {
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let err = dialer(server.host_keys())
+        .dial(server.addr(), "alice", Auth::password("not-the-password"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::Auth);
+    assert!(
+        err.is_auth_rejected() && !err.is_timeout() && !err.is_host_key(),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("tried password") && msg.contains("\"alice\""),
+        "{msg}"
+    );
+    assert!(!msg.contains("not-the-password") && !format!("{err:?}").contains("not-the-password"));
+}
+
+#[tokio::test]
+async fn wrong_pinned_key_fails_key_exchange_before_any_credential() {
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let other = ed25519_key().unwrap();
+    let err = dialer(HostKeys::pinned_keys([other.public_key().clone()]))
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::KeyExchange, "{err}");
+    assert!(err.is_host_key() && !err.is_timeout(), "{err}");
+    assert!(
+        err.to_string().contains("not among the pinned keys"),
+        "{err}"
+    );
+    assert_eq!(
+        server.auth_attempts(),
+        0,
+        "a credential reached an untrusted server"
+    );
+
+    // The control: with the right key the same server does see auth.
+    dialer(server.host_keys())
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap();
+    assert!(server.auth_attempts() > 0);
+}
+
+#[tokio::test]
+async fn pinned_fingerprint_is_accepted() {
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let fp = server
+        .host_key()
+        .fingerprint(ssh_dial::russh::keys::HashAlg::Sha256)
+        .to_string();
+    dialer(HostKeys::pinned([fp]).unwrap())
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn known_hosts_file_accepts_the_host_and_flags_a_changed_key() {
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let good = dir.path().join("good");
+    std::fs::write(
+        &good,
+        format!("# written by the test\n{}\n", server.known_hosts_line()),
+    )
+    .unwrap();
+    dialer(HostKeys::known_hosts(&good))
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .expect("known host");
+
+    let impostor = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let changed = dir.path().join("changed");
+    // The impostor's address, with the real server's key on line 2.
+    let line = format!(
+        "[127.0.0.1]:{} {}",
+        impostor.addr().port(),
+        server.host_key().to_openssh().unwrap()
+    );
+    std::fs::write(
+        &changed,
+        format!("other.example ssh-ed25519 AAAA\n{line}\n"),
+    )
+    .unwrap();
+    let err = dialer(HostKeys::known_hosts(&changed))
+        .dial(impostor.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::KeyExchange);
+    assert!(err.is_host_key_mismatch(), "{err}");
+    let msg = err.to_string();
+    let fp = impostor
+        .host_key()
+        .fingerprint(ssh_dial::russh::keys::HashAlg::Sha256)
+        .to_string();
+    assert!(msg.contains(&fp), "offered fingerprint missing: {msg}");
+    assert!(
+        msg.contains(&format!("{}:2", changed.display())),
+        "file and line missing: {msg}"
+    );
+    assert_eq!(impostor.auth_attempts(), 0);
+}
+
+#[tokio::test]
+async fn unknown_host_is_refused() {
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let other_port = dir.path().join("other_port");
+    // Same key, but recorded for another port: `[host]:port` must match exactly.
+    let line = format!(
+        "[127.0.0.1]:{} {}",
+        server.addr().port() + 1,
+        server.host_key().to_openssh().unwrap()
+    );
+    std::fs::write(&other_port, line).unwrap();
+    let err = dialer(HostKeys::known_hosts(&other_port))
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap_err();
+    assert!(err.is_host_key() && !err.is_host_key_mismatch(), "{err}");
+    assert!(err.to_string().contains("is not in"), "{err}");
+    assert_eq!(server.auth_attempts(), 0);
+}
