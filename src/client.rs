@@ -143,7 +143,7 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<Output, ExecError> {
         let start = Instant::now();
-        let deadline = timeout.map(|t| start + t);
+        let deadline = timeout.map(|t| crate::deadline::deadline_after(start, t));
         let fail = |kind| ExecError::new(kind, start.elapsed());
         let closed_or = |kind| {
             if self.handle.is_closed() {

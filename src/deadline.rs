@@ -159,6 +159,14 @@ impl<S> GuardedStream<S> {
     }
 }
 
+/// `start + after`, or a time too far away to matter when that overflows
+/// (`Duration::MAX` as a timeout means "no limit", not a panic).
+pub(crate) fn deadline_after(start: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    start
+        .checked_add(after)
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 fn tripped() -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,

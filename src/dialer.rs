@@ -149,7 +149,7 @@ impl Dialer {
         let result = Attempt {
             config: &self.config,
             start,
-            deadline: start + self.config.timeout,
+            deadline: deadline::deadline_after(start, self.config.timeout),
             label: &label,
             remote_addr: None,
         }

@@ -59,3 +59,8 @@ pub use tcp::{SocketOptions, Target, ToTarget};
 
 /// russh, as used by this crate: for [`Client::handle`] and private keys.
 pub use russh;
+
+/// The README's code blocks, compiled as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

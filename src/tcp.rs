@@ -266,7 +266,7 @@ pub(crate) async fn connect(
             break;
         }
         let attempt_deadline = match config.connect_timeout {
-            Some(t) => deadline.min(now + t),
+            Some(t) => deadline.min(crate::deadline::deadline_after(now, t)),
             None => deadline,
         };
         tracing::debug!(%addr, "connecting");

@@ -138,6 +138,21 @@ async fn zero_timeout_fails_at_once() {
     assert!(err.is_timeout(), "{err}");
 }
 
+#[tokio::test]
+async fn huge_timeouts_mean_no_limit_not_a_panic() {
+    let server = TestServer::builder().password("u", "p").start().unwrap();
+    let client = Dialer::builder()
+        .timeout(Duration::MAX)
+        .connect_timeout(Some(Duration::MAX))
+        .exec_timeout(Some(Duration::MAX))
+        .host_keys(server.host_keys())
+        .build()
+        .dial(server.addr(), "u", Auth::password("p"))
+        .await
+        .unwrap();
+    assert!(client.exec("true").await.unwrap().status.success());
+}
+
 #[test]
 fn invalid_pins_are_rejected_when_built() {
     let err = HostKeys::pinned(["SHA256:not base64!", "ssh-ed25519"]).unwrap_err();
