@@ -247,3 +247,66 @@ async fn unknown_host_is_refused() {
     assert!(err.to_string().contains("is not in"), "{err}");
     assert_eq!(server.auth_attempts(), 0);
 }
+
+#[tokio::test]
+async fn a_name_is_matched_in_known_hosts_as_dialed_and_every_address_is_tried() {
+    // "localhost" may resolve to ::1 before 127.0.0.1; the server listens on
+    // 127.0.0.1 only, so any ::1 attempt is refused and the next one used.
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let key = server.host_key().to_openssh().unwrap();
+    std::fs::write(&kh, format!("[localhost]:{} {key}\n", server.addr().port())).unwrap();
+    let client = dialer(HostKeys::known_hosts(&kh))
+        .dial(
+            ("localhost", server.addr().port()),
+            "alice",
+            Auth::password("pw"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(client.remote_addr(), server.addr());
+
+    // The address literal is another name as far as known_hosts goes.
+    let err = dialer(HostKeys::known_hosts(&kh))
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap_err();
+    assert!(err.is_host_key() && !err.is_host_key_mismatch(), "{err}");
+}
+
+#[tokio::test]
+async fn a_peer_that_closes_at_once_is_closed_in_version_exchange() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    let err = dialer(HostKeys::insecure_accept_any())
+        .dial(addr, "u", Auth::password("p"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::VersionExchange, "{err}");
+    assert!(err.is_closed() && !err.is_timeout(), "{err}");
+}
+
+#[tokio::test]
+async fn ipv6_literals_are_dialed_and_shown_in_brackets() {
+    let listener = std::net::TcpListener::bind("[::1]:0").expect("this machine has IPv6 loopback");
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let err = dialer(HostKeys::insecure_accept_any())
+        .dial(format!("[::1]:{port}"), "u", Auth::password("p"))
+        .await
+        .unwrap_err();
+    assert!(err.is_refused(), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("dial [::1]:{port}")),
+        "{err}"
+    );
+}
