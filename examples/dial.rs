@@ -137,9 +137,9 @@ fn auth(args: &Args) -> Result<Auth, String> {
 /// The target as `host:port`, with `-p` overriding a port in HOST.
 fn target(args: &Args) -> Result<ssh_dial::Target, String> {
     use ssh_dial::ToTarget;
-    let parsed = args.host.as_str().to_target()?;
+    let parsed = args.host.as_str().to_target().map_err(|e| e.to_string())?;
     match args.port {
-        Some(port) => (parsed.host(), port).to_target(),
+        Some(port) => (parsed.host(), port).to_target().map_err(|e| e.to_string()),
         None => Ok(parsed),
     }
 }

@@ -105,6 +105,7 @@ impl Switch {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn is_tripped(&self) -> bool {
         self.shared.is_tripped()
     }

@@ -134,11 +134,11 @@ impl Dialer {
         let user = user.into();
         let target = match addr.to_target() {
             Ok(t) => t,
-            Err(why) => {
+            Err(invalid) => {
                 return Err(DialError::new(
-                    &why_target(&why),
+                    invalid.input(),
                     Phase::Resolve,
-                    Kind::InvalidAddress(why),
+                    Kind::InvalidAddress(invalid.reason().to_owned()),
                     None,
                     start.elapsed(),
                 ))
@@ -163,15 +163,6 @@ impl Dialer {
         });
         result
     }
-}
-
-fn why_target(why: &str) -> String {
-    // The unparsable address is quoted at the start of most reasons.
-    why.split(": ")
-        .next()
-        .unwrap_or(why)
-        .trim_matches('"')
-        .to_owned()
 }
 
 /// One dial in progress.
@@ -292,9 +283,6 @@ impl Attempt<'_> {
                     allowed,
                 },
             )),
-            Raced::Done(Err(AuthFailure::Transport(_))) if armed.switch().is_tripped() => {
-                Some(self.timed_out(Phase::Auth))
-            }
             Raced::Done(Err(AuthFailure::Transport(Some(e)))) => {
                 Some(self.fail(Phase::Auth, classify(e)))
             }

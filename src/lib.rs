@@ -55,7 +55,7 @@ pub use dialer::{Dialer, DialerBuilder};
 pub use error::{DialError, ExecError, Phase};
 pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};
-pub use tcp::{SocketOptions, Target, ToTarget};
+pub use tcp::{InvalidTarget, SocketOptions, Target, ToTarget};
 
 /// russh, as used by this crate: for [`Client::handle`] and private keys.
 pub use russh;

@@ -18,6 +18,26 @@ pub struct Target {
     port: u16,
 }
 
+/// An address that cannot be dialed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?}: {reason}")]
+pub struct InvalidTarget {
+    input: String,
+    reason: String,
+}
+
+impl InvalidTarget {
+    /// The address as given.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
+    /// What is wrong with it.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
 impl Target {
     /// The host name or IP address, without brackets.
     pub fn host(&self) -> &str {
@@ -29,19 +49,23 @@ impl Target {
         self.port
     }
 
-    fn new(host: &str, port: u16) -> Result<Target, String> {
+    fn new(input: &str, host: &str, port: u16) -> Result<Target, InvalidTarget> {
+        let invalid = |reason: String| InvalidTarget {
+            input: input.to_owned(),
+            reason,
+        };
         if port == 0 {
-            return Err("port 0 cannot be dialed".into());
+            return Err(invalid("port 0 cannot be dialed".into()));
         }
         let host = host.trim();
         if host.is_empty() {
-            return Err("empty host".into());
+            return Err(invalid("empty host".into()));
         }
         if host
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@')
         {
-            return Err(format!("{host:?} is not a host name"));
+            return Err(invalid(format!("{host:?} is not a host name")));
         }
         Ok(Target {
             host: host.to_owned(),
@@ -51,30 +75,35 @@ impl Target {
 
     /// Parses `host`, `host:port`, `[v6]:port` or a bare IPv6 address.
     /// The port defaults to 22.
-    pub(crate) fn parse(s: &str) -> Result<Target, String> {
+    pub(crate) fn parse(s: &str) -> Result<Target, InvalidTarget> {
+        let input = s;
+        let invalid = |reason: String| InvalidTarget {
+            input: input.to_owned(),
+            reason,
+        };
         let s = s.trim();
         if let Ok(ip) = s.parse::<IpAddr>() {
-            return Target::new(&ip.to_string(), 22);
+            return Target::new(input, &ip.to_string(), 22);
         }
         if let Some(rest) = s.strip_prefix('[') {
             let (host, after) = rest
                 .split_once(']')
-                .ok_or_else(|| format!("{s:?}: missing ']'"))?;
+                .ok_or_else(|| invalid("missing ']'".into()))?;
             host.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| format!("{s:?}: {host:?} is not an IPv6 address"))?;
+                .map_err(|_| invalid(format!("{host:?} is not an IPv6 address")))?;
             let port = match after {
                 "" => 22,
                 p => parse_port(
-                    s,
                     p.strip_prefix(':')
-                        .ok_or_else(|| format!("{s:?}: expected ':' after ']'"))?,
-                )?,
+                        .ok_or_else(|| invalid("expected ':' after ']'".into()))?,
+                )
+                .map_err(invalid)?,
             };
-            return Target::new(host, port);
+            return Target::new(input, host, port);
         }
         match s.rsplit_once(':') {
-            Some((host, port)) => Target::new(host, parse_port(s, port)?),
-            None => Target::new(s, 22),
+            Some((host, port)) => Target::new(input, host, parse_port(port).map_err(invalid)?),
+            None => Target::new(input, s, 22),
         }
     }
 
@@ -88,9 +117,9 @@ impl Target {
     }
 }
 
-fn parse_port(whole: &str, port: &str) -> Result<u16, String> {
+fn parse_port(port: &str) -> Result<u16, String> {
     port.parse::<u16>()
-        .map_err(|_| format!("{whole:?}: {port:?} is not a port number"))
+        .map_err(|_| format!("{port:?} is not a port number"))
 }
 
 /// Things [`Dialer::dial`](crate::Dialer::dial) accepts as an address.
@@ -99,58 +128,59 @@ fn parse_port(whole: &str, port: &str) -> Result<u16, String> {
 /// IPv6 literals go in brackets: `"[::1]:2222"`), [`SocketAddr`], and
 /// `(host, port)` tuples.
 pub trait ToTarget {
-    /// Parses `self` into a [`Target`], or says why it cannot be dialed.
+    /// Parses `self` into a [`Target`].
     ///
     /// # Errors
     ///
-    /// A message naming what is wrong with the address.
-    fn to_target(&self) -> Result<Target, String>;
+    /// [`InvalidTarget`], saying what is wrong with the address.
+    fn to_target(&self) -> Result<Target, InvalidTarget>;
 }
 
 impl ToTarget for str {
-    fn to_target(&self) -> Result<Target, String> {
+    fn to_target(&self) -> Result<Target, InvalidTarget> {
         Target::parse(self)
     }
 }
 
 impl ToTarget for String {
-    fn to_target(&self) -> Result<Target, String> {
+    fn to_target(&self) -> Result<Target, InvalidTarget> {
         Target::parse(self)
     }
 }
 
 impl<T: ToTarget + ?Sized> ToTarget for &T {
-    fn to_target(&self) -> Result<Target, String> {
+    fn to_target(&self) -> Result<Target, InvalidTarget> {
         (**self).to_target()
     }
 }
 
 impl ToTarget for SocketAddr {
-    fn to_target(&self) -> Result<Target, String> {
-        Target::new(&self.ip().to_string(), self.port())
+    fn to_target(&self) -> Result<Target, InvalidTarget> {
+        Target::new(&self.to_string(), &self.ip().to_string(), self.port())
     }
 }
 
 impl ToTarget for (&str, u16) {
-    fn to_target(&self) -> Result<Target, String> {
-        Target::new(self.0.trim_start_matches('[').trim_end_matches(']'), self.1)
+    fn to_target(&self) -> Result<Target, InvalidTarget> {
+        let host = self.0.trim_start_matches('[').trim_end_matches(']');
+        Target::new(&format!("{}:{}", self.0, self.1), host, self.1)
     }
 }
 
 impl ToTarget for (String, u16) {
-    fn to_target(&self) -> Result<Target, String> {
+    fn to_target(&self) -> Result<Target, InvalidTarget> {
         (self.0.as_str(), self.1).to_target()
     }
 }
 
 impl ToTarget for (IpAddr, u16) {
-    fn to_target(&self) -> Result<Target, String> {
+    fn to_target(&self) -> Result<Target, InvalidTarget> {
         SocketAddr::from(*self).to_target()
     }
 }
 
 impl ToTarget for Target {
-    fn to_target(&self) -> Result<Target, String> {
+    fn to_target(&self) -> Result<Target, InvalidTarget> {
         Ok(self.clone())
     }
 }
@@ -338,13 +368,13 @@ mod tests {
 
     #[test]
     fn parses_the_usual_forms() {
-        let t = |s: &str| Target::parse(s).map(|t| (t.host, t.port));
-        assert_eq!(t("host:2222"), Ok(("host".into(), 2222)));
-        assert_eq!(t("host"), Ok(("host".into(), 22)));
-        assert_eq!(t("10.0.0.7:22"), Ok(("10.0.0.7".into(), 22)));
-        assert_eq!(t("[::1]:2222"), Ok(("::1".into(), 2222)));
-        assert_eq!(t("::1"), Ok(("::1".into(), 22)));
-        assert_eq!(t("[::1]"), Ok(("::1".into(), 22)));
+        let t = |s: &str| Target::parse(s).map(|t| (t.host, t.port)).ok();
+        assert_eq!(t("host:2222"), Some(("host".into(), 2222)));
+        assert_eq!(t("host"), Some(("host".into(), 22)));
+        assert_eq!(t("10.0.0.7:22"), Some(("10.0.0.7".into(), 22)));
+        assert_eq!(t("[::1]:2222"), Some(("::1".into(), 2222)));
+        assert_eq!(t("::1"), Some(("::1".into(), 22)));
+        assert_eq!(t("[::1]"), Some(("::1".into(), 22)));
     }
 
     #[test]
@@ -362,7 +392,8 @@ mod tests {
             "user@host:22",
         ] {
             let err = Target::parse(bad).expect_err(bad);
-            assert!(!err.is_empty(), "{bad}");
+            assert_eq!(err.input(), bad);
+            assert!(!err.reason().is_empty(), "{bad}");
         }
         assert!(("h", 0).to_target().is_err());
     }
