@@ -200,6 +200,11 @@ impl DialError {
         matches!(&self.inner.kind, Kind::HostKey(f) if f.is_mismatch())
     }
 
+    /// True if the server's key is marked `@revoked` in a known_hosts file.
+    pub fn is_host_key_revoked(&self) -> bool {
+        matches!(&self.inner.kind, Kind::HostKey(f) if f.is_revoked())
+    }
+
     /// True if the server rejected the credentials.
     pub fn is_auth_rejected(&self) -> bool {
         matches!(self.inner.kind, Kind::AuthRejected { .. })

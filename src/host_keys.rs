@@ -2,50 +2,81 @@
 //!
 //! Checked inside key exchange, in russh's `check_server_key` callback, so a
 //! key that does not verify fails the dial before any credential is sent.
+//! The `known_hosts` format itself is in `known_hosts.rs`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::ssh_key::Fingerprint;
 use russh::keys::{HashAlg, PublicKey};
-use sha1::Sha1;
+
+use crate::known_hosts::{self, Learned, Verdict};
 
 /// Which server host keys to trust.
 ///
-/// Cheap to clone. The default is [`HostKeys::known_hosts`] on
-/// `~/.ssh/known_hosts`, read at each dial.
+/// Cheap to clone. The default is OpenSSH's: `~/.ssh/known_hosts` and
+/// `/etc/ssh/ssh_known_hosts`, read at each dial, unknown hosts refused.
+///
+/// # Examples
+///
+/// ```
+/// use ssh_dial::HostKeys;
+///
+/// // Like `ssh -o StrictHostKeyChecking=accept-new -o HashKnownHosts=yes`.
+/// let tofu = HostKeys::accept_new("/var/lib/fleet/known_hosts").hash_new_entries(true);
+/// // Exactly one key, by fingerprint.
+/// let pinned = HostKeys::pinned(["SHA256:aM9HJ3Qe9b1cLRd4tTkVjS1M4Zr7oKPuN6h3sS2mXyE"]);
+/// # let _ = (tofu, pinned);
+/// ```
 #[derive(Clone)]
 pub struct HostKeys {
     policy: Arc<Policy>,
 }
 
+#[derive(Clone)]
 enum Policy {
-    /// `None`: `~/.ssh/known_hosts`, located at check time.
-    KnownHosts(Option<PathBuf>),
+    KnownHosts {
+        /// `None`: OpenSSH's default files, located at check time.
+        files: Option<Vec<PathBuf>>,
+        /// Where unknown hosts are learned (accept-new), if anywhere.
+        learn: Option<PathBuf>,
+        hash: bool,
+    },
     Pinned(Vec<Pin>),
     InsecureAcceptAny,
 }
 
+#[derive(Clone)]
 enum Pin {
     Fingerprint(Fingerprint),
     Key(PublicKey),
 }
 
+/// The global file OpenSSH reads by default.
+const GLOBAL_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";
+
 impl Default for HostKeys {
     fn default() -> Self {
-        HostKeys::new(Policy::KnownHosts(None))
+        HostKeys::new(Policy::KnownHosts {
+            files: None,
+            learn: None,
+            hash: false,
+        })
     }
 }
 
 impl fmt::Debug for HostKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &*self.policy {
-            Policy::KnownHosts(None) => f.write_str("HostKeys::known_hosts(~/.ssh/known_hosts)"),
-            Policy::KnownHosts(Some(p)) => write!(f, "HostKeys::known_hosts({})", p.display()),
-            Policy::Pinned(pins) => write!(f, "HostKeys::pinned({} keys)", pins.len()),
-            Policy::InsecureAcceptAny => f.write_str("HostKeys::insecure_accept_any()"),
+            Policy::KnownHosts { files, learn, hash } => f
+                .debug_struct("HostKeys::KnownHosts")
+                .field("files", files)
+                .field("accept_new", learn)
+                .field("hash_new_entries", hash)
+                .finish(),
+            Policy::Pinned(pins) => write!(f, "HostKeys::Pinned({} keys)", pins.len()),
+            Policy::InsecureAcceptAny => f.write_str("HostKeys::InsecureAcceptAny"),
         }
     }
 }
@@ -63,21 +94,57 @@ impl HostKeys {
         }
     }
 
-    /// Trusts the keys listed for the host in an OpenSSH `known_hosts` file.
+    /// Trusts the keys listed for the host in an OpenSSH `known_hosts` file
+    /// (OpenSSH's `StrictHostKeyChecking yes`).
     ///
-    /// Understands what `ssh` and `ssh-keygen` write: plain and hashed
-    /// (`|1|salt|hash`) host names, `[host]:port` for ports other than 22,
-    /// comma-separated patterns with `*`, `?` and `!` negation, and
-    /// `@revoked` lines (a revoked key fails even if another line lists it).
-    /// `@cert-authority` lines are skipped. The host is matched as given to
+    /// Understands what `ssh`, `ssh-keyscan` and `ssh-keygen` write: plain
+    /// and hashed (`|1|salt|hash`) host names, `[host]:port` for ports other
+    /// than 22, comma-separated patterns with `*`, `?` and `!` negation,
+    /// several key types per host, and `@revoked` lines (a revoked key fails
+    /// even if another line lists it). `@cert-authority` lines are skipped:
+    /// host certificates are not verified. The host is matched as given to
     /// the dial (a name or an address literal), like OpenSSH with
-    /// `CheckHostIP no`.
-    ///
-    /// An unknown host fails the dial, as with OpenSSH's
-    /// `StrictHostKeyChecking yes`; a missing or empty file knows no hosts.
-    /// The file is read at each dial.
+    /// `CheckHostIP no`. A missing or empty file knows no hosts. The file is
+    /// read at each dial.
     pub fn known_hosts(path: impl Into<PathBuf>) -> Self {
-        HostKeys::new(Policy::KnownHosts(Some(path.into())))
+        HostKeys::known_hosts_files([path.into()])
+    }
+
+    /// Like [`known_hosts`](Self::known_hosts), over several files at once,
+    /// like OpenSSH's `UserKnownHostsFile` plus `GlobalKnownHostsFile`: a key
+    /// listed in any of them is trusted, unless one of them revokes it.
+    pub fn known_hosts_files(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
+        HostKeys::new(Policy::KnownHosts {
+            files: Some(paths.into_iter().map(Into::into).collect()),
+            learn: None,
+            hash: false,
+        })
+    }
+
+    /// Trust on first use, like OpenSSH's `StrictHostKeyChecking
+    /// accept-new`: a host that `path` does not know is added to it and the
+    /// dial goes on; a known host presenting a different key of the same
+    /// type is refused. Appends take an exclusive lock on the file, so
+    /// concurrent dials, from this process or others, each add their line
+    /// whole and once.
+    pub fn accept_new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        HostKeys::new(Policy::KnownHosts {
+            files: Some(vec![path.clone()]),
+            learn: Some(path),
+            hash: false,
+        })
+    }
+
+    /// Whether lines added by [`accept_new`](Self::accept_new) hash the host
+    /// name, like OpenSSH's `HashKnownHosts yes`. Default is `false`. Has no
+    /// effect on other policies.
+    pub fn hash_new_entries(self, hash: bool) -> Self {
+        let mut policy = (*self.policy).clone();
+        if let Policy::KnownHosts { hash: h, .. } = &mut policy {
+            *h = hash;
+        }
+        HostKeys::new(policy)
     }
 
     /// Trusts exactly these keys, each a `SHA256:` fingerprint as printed by
@@ -140,40 +207,120 @@ impl HostKeys {
                     Err(HostKeyFailure::NotPinned { offered })
                 }
             }
-            Policy::KnownHosts(path) => {
-                let path = match path {
-                    Some(p) => p.clone(),
-                    None => default_known_hosts().ok_or_else(|| HostKeyFailure::Unreadable {
-                        path: PathBuf::from("~/.ssh/known_hosts"),
-                        error: "no home directory".into(),
-                    })?,
+            Policy::KnownHosts { files, learn, hash } => {
+                let files = match files {
+                    Some(f) => f.clone(),
+                    None => default_files(),
                 };
-                let text = match tokio::fs::read_to_string(&path).await {
-                    Ok(t) => t,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                    Err(e) => {
-                        return Err(HostKeyFailure::Unreadable {
-                            path,
-                            error: e.to_string(),
-                        })
-                    }
-                };
-                check_known_hosts(&text, &path, key, offered)
+                check_files(&files, key, offered, learn.as_deref(), *hash).await
             }
         }
     }
 }
 
-fn default_known_hosts() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| Path::new(&h).join(".ssh").join("known_hosts"))
+fn default_files() -> Vec<PathBuf> {
+    let mut files = Vec::with_capacity(2);
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        files.push(Path::new(&home).join(".ssh").join("known_hosts"));
+    }
+    files.push(PathBuf::from(GLOBAL_KNOWN_HOSTS));
+    files
+}
+
+async fn check_files(
+    files: &[PathBuf],
+    key: &PublicKey,
+    offered: Offered,
+    learn: Option<&Path>,
+    hash: bool,
+) -> Result<(), HostKeyFailure> {
+    let mut trusted = false;
+    let mut changed = None;
+    let mut entries = false;
+    for path in files {
+        let text = match tokio::fs::read_to_string(path).await {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(HostKeyFailure::Unreadable {
+                    path: path.clone(),
+                    error: e.to_string(),
+                })
+            }
+        };
+        match known_hosts::check(&text, &offered.host_port, key) {
+            Verdict::Revoked { line } => {
+                return Err(HostKeyFailure::Revoked {
+                    offered,
+                    path: path.clone(),
+                    line,
+                })
+            }
+            Verdict::Trusted => trusted = true,
+            Verdict::Changed { line } => {
+                changed.get_or_insert((path.clone(), line));
+            }
+            Verdict::Unknown { entries: e } => entries |= e,
+        }
+    }
+    if trusted {
+        return Ok(());
+    }
+    if let Some((path, line)) = changed {
+        return Err(HostKeyFailure::Changed {
+            offered,
+            path,
+            line,
+        });
+    }
+    let Some(path) = learn else {
+        return Err(HostKeyFailure::Unknown {
+            offered,
+            files: files.to_vec(),
+            why: if entries { "" } else { " (no entries)" },
+        });
+    };
+    let (path, host_port, key_owned) = (path.to_owned(), offered.host_port.clone(), key.clone());
+    let learned = tokio::task::spawn_blocking(move || {
+        known_hosts::learn(&path, &host_port, &key_owned, hash).map(|l| (l, path))
+    })
+    .await;
+    match learned {
+        Ok(Ok((Learned::Added, path))) => {
+            tracing::info!(host = %offered.host_port, key = %offered.fingerprint, file = %path.display(), "permanently added host key");
+            Ok(())
+        }
+        Ok(Ok((Learned::AlreadyKnown, _))) => Ok(()),
+        Ok(Ok((Learned::Refused(Verdict::Revoked { line }), path))) => {
+            Err(HostKeyFailure::Revoked {
+                offered,
+                path,
+                line,
+            })
+        }
+        Ok(Ok((Learned::Refused(verdict), path))) => Err(HostKeyFailure::Changed {
+            offered,
+            path,
+            line: match verdict {
+                Verdict::Changed { line } => line,
+                _ => 0,
+            },
+        }),
+        Ok(Err(e)) => Err(HostKeyFailure::Unreadable {
+            path: learn.map(Path::to_owned).unwrap_or_default(),
+            error: format!("cannot add the host: {e}"),
+        }),
+        Err(join) => Err(HostKeyFailure::Unreadable {
+            path: learn.map(Path::to_owned).unwrap_or_default(),
+            error: join.to_string(),
+        }),
+    }
 }
 
 /// The key a server offered, and where.
 #[derive(Debug, Clone)]
 pub(crate) struct Offered {
-    /// `host` for port 22, else `[host]:port`: the known_hosts spelling.
+    /// The known_hosts spelling of the host.
     host_port: String,
     algorithm: String,
     fingerprint: String,
@@ -181,26 +328,35 @@ pub(crate) struct Offered {
 
 impl Offered {
     fn new(host: &str, port: u16, key: &PublicKey) -> Self {
-        let host = host.to_ascii_lowercase();
         Offered {
-            host_port: if port == 22 {
-                host
-            } else {
-                format!("[{host}]:{port}")
-            },
+            host_port: known_hosts::host_port(host, port),
             algorithm: key.algorithm().to_string(),
             fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
         }
     }
 }
 
+struct Paths<'a>(&'a [PathBuf]);
+
+impl fmt::Display for Paths<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}", p.display())?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a host key was not trusted.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HostKeyFailure {
-    #[error("host key for {} ({} {}) is not in {}{}", .offered.host_port, .offered.algorithm, .offered.fingerprint, .path.display(), .why)]
+    #[error("host key for {} ({} {}) is not in {}{}", .offered.host_port, .offered.algorithm, .offered.fingerprint, Paths(.files), .why)]
     Unknown {
         offered: Offered,
-        path: PathBuf,
+        files: Vec<PathBuf>,
         why: &'static str,
     },
     #[error("host key for {} has changed: server offered {} {}, but {}:{} has a different {} key for this host", .offered.host_port, .offered.algorithm, .offered.fingerprint, .path.display(), .line, .offered.algorithm)]
@@ -225,155 +381,10 @@ impl HostKeyFailure {
     pub(crate) fn is_mismatch(&self) -> bool {
         matches!(self, HostKeyFailure::Changed { .. })
     }
-}
 
-fn check_known_hosts(
-    text: &str,
-    path: &Path,
-    offered_key: &PublicKey,
-    offered: Offered,
-) -> Result<(), HostKeyFailure> {
-    let mut trusted = false;
-    let mut changed_line = None;
-    let mut lines_seen = false;
-    for (index, line) in text.lines().enumerate() {
-        let line_no = index + 1;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        lines_seen = true;
-        let mut fields = line.split_whitespace();
-        let mut first = fields.next().unwrap_or_default();
-        let marker = if first.starts_with('@') {
-            let m = first;
-            first = fields.next().unwrap_or_default();
-            Some(m)
-        } else {
-            None
-        };
-        let (Some(alg), Some(b64)) = (fields.next(), fields.next()) else {
-            tracing::debug!(path = %path.display(), line = line_no, "skipping malformed known_hosts line");
-            continue;
-        };
-        if !host_matches(&offered.host_port, first) {
-            continue;
-        }
-        let key = match PublicKey::from_openssh(&format!("{alg} {b64}")) {
-            Ok(k) => k,
-            Err(_) => {
-                tracing::debug!(path = %path.display(), line = line_no, "skipping known_hosts line with an unreadable key");
-                continue;
-            }
-        };
-        let same_key = key.key_data() == offered_key.key_data();
-        match marker {
-            Some("@revoked") if same_key => {
-                return Err(HostKeyFailure::Revoked {
-                    offered,
-                    path: path.to_owned(),
-                    line: line_no,
-                })
-            }
-            Some(_) => continue,
-            None if same_key => trusted = true,
-            None if key.algorithm() == offered_key.algorithm() => {
-                changed_line.get_or_insert(line_no);
-            }
-            None => {}
-        }
+    pub(crate) fn is_revoked(&self) -> bool {
+        matches!(self, HostKeyFailure::Revoked { .. })
     }
-    if trusted {
-        return Ok(());
-    }
-    if let Some(line) = changed_line {
-        return Err(HostKeyFailure::Changed {
-            offered,
-            path: path.to_owned(),
-            line,
-        });
-    }
-    Err(HostKeyFailure::Unknown {
-        offered,
-        path: path.to_owned(),
-        why: if lines_seen {
-            ""
-        } else {
-            " (the file is missing or has no entries)"
-        },
-    })
-}
-
-/// OpenSSH's `match_hostname`: any matching negated pattern rejects; else
-/// any matching positive pattern accepts. Hashed entries match by HMAC-SHA1.
-fn host_matches(host_port: &str, patterns: &str) -> bool {
-    let mut matched = false;
-    for pattern in patterns.split(',') {
-        if let Some(hashed) = pattern.strip_prefix("|1|") {
-            matched |= hashed_matches(host_port, hashed);
-            continue;
-        }
-        let (negated, pattern) = match pattern.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, pattern),
-        };
-        if wildcard_match(
-            pattern.to_ascii_lowercase().as_bytes(),
-            host_port.as_bytes(),
-        ) {
-            if negated {
-                return false;
-            }
-            matched = true;
-        }
-    }
-    matched
-}
-
-fn hashed_matches(host_port: &str, salt_and_hash: &str) -> bool {
-    use data_encoding::BASE64;
-    let Some((salt, hash)) = salt_and_hash.split_once('|') else {
-        return false;
-    };
-    let (Ok(salt), Ok(hash)) = (
-        BASE64.decode(salt.as_bytes()),
-        BASE64.decode(hash.as_bytes()),
-    ) else {
-        return false;
-    };
-    let Ok(mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt) else {
-        return false;
-    };
-    mac.chain_update(host_port.as_bytes())
-        .verify_slice(&hash)
-        .is_ok()
-}
-
-/// `*` matches any run, `?` any one byte.
-fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -385,83 +396,86 @@ mod tests {
     const ED2: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHykAdtuNqZDk6gGBjSaUTuyUA1cSpiZoQ3ixvz/XoWH";
 
-    fn check(text: &str, host: &str, port: u16, key: &str) -> Result<(), HostKeyFailure> {
-        let key = PublicKey::from_openssh(key).unwrap();
-        let offered = Offered::new(host, port, &key);
-        check_known_hosts(text, Path::new("/kh"), &key, offered)
+    async fn check(
+        policy: &HostKeys,
+        host: &str,
+        port: u16,
+        key: &str,
+    ) -> Result<(), HostKeyFailure> {
+        policy
+            .check(host, port, &PublicKey::from_openssh(key).unwrap())
+            .await
     }
 
-    #[test]
-    fn plain_and_bracketed_entries_match_their_port_only() {
-        let text = format!("example.com {ED1}\n[127.0.0.1]:2222 {ED1}\n");
-        assert!(check(&text, "example.com", 22, ED1).is_ok());
-        assert!(check(&text, "EXAMPLE.com", 22, ED1).is_ok());
-        assert!(check(&text, "127.0.0.1", 2222, ED1).is_ok());
-        assert!(matches!(
-            check(&text, "127.0.0.1", 2223, ED1),
-            Err(HostKeyFailure::Unknown { .. })
-        ));
-        assert!(matches!(
-            check(&text, "example.com", 2222, ED1),
-            Err(HostKeyFailure::Unknown { .. })
-        ));
-    }
-
-    #[test]
-    fn a_different_key_of_the_same_type_is_a_mismatch_naming_the_line() {
-        let text = format!("# comment\n\nexample.com {ED1}\n");
-        let err = check(&text, "example.com", 22, ED2).unwrap_err();
+    #[tokio::test]
+    async fn changed_key_names_file_line_and_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, "other.example ssh-ed25519 AAAA\n").unwrap();
+        std::fs::write(&b, format!("# x\nexample.com {ED1}\n")).unwrap();
+        let policy = HostKeys::known_hosts_files([&a, &b]);
+        let err = check(&policy, "example.com", 22, ED2).await.unwrap_err();
         assert!(err.is_mismatch());
         let msg = err.to_string();
-        assert!(msg.contains("/kh:3") && msg.contains("SHA256:"), "{msg}");
-    }
-
-    #[test]
-    fn hashed_entries_match() {
-        // `ssh-keygen -H` form of "example.com", salt chosen for the test.
-        use data_encoding::BASE64;
-        let salt = [7u8; 20];
-        let mac = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt).unwrap();
-        let hash = mac.chain_update(b"example.com").finalize().into_bytes();
-        let line = format!(
-            "|1|{}|{} {ED1}\n",
-            BASE64.encode(&salt),
-            BASE64.encode(&hash)
+        assert!(
+            msg.contains(&format!("{}:2", b.display())) && msg.contains("SHA256:"),
+            "{msg}"
         );
-        assert!(check(&line, "example.com", 22, ED1).is_ok());
-        assert!(check(&line, "example.org", 22, ED1).is_err());
+        assert!(check(&policy, "example.com", 22, ED1).await.is_ok());
     }
 
-    #[test]
-    fn wildcards_and_negation() {
-        let text = format!("*.example.com,!bad.example.com {ED1}\n");
-        assert!(check(&text, "a.example.com", 22, ED1).is_ok());
-        assert!(check(&text, "bad.example.com", 22, ED1).is_err());
-        assert!(wildcard_match(b"h?st*", b"host-7"));
-        assert!(!wildcard_match(b"h?st", b"hst"));
-    }
-
-    #[test]
-    fn revoked_wins_over_a_trusting_line() {
-        let text = format!("example.com {ED1}\n@revoked * {ED1}\n");
-        assert!(matches!(
-            check(&text, "example.com", 22, ED1),
-            Err(HostKeyFailure::Revoked { line: 2, .. })
-        ));
-    }
-
-    #[test]
-    fn empty_file_and_garbage_lines_know_nothing() {
-        let err = check("", "example.com", 22, ED1).unwrap_err();
-        assert!(err.to_string().contains("no entries"), "{err}");
+    #[tokio::test]
+    async fn a_revocation_in_one_file_beats_trust_in_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, format!("example.com {ED1}\n")).unwrap();
+        std::fs::write(&b, format!("@revoked example.com {ED1}\n")).unwrap();
         let err = check(
-            "garbage\nexample.com ssh-ed25519 notbase64\n",
+            &HostKeys::known_hosts_files([&a, &b]),
             "example.com",
             22,
             ED1,
         )
+        .await
         .unwrap_err();
-        assert!(matches!(err, HostKeyFailure::Unknown { .. }));
+        assert!(err.is_revoked(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn accept_new_learns_then_refuses_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let tofu = HostKeys::accept_new(&path);
+        check(&tofu, "h.example", 2222, ED1).await.unwrap();
+        check(&tofu, "h.example", 2222, ED1).await.unwrap();
+        let err = check(&tofu, "h.example", 2222, ED2).await.unwrap_err();
+        assert!(err.is_mismatch(), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("[h.example]:2222 {ED1}\n")
+        );
+        // The strict policy over the same file agrees.
+        check(&HostKeys::known_hosts(&path), "h.example", 2222, ED1)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn empty_and_missing_files_know_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        let err = check(
+            &HostKeys::known_hosts_files([empty, dir.path().join("missing")]),
+            "h",
+            22,
+            ED1,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("no entries"), "{err}");
     }
 
     #[test]

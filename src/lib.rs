@@ -44,6 +44,7 @@ mod dialer;
 mod error;
 mod handshake;
 mod host_keys;
+mod known_hosts;
 mod tcp;
 
 #[cfg(feature = "testing")]
