@@ -4,30 +4,37 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use russh::client::{AuthResult, Handle};
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+use russh::client::{AuthResult, Handle, KeyboardInteractiveAuthResponse};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::MethodKind;
+use zeroize::Zeroizing;
 
 use crate::error::Kind;
 use crate::handshake::ClientHandler;
 
-/// How to authenticate. Cheap to clone.
+/// How to authenticate: one method, or several tried in order.
 ///
-/// `Debug` shows the method and the key path, never a password or a
-/// passphrase; neither appears in logs or errors.
+/// Cheap to clone. `Debug` shows the methods and key paths, never a
+/// password or a passphrase; neither appears in logs or errors, and both are
+/// wiped from memory when the last clone is dropped (copies russh makes
+/// while sending a password are its own).
 ///
 /// # Examples
 ///
 /// ```
 /// use ssh_dial::Auth;
 ///
-/// let by_key = Auth::key_file("/home/deploy/.ssh/id_ed25519", None);
-/// let by_password = Auth::password("hunter2");
-/// assert!(!format!("{by_password:?}").contains("hunter2"));
-/// # let _ = by_key;
+/// // Like ssh with an IdentityFile, an agent and a password, in that order.
+/// let auth = Auth::key_file("/home/deploy/.ssh/id_ed25519", None)
+///     .or(Auth::agent())
+///     .or(Auth::password("hunter2"));
+/// assert!(!format!("{auth:?}").contains("hunter2"));
 /// ```
 #[derive(Clone)]
 pub struct Auth {
-    method: Arc<Method>,
+    methods: Arc<Vec<Method>>,
 }
 
 pub(crate) enum Method {
@@ -37,10 +44,12 @@ pub(crate) enum Method {
         passphrase: Option<Secret>,
     },
     Key(Arc<PrivateKey>),
+    /// The agent at this socket, or at `SSH_AUTH_SOCK` when `None`.
+    Agent(Option<PathBuf>),
 }
 
-/// A string kept out of `Debug` and `Display`.
-pub(crate) struct Secret(String);
+/// A string kept out of `Debug` and `Display`, and zeroed when dropped.
+pub(crate) struct Secret(Zeroizing<String>);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -48,45 +57,54 @@ impl fmt::Debug for Secret {
     }
 }
 
-impl fmt::Debug for Auth {
+impl fmt::Debug for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &*self.method {
-            Method::Password(p) => f.debug_tuple("Auth::Password").field(p).finish(),
+        match self {
+            Method::Password(p) => f.debug_tuple("Password").field(p).finish(),
             Method::KeyFile { path, passphrase } => f
-                .debug_struct("Auth::KeyFile")
+                .debug_struct("KeyFile")
                 .field("path", path)
                 .field("passphrase", passphrase)
                 .finish(),
             Method::Key(k) => f
-                .debug_struct("Auth::Key")
+                .debug_struct("Key")
                 .field("algorithm", &k.algorithm().as_str())
                 .finish_non_exhaustive(),
+            Method::Agent(path) => f.debug_tuple("Agent").field(path).finish(),
         }
     }
 }
 
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Auth").field(&self.methods).finish()
+    }
+}
+
 impl Auth {
-    fn new(method: Method) -> Self {
+    fn one(method: Method) -> Self {
         Auth {
-            method: Arc::new(method),
+            methods: Arc::new(vec![method]),
         }
     }
 
-    /// Password authentication.
+    /// Password authentication. If the server does not take `password` but
+    /// offers `keyboard-interactive`, as PAM-backed servers often do, the
+    /// password answers its prompts instead.
     pub fn password(password: impl Into<String>) -> Self {
-        Auth::new(Method::Password(Secret(password.into())))
+        Auth::one(Method::Password(Secret(Zeroizing::new(password.into()))))
     }
 
-    /// Public key authentication with an OpenSSH or PEM private key file,
-    /// decrypted with `passphrase` if it is encrypted.
+    /// Public key authentication with an OpenSSH or PEM private key file
+    /// (Ed25519, ECDSA or RSA), decrypted with `passphrase` if it is encrypted.
     ///
     /// The file is read at the start of each dial, before any network
-    /// traffic, so an unreadable key fails fast. To read it once for many
-    /// dials, load it yourself and use [`Auth::key`].
+    /// traffic, so an unreadable key or a wrong passphrase fails fast. To
+    /// read it once for many dials, load it yourself and use [`Auth::key`].
     pub fn key_file(path: impl Into<PathBuf>, passphrase: Option<&str>) -> Self {
-        Auth::new(Method::KeyFile {
+        Auth::one(Method::KeyFile {
             path: path.into(),
-            passphrase: passphrase.map(|p| Secret(p.to_owned())),
+            passphrase: passphrase.map(|p| Secret(Zeroizing::new(p.to_owned()))),
         })
     }
 
@@ -94,107 +112,341 @@ impl Auth {
     /// sign with the strongest of `rsa-sha2-512`, `rsa-sha2-256` and
     /// `ssh-rsa` that the server accepts.
     pub fn key(key: PrivateKey) -> Self {
-        Auth::new(Method::Key(Arc::new(key)))
+        Auth::one(Method::Key(Arc::new(key)))
     }
 
-    /// Readies the credentials: reads and decrypts a key file. Runs on the
+    /// Every key held by the ssh-agent at `SSH_AUTH_SOCK`, tried in the
+    /// order the agent lists them. The variable is read at each dial.
+    pub fn agent() -> Self {
+        Auth::one(Method::Agent(None))
+    }
+
+    /// Every key held by the ssh-agent listening on this socket.
+    pub fn agent_at(socket: impl Into<PathBuf>) -> Self {
+        Auth::one(Method::Agent(Some(socket.into())))
+    }
+
+    /// `self`'s methods, then `other`'s, all within the dial's one deadline.
+    /// The first the server accepts wins; a server asking for more (partial
+    /// success) gets the next.
+    pub fn or(self, other: Auth) -> Self {
+        let mut methods = Arc::unwrap_or_clone(self.methods);
+        match Arc::try_unwrap(other.methods) {
+            Ok(more) => methods.extend(more),
+            Err(shared) => methods.extend(shared.iter().map(Method::share)),
+        }
+        Auth {
+            methods: Arc::new(methods),
+        }
+    }
+
+    /// Readies the credentials: reads and decrypts key files, on the
     /// blocking pool, since decrypting an OpenSSH key is deliberately slow.
-    pub(crate) async fn load(&self) -> Result<Credentials, Kind> {
-        match &*self.method {
-            Method::Password(_) => Ok(Credentials::Password(self.method.clone())),
-            Method::Key(k) => Ok(Credentials::Key(k.clone())),
-            Method::KeyFile { path, .. } => {
-                let method = self.method.clone();
-                let loaded = tokio::task::spawn_blocking(move || {
-                    let Method::KeyFile { path, passphrase } = &*method else {
-                        unreachable!("matched above")
-                    };
-                    russh::keys::load_secret_key(path, passphrase.as_ref().map(|p| p.0.as_str()))
-                })
-                .await;
-                match loaded {
-                    Ok(Ok(key)) => Ok(Credentials::Key(Arc::new(key))),
-                    Ok(Err(source)) => Err(Kind::Key {
-                        path: path.display().to_string(),
-                        source,
-                    }),
-                    Err(join) => Err(Kind::Io(std::io::Error::other(join))),
+    pub(crate) async fn load(&self) -> Result<Vec<Credential>, Kind> {
+        let mut ready = Vec::with_capacity(self.methods.len());
+        for (index, method) in self.methods.iter().enumerate() {
+            ready.push(match method {
+                Method::Password(_) => Credential::Password {
+                    auth: self.clone(),
+                    index,
+                },
+                Method::Key(k) => Credential::Key(k.clone(), None),
+                Method::Agent(path) => Credential::Agent(path.clone()),
+                Method::KeyFile { path, .. } => {
+                    let auth = self.clone();
+                    let loaded = tokio::task::spawn_blocking(move || {
+                        let Method::KeyFile { path, passphrase } = &auth.methods[index] else {
+                            unreachable!("index names a key file")
+                        };
+                        russh::keys::load_secret_key(
+                            path,
+                            passphrase.as_ref().map(|p| p.0.as_str()),
+                        )
+                    })
+                    .await;
+                    match loaded {
+                        Ok(Ok(key)) => Credential::Key(Arc::new(key), Some(path.clone())),
+                        Ok(Err(source)) => {
+                            return Err(Kind::Key {
+                                path: path.display().to_string(),
+                                source,
+                            })
+                        }
+                        Err(join) => return Err(Kind::Io(std::io::Error::other(join))),
+                    }
                 }
-            }
+            });
         }
+        Ok(ready)
     }
 }
 
-/// Credentials ready to send.
-pub(crate) enum Credentials {
-    /// Holds the `Method::Password` it came from, so the secret is not copied.
-    Password(Arc<Method>),
-    Key(Arc<PrivateKey>),
-}
-
-impl Credentials {
-    fn method_name(&self) -> &'static str {
+impl Method {
+    /// A copy for another [`Auth`]; secrets are copied into fresh
+    /// zeroizing buffers.
+    fn share(&self) -> Method {
         match self {
-            Credentials::Password(_) => "password",
-            Credentials::Key(_) => "publickey",
+            Method::Password(p) => Method::Password(Secret(p.0.clone())),
+            Method::KeyFile { path, passphrase } => Method::KeyFile {
+                path: path.clone(),
+                passphrase: passphrase.as_ref().map(|p| Secret(p.0.clone())),
+            },
+            Method::Key(k) => Method::Key(k.clone()),
+            Method::Agent(p) => Method::Agent(p.clone()),
         }
     }
+}
+
+impl Clone for Method {
+    fn clone(&self) -> Self {
+        self.share()
+    }
+}
+
+/// A credential ready to send.
+pub(crate) enum Credential {
+    /// The password stays in its `Auth`, at `index`, so it is not copied.
+    Password {
+        auth: Auth,
+        index: usize,
+    },
+    /// A key, and the file it came from.
+    Key(Arc<PrivateKey>, Option<PathBuf>),
+    Agent(Option<PathBuf>),
 }
 
 /// How authentication ended, short of success.
 pub(crate) enum AuthFailure {
-    /// The server said no.
+    /// Every method was tried and none accepted.
     Rejected { tried: String, allowed: String },
+    /// Nothing could be offered (e.g. no agent running).
+    NothingToOffer(String),
     /// The session died under us.
     Transport(Option<russh::Error>),
 }
 
-/// Authenticates `user`. A `Failure` with the session gone is a dead
-/// transport, not a rejection: russh reports both the same way.
+/// Tries each credential in order. A `Failure` with the session gone is a
+/// dead transport, not a rejection: russh reports both the same way.
 pub(crate) async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     user: &str,
-    credentials: &Credentials,
+    credentials: &[Credential],
 ) -> Result<(), AuthFailure> {
-    let result = match credentials {
-        Credentials::Password(method) => {
-            let Method::Password(secret) = &**method else {
-                unreachable!("Credentials::Password holds a password")
-            };
-            handle.authenticate_password(user, secret.0.as_str()).await
-        }
-        Credentials::Key(key) => {
-            let hash = if key.algorithm().is_rsa() {
-                handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(|e| AuthFailure::Transport(Some(e)))?
-                    .flatten()
-            } else {
-                None
-            };
-            handle
-                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key.clone(), hash))
-                .await
-        }
+    let mut session = Session {
+        handle,
+        user,
+        tried: Vec::new(),
+        notes: Vec::new(),
+        allowed: None,
     };
-    match result {
-        Ok(AuthResult::Success) => Ok(()),
-        Ok(AuthResult::Failure { .. }) if handle.is_closed() => Err(AuthFailure::Transport(None)),
-        Ok(AuthResult::Failure {
-            remaining_methods, ..
-        }) => {
-            let allowed: Vec<&str> = remaining_methods.iter().map(<&str>::from).collect();
-            Err(AuthFailure::Rejected {
-                tried: credentials.method_name().to_owned(),
-                allowed: if allowed.is_empty() {
-                    "none".to_owned()
+    for credential in credentials {
+        if session.try_one(credential).await? {
+            return Ok(());
+        }
+    }
+    if session.tried.is_empty() {
+        return Err(AuthFailure::NothingToOffer(session.notes.join("; ")));
+    }
+    let mut tried = session.tried.join(", ");
+    if !session.notes.is_empty() {
+        tried = format!("{tried}; {}", session.notes.join("; "));
+    }
+    Err(AuthFailure::Rejected {
+        tried,
+        allowed: session.allowed.unwrap_or_else(|| "none".into()),
+    })
+}
+
+struct Session<'a> {
+    handle: &'a mut Handle<ClientHandler>,
+    user: &'a str,
+    /// Methods tried, for the error: `publickey (id_ed25519)`, `password`, ...
+    tried: Vec<String>,
+    /// Methods that could not be tried, and why.
+    notes: Vec<String>,
+    /// What the server last said it would accept.
+    allowed: Option<String>,
+}
+
+impl Session<'_> {
+    /// Ok(true) when accepted, Ok(false) to go on with the next credential.
+    async fn try_one(&mut self, credential: &Credential) -> Result<bool, AuthFailure> {
+        match credential {
+            Credential::Password { auth, index } => {
+                let Method::Password(secret) = &auth.methods[*index] else {
+                    unreachable!("index names a password")
+                };
+                self.tried.push("password".into());
+                let result = self
+                    .handle
+                    .authenticate_password(self.user, secret.0.as_str())
+                    .await;
+                if self.outcome(result)? {
+                    return Ok(true);
+                }
+                if self.allows(MethodKind::KeyboardInteractive) {
+                    return self.keyboard_interactive(secret.0.as_str()).await;
+                }
+                Ok(false)
+            }
+            Credential::Key(key, path) => {
+                let hash = self.rsa_hash(key.public_key()).await?;
+                self.tried
+                    .push(match path.as_ref().and_then(|p| p.file_name()) {
+                        Some(name) => format!("publickey ({})", name.to_string_lossy()),
+                        None => "publickey".into(),
+                    });
+                let result = self
+                    .handle
+                    .authenticate_publickey(
+                        self.user,
+                        PrivateKeyWithHashAlg::new(key.clone(), hash),
+                    )
+                    .await;
+                self.outcome(result)
+            }
+            Credential::Agent(path) => self.agent(path.as_ref()).await,
+        }
+    }
+
+    /// Reads an auth result: accepted, rejected, or the transport is gone.
+    fn outcome(&mut self, result: Result<AuthResult, russh::Error>) -> Result<bool, AuthFailure> {
+        match result {
+            Ok(AuthResult::Success) => Ok(true),
+            Ok(AuthResult::Failure { .. }) if self.handle.is_closed() => {
+                Err(AuthFailure::Transport(None))
+            }
+            Ok(AuthResult::Failure {
+                remaining_methods, ..
+            }) => {
+                let allowed: Vec<&str> = remaining_methods.iter().map(<&str>::from).collect();
+                self.allowed = Some(if allowed.is_empty() {
+                    "none".into()
                 } else {
                     allowed.join(",")
-                },
-            })
+                });
+                Ok(false)
+            }
+            Err(e) => Err(AuthFailure::Transport(Some(e))),
         }
-        Err(e) => Err(AuthFailure::Transport(Some(e))),
+    }
+
+    fn allows(&self, method: MethodKind) -> bool {
+        let name: &str = (&method).into();
+        self.allowed
+            .as_deref()
+            .is_some_and(|a| a.split(',').any(|m| m == name))
+    }
+
+    async fn rsa_hash(&mut self, key: &PublicKey) -> Result<Option<HashAlg>, AuthFailure> {
+        if !key.algorithm().is_rsa() {
+            return Ok(None);
+        }
+        self.handle
+            .best_supported_rsa_hash()
+            .await
+            .map(Option::flatten)
+            .map_err(|e| AuthFailure::Transport(Some(e)))
+    }
+
+    /// Answers every hidden prompt with the password, at most a few rounds.
+    async fn keyboard_interactive(&mut self, password: &str) -> Result<bool, AuthFailure> {
+        self.tried.push("keyboard-interactive".into());
+        let mut reply = self
+            .handle
+            .authenticate_keyboard_interactive_start(self.user, None)
+            .await;
+        for _ in 0..5 {
+            match reply {
+                Ok(KeyboardInteractiveAuthResponse::Success) => return Ok(true),
+                Ok(KeyboardInteractiveAuthResponse::Failure {
+                    remaining_methods,
+                    partial_success,
+                }) => {
+                    return self.outcome(Ok(AuthResult::Failure {
+                        remaining_methods,
+                        partial_success,
+                    }))
+                }
+                Ok(KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. }) => {
+                    let answers = prompts
+                        .iter()
+                        .map(|p| {
+                            if p.echo {
+                                String::new()
+                            } else {
+                                password.to_owned()
+                            }
+                        })
+                        .collect();
+                    reply = self
+                        .handle
+                        .authenticate_keyboard_interactive_respond(answers)
+                        .await;
+                }
+                Err(e) => return Err(AuthFailure::Transport(Some(e))),
+            }
+        }
+        self.notes
+            .push("keyboard-interactive: too many prompts".into());
+        Ok(false)
+    }
+
+    async fn agent(&mut self, path: Option<&PathBuf>) -> Result<bool, AuthFailure> {
+        let connected = match path {
+            Some(p) => AgentClient::connect_uds(p).await,
+            None => AgentClient::connect_env().await,
+        };
+        let mut agent = match connected {
+            Ok(a) => a,
+            Err(e) => {
+                let e = match e {
+                    russh::keys::Error::EnvVar(_) => "SSH_AUTH_SOCK is not set".to_owned(),
+                    other => other.to_string(),
+                };
+                self.notes.push(format!("agent unavailable: {e}"));
+                return Ok(false);
+            }
+        };
+        let identities = match agent.request_identities().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.notes.push(format!("agent unavailable: {e}"));
+                return Ok(false);
+            }
+        };
+        let keys: Vec<PublicKey> = identities
+            .into_iter()
+            .filter_map(|id| match id {
+                AgentIdentity::PublicKey { key, .. } => Some(key),
+                AgentIdentity::Certificate { .. } => None,
+            })
+            .collect();
+        if keys.is_empty() {
+            self.notes.push("agent holds no keys".into());
+            return Ok(false);
+        }
+        self.tried.push(format!("agent ({} keys)", keys.len()));
+        for key in keys {
+            let hash = self.rsa_hash(&key).await?;
+            match self
+                .handle
+                .authenticate_publickey_with(self.user, key, hash, &mut agent)
+                .await
+            {
+                Ok(result) => {
+                    if self.outcome(Ok(result))? {
+                        return Ok(true);
+                    }
+                }
+                // The agent would not sign with this key; try the next.
+                Err(e) => tracing::debug!(error = %e, "agent did not sign"),
+            }
+            if self.handle.is_closed() {
+                return Err(AuthFailure::Transport(None));
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -205,12 +457,32 @@ mod tests {
     #[test]
     fn debug_never_shows_secrets() {
         let a = Auth::password("s3cret-pw");
-        let b = Auth::key_file("/k", Some("s3cret-pp"));
+        let b = Auth::key_file("/k", Some("s3cret-pp"))
+            .or(Auth::agent())
+            .or(a.clone());
         let shown = format!("{a:?} {b:?} {a:#?} {b:#?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(
-            shown.contains("/k") && shown.contains("redacted"),
+            shown.contains("/k") && shown.contains("redacted") && shown.contains("Agent"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn or_keeps_the_order() {
+        let a = Auth::password("1")
+            .or(Auth::agent_at("/a"))
+            .or(Auth::key_file("/k", None));
+        let kinds: Vec<&str> = a
+            .methods
+            .iter()
+            .map(|m| match m {
+                Method::Password(_) => "password",
+                Method::Agent(_) => "agent",
+                Method::KeyFile { .. } => "keyfile",
+                Method::Key(_) => "key",
+            })
+            .collect();
+        assert_eq!(kinds, ["password", "agent", "keyfile"]);
     }
 }

@@ -283,6 +283,9 @@ impl Attempt<'_> {
                     allowed,
                 },
             )),
+            Raced::Done(Err(AuthFailure::NothingToOffer(notes))) => {
+                Some(self.fail(Phase::Auth, Kind::NoCredentials(notes)))
+            }
             Raced::Done(Err(AuthFailure::Transport(Some(e)))) => {
                 Some(self.fail(Phase::Auth, classify(e)))
             }

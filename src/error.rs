@@ -74,6 +74,8 @@ pub(crate) enum Kind {
         tried: String,
         allowed: String,
     },
+    #[error("no credentials to offer: {0}")]
+    NoCredentials(String),
     #[error("cannot load private key {path}: {source}")]
     Key {
         path: String,
