@@ -4,13 +4,17 @@
 //! cargo run --example dial -- [OPTIONS] [USER@]HOST[:PORT] [COMMAND...]
 //!
 //!   -p PORT                 port (default 22, or the one in HOST:PORT)
-//!   -i KEYFILE              private key (default: the first of ~/.ssh/id_ed25519,
-//!                           id_ecdsa, id_rsa that exists)
+//!   -i KEYFILE              private key, tried before the agent (default, with no
+//!                           other method: the agent if SSH_AUTH_SOCK is set, then
+//!                           those of ~/.ssh/id_ed25519, id_ecdsa, id_rsa that exist)
+//!   --passphrase-env VAR    the passphrase of KEYFILE is in environment variable VAR
 //!   --password-env VAR      authenticate with the password in environment variable VAR
 //!   --timeout SECS          total dial deadline, fractions allowed (default 30)
 //!   --connect-timeout SECS  deadline of each TCP connect attempt
 //!   --exec-timeout SECS     deadline of the command (default 60)
 //!   --known-hosts FILE      known_hosts file (default ~/.ssh/known_hosts)
+//!   --accept-new            add unknown hosts to the known_hosts file, refuse changed keys
+//!                           (OpenSSH's StrictHostKeyChecking=accept-new)
 //!   --accept-any-host-key   trust any host key (test servers only)
 //! ```
 //!
@@ -31,20 +35,22 @@ use std::time::Duration;
 
 use ssh_dial::{Auth, Dialer, ExitStatus, HostKeys};
 
-const USAGE: &str = "usage: dial [-p PORT] [-i KEYFILE] [--password-env VAR] [--timeout SECS] \
-[--connect-timeout SECS] [--exec-timeout SECS] [--known-hosts FILE] [--accept-any-host-key] \
-[USER@]HOST[:PORT] [COMMAND...]";
+const USAGE: &str = "usage: dial [-p PORT] [-i KEYFILE] [--passphrase-env VAR] [--password-env VAR] \
+[--timeout SECS] [--connect-timeout SECS] [--exec-timeout SECS] [--known-hosts FILE] [--accept-new] \
+[--accept-any-host-key] [USER@]HOST[:PORT] [COMMAND...]";
 
 struct Args {
     user: Option<String>,
     host: String,
     port: Option<u16>,
     key: Option<PathBuf>,
+    passphrase_env: Option<String>,
     password_env: Option<String>,
     timeout: Duration,
     connect_timeout: Option<Duration>,
     exec_timeout: Option<Duration>,
     known_hosts: Option<PathBuf>,
+    accept_new: bool,
     accept_any: bool,
     command: Vec<String>,
 }
@@ -55,11 +61,13 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         host: String::new(),
         port: None,
         key: None,
+        passphrase_env: None,
         password_env: None,
         timeout: Duration::from_secs(30),
         connect_timeout: None,
         exec_timeout: Some(Duration::from_secs(60)),
         known_hosts: None,
+        accept_new: false,
         accept_any: false,
         command: Vec::new(),
     };
@@ -82,6 +90,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "-i" => args.key = Some(value("-i", argv.next())?.into()),
             "--password-env" => args.password_env = Some(value(&arg, argv.next())?),
+            "--passphrase-env" => args.passphrase_env = Some(value(&arg, argv.next())?),
+            "--accept-new" => args.accept_new = true,
             "--timeout" => args.timeout = secs(&arg, argv.next())?,
             "--connect-timeout" => args.connect_timeout = Some(secs(&arg, argv.next())?),
             "--exec-timeout" => args.exec_timeout = Some(secs(&arg, argv.next())?),
@@ -114,24 +124,46 @@ fn default_user() -> String {
         .unwrap_or_else(|_| "root".into())
 }
 
+fn env(var: &str) -> Result<String, String> {
+    std::env::var(var).map_err(|_| format!("auth: environment variable {var} is not set"))
+}
+
+/// Like ssh: an explicit key or password first, then the agent; with
+/// nothing given, the agent and the default key files.
 fn auth(args: &Args) -> Result<Auth, String> {
-    if let Some(var) = &args.password_env {
-        let password = std::env::var(var)
-            .map_err(|_| format!("auth: environment variable {var} is not set"))?;
-        return Ok(Auth::password(password));
-    }
+    let agent = std::env::var_os("SSH_AUTH_SOCK").map(|_| Auth::agent());
+    let mut chosen: Option<Auth> = None;
+    let mut add = |a: Auth| {
+        chosen = Some(match chosen.take() {
+            Some(c) => c.or(a),
+            None => a,
+        })
+    };
     if let Some(key) = &args.key {
-        return Ok(Auth::key_file(key, None));
+        let passphrase = args.passphrase_env.as_deref().map(env).transpose()?;
+        add(Auth::key_file(key, passphrase.as_deref()));
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    ["id_ed25519", "id_ecdsa", "id_rsa"]
-        .iter()
-        .map(|name| home.join(".ssh").join(name))
-        .find(|p| p.exists())
-        .map(|p| Auth::key_file(p, None))
-        .ok_or_else(|| "auth: no -i KEYFILE, no --password-env, and no ~/.ssh/id_* key".into())
+    if let Some(var) = &args.password_env {
+        add(Auth::password(env(var)?));
+    }
+    let explicit = args.key.is_some() || args.password_env.is_some();
+    if let Some(agent) = agent {
+        add(agent);
+    }
+    if !explicit {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            let path = home.join(".ssh").join(name);
+            if path.exists() {
+                add(Auth::key_file(path, None));
+            }
+        }
+    }
+    chosen.ok_or_else(|| {
+        "auth: no -i KEYFILE, no --password-env, no agent (SSH_AUTH_SOCK) and no ~/.ssh/id_* key".into()
+    })
 }
 
 /// The target as `host:port`, with `-p` overriding a port in HOST.
@@ -184,10 +216,18 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<u8, String> {
     let target = target(&args).map_err(|why| format!("resolve: invalid address: {why}"))?;
-    let host_keys = match (&args.known_hosts, args.accept_any) {
-        (_, true) => HostKeys::insecure_accept_any(),
-        (Some(path), false) => HostKeys::known_hosts(path),
-        (None, false) => HostKeys::default(),
+    let default_file = || {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        home.join(".ssh").join("known_hosts")
+    };
+    let host_keys = match (&args.known_hosts, args.accept_new, args.accept_any) {
+        (_, _, true) => HostKeys::insecure_accept_any(),
+        (Some(path), true, false) => HostKeys::accept_new(path),
+        (None, true, false) => HostKeys::accept_new(default_file()),
+        (Some(path), false, false) => HostKeys::known_hosts(path),
+        (None, false, false) => HostKeys::default(),
     };
     let dialer = Dialer::builder()
         .timeout(args.timeout)

@@ -400,11 +400,15 @@ impl Session<'_> {
         let mut agent = match connected {
             Ok(a) => a,
             Err(e) => {
-                let e = match e {
-                    russh::keys::Error::EnvVar(_) => "SSH_AUTH_SOCK is not set".to_owned(),
-                    other => other.to_string(),
+                let why = match (e, path) {
+                    (russh::keys::Error::EnvVar(_), _) => "SSH_AUTH_SOCK is not set".to_owned(),
+                    (russh::keys::Error::IO(io), Some(p)) => {
+                        format!("{}: {}", p.display(), crate::error::fmt_io(&io))
+                    }
+                    (russh::keys::Error::IO(io), None) => crate::error::fmt_io(&io),
+                    (other, _) => other.to_string(),
                 };
-                self.notes.push(format!("agent unavailable: {e}"));
+                self.notes.push(format!("agent unavailable: {why}"));
                 return Ok(false);
             }
         };

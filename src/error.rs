@@ -100,7 +100,7 @@ fn fmt_attempts(attempts: &[ConnectAttempt]) -> String {
 
 /// An I/O error as a lowercase phrase: "connection refused" rather than the
 /// OS's "Connection refused (os error 111)".
-fn fmt_io(e: &io::Error) -> String {
+pub(crate) fn fmt_io(e: &io::Error) -> String {
     let s = e.to_string();
     let s = match (e.raw_os_error(), s.rfind(" (os error ")) {
         (Some(_), Some(i)) => &s[..i],
@@ -232,10 +232,14 @@ impl DialError {
         }
     }
 
-    /// True if the input was unusable: an address that does not parse, or a
-    /// private key that cannot be read or decrypted.
+    /// True if the input was unusable: an address that does not parse, a
+    /// private key that cannot be read or decrypted, or no credential at
+    /// all to offer (say, an agent that is not running).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self.inner.kind, Kind::InvalidAddress(_) | Kind::Key { .. })
+        matches!(
+            self.inner.kind,
+            Kind::InvalidAddress(_) | Kind::Key { .. } | Kind::NoCredentials(_)
+        )
     }
 
     /// The address as given to [`Dialer::dial`](crate::Dialer::dial), as `host:port`.

@@ -27,6 +27,11 @@ impl Sshd {
     /// Starts sshd, failing the test with a clear message if it cannot:
     /// these tests must not pass when sshd is missing (`.ci/run` installs it).
     pub fn start() -> Sshd {
+        Sshd::start_on(free_port())
+    }
+
+    /// Starts sshd on `port`, with a new host key.
+    pub fn start_on(port: u16) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} not found: install openssh-server (`apt-get install -y openssh-server`); .ci/run does"
@@ -44,7 +49,6 @@ impl Sshd {
         // only when the service starts.
         let _ = std::fs::create_dir_all("/run/sshd");
 
-        let port = free_port();
         let config = d.join("sshd_config");
         std::fs::write(
             &config,
@@ -123,6 +127,16 @@ impl Sshd {
     pub fn user_key_path(&self) -> PathBuf {
         self.dir.path().join("user_ed25519")
     }
+
+    /// Also lets in the key whose public half is at `public_key`.
+    pub fn authorize(&self, public_key: &Path) {
+        let line = std::fs::read_to_string(public_key).expect("public key");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("authorized_keys"))
+            .expect("authorized_keys");
+        std::io::Write::write_all(&mut file, line.as_bytes()).expect("append");
+    }
 }
 
 impl Drop for Sshd {
@@ -133,12 +147,78 @@ impl Drop for Sshd {
 }
 
 pub fn keygen(path: &Path) {
+    keygen_with(path, "ed25519", "");
+}
+
+/// `ssh-keygen -t KIND -N PASSPHRASE -f PATH`.
+pub fn keygen_with(path: &Path, kind: &str, passphrase: &str) {
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ssh-dial-test", "-f"])
+        .args([
+            "-q",
+            "-t",
+            kind,
+            "-N",
+            passphrase,
+            "-C",
+            "ssh-dial-test",
+            "-f",
+        ])
         .arg(path)
         .status()
         .expect("ssh-keygen runs (install openssh-client)");
     assert!(status.success(), "ssh-keygen failed");
+}
+
+/// A real `ssh-agent` on a socket of its own, killed when dropped.
+pub struct Agent {
+    child: Child,
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    pub fn start() -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent starts (install openssh-client)");
+        let end = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < end, "ssh-agent did not create its socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Agent {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    /// `ssh-add KEY`.
+    pub fn add(&self, key: &Path) {
+        let status = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("ssh-add runs");
+        assert!(status.success(), "ssh-add {} failed", key.display());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn public_line(path: &Path) -> String {
@@ -149,7 +229,7 @@ fn public_line(path: &Path) -> String {
         .join(" ")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }

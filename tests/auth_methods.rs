@@ -1,0 +1,187 @@
+//! Authentication as people have it, against a real sshd and a real
+//! ssh-agent: agent keys, encrypted keys of every type, and lists of methods.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ssh_dial::{Auth, DialError, Dialer, HostKeys, Phase};
+use support::sshd::{keygen, keygen_with, Agent, Sshd};
+
+async fn dial(sshd: &Sshd, auth: Auth) -> Result<ssh_dial::Client, DialError> {
+    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    Dialer::builder()
+        .timeout(Duration::from_secs(10))
+        .host_keys(HostKeys::known_hosts(known))
+        .build()
+        .dial(sshd.addr, sshd.user.as_str(), auth)
+        .await
+}
+
+fn new_key(sshd: &Sshd, name: &str) -> PathBuf {
+    let path = sshd.dir.path().join(name);
+    keygen(&path);
+    path
+}
+
+#[tokio::test]
+async fn agent_keys_are_tried_in_turn() {
+    let sshd = Sshd::start();
+    let agent = Agent::start();
+    // The first key the agent lists is not authorized; the second is.
+    agent.add(&new_key(&sshd, "stranger"));
+    agent.add(&sshd.user_key_path());
+    let client = dial(&sshd, Auth::agent_at(&agent.socket))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert_eq!(
+        client.exec("echo via agent").await.unwrap().stdout,
+        b"via agent\n"
+    );
+}
+
+#[tokio::test]
+async fn encrypted_keys_of_every_type_with_the_right_and_wrong_passphrase() {
+    let sshd = Sshd::start();
+    for kind in ["ed25519", "ecdsa", "rsa"] {
+        let path = sshd.dir.path().join(format!("id_{kind}"));
+        keygen_with(&path, kind, "open sesame");
+        sshd.authorize(&path.with_extension("pub"));
+
+        let client = dial(&sshd, Auth::key_file(&path, Some("open sesame")))
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert!(
+            client.exec("true").await.unwrap().status.success(),
+            "{kind}"
+        );
+
+        let err = dial(&sshd, Auth::key_file(&path, Some("close sesame")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.phase(), Phase::Auth, "{kind}: {err}");
+        assert!(
+            err.is_invalid_input() && !err.is_auth_rejected(),
+            "{kind}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&path.display().to_string()) && !msg.contains("sesame"),
+            "{kind}: {msg}"
+        );
+        assert_eq!(
+            err.remote_addr(),
+            None,
+            "{kind}: connected with an undecryptable key"
+        );
+    }
+}
+
+#[tokio::test]
+async fn methods_are_tried_in_order_within_one_deadline() {
+    let sshd = Sshd::start();
+    let agent = Agent::start();
+    agent.add(&sshd.user_key_path());
+    let auth = Auth::key_file(new_key(&sshd, "stranger"), None)
+        .or(Auth::password("not-accepted-anyway"))
+        .or(Auth::agent_at(&agent.socket));
+    dial(&sshd, auth)
+        .await
+        .expect("the agent, third in line, gets in");
+}
+
+#[tokio::test]
+async fn a_server_that_rejects_everything_lists_what_was_tried() {
+    let sshd = Sshd::start();
+    let agent = Agent::start();
+    agent.add(&new_key(&sshd, "agent_stranger"));
+    let auth = Auth::key_file(new_key(&sshd, "stranger"), None)
+        .or(Auth::agent_at(&agent.socket))
+        .or(Auth::password("pw-4d1f-never-shown"));
+    let err = dial(&sshd, auth).await.unwrap_err();
+    assert_eq!(err.phase(), Phase::Auth);
+    assert!(err.is_auth_rejected() && !err.is_timeout(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("tried publickey (stranger), agent (1 keys), password"),
+        "{msg}"
+    );
+    assert!(msg.contains("server allows publickey"), "{msg}");
+    assert!(
+        !msg.contains("pw-4d1f") && !format!("{err:?}").contains("pw-4d1f"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn no_agent_and_nothing_else_is_a_clear_error() {
+    let sshd = Sshd::start();
+    let err = dial(&sshd, Auth::agent_at(Path::new("/nonexistent/agent.sock")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::Auth);
+    assert!(err.is_invalid_input() && !err.is_auth_rejected(), "{err}");
+    assert!(err.to_string().contains("agent unavailable"), "{err}");
+}
+
+#[tokio::test]
+async fn the_dial_example_uses_the_agent_like_ssh() {
+    let sshd = Sshd::start();
+    let agent = Agent::start();
+    agent.add(&sshd.user_key_path());
+    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    let home = tempfile::tempdir().unwrap(); // no ~/.ssh/id_* to fall back on
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("dial");
+    assert!(
+        example.exists(),
+        "{} not built; run the tests with `cargo test`",
+        example.display()
+    );
+    let out = tokio::process::Command::new(&example)
+        .arg("--known-hosts")
+        .arg(&known)
+        .arg(format!("{}@{}", sshd.user, sshd.addr))
+        .args(["echo", "agent-ok"])
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .env("HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"agent-ok\n");
+
+    // With a passphrase from the environment instead.
+    let locked = sshd.dir.path().join("id_locked");
+    keygen_with(&locked, "ed25519", "from-env");
+    sshd.authorize(&locked.with_extension("pub"));
+    let out = tokio::process::Command::new(&example)
+        .arg("--known-hosts")
+        .arg(&known)
+        .arg("-i")
+        .arg(&locked)
+        .args(["--passphrase-env", "PP"])
+        .arg(format!("{}@{}", sshd.user, sshd.addr))
+        .arg("true")
+        .env("PP", "from-env")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
