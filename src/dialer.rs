@@ -83,6 +83,7 @@ impl Default for Dialer {
 pub struct DialerBuilder {
     config: Config,
     russh: Option<russh::client::Config>,
+    host_certificates: bool,
 }
 
 impl Dialer {
@@ -458,6 +459,18 @@ impl DialerBuilder {
         self
     }
 
+    /// Asks servers for OpenSSH host certificates (`*-cert-v01@openssh.com`)
+    /// ahead of plain host keys, so that `@cert-authority` lines in
+    /// known_hosts files take effect. A certificate no authority vouches for
+    /// is judged by the key it certifies, as OpenSSH does. Replaces
+    /// `host_key_certificates` in a [`russh_config`](Self::russh_config).
+    ///
+    /// Default is `false`: servers present plain keys.
+    pub fn host_certificates(mut self, enabled: bool) -> Self {
+        self.host_certificates = enabled;
+        self
+    }
+
     /// Default deadline of [`Client::exec`], from opening the channel to the
     /// exit status.
     ///
@@ -479,6 +492,11 @@ impl DialerBuilder {
         let mut russh = self.russh.take().unwrap_or_default();
         russh.keepalive_interval = self.config.keepalive_interval;
         russh.keepalive_max = self.config.keepalive_max;
+        if self.host_certificates {
+            russh.preferred.host_key_certificates = russh.preferred.key.clone();
+        } else {
+            russh.preferred.host_key_certificates = Default::default();
+        }
         self.config.russh = Arc::new(russh);
         Dialer {
             config: Arc::new(self.config),

@@ -4,12 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use russh::client::{self, Handle};
-use russh::keys::PublicKey;
 use tokio::net::TcpStream;
 
 use crate::deadline::GuardedStream;
 use crate::error::Kind;
-use crate::host_keys::{HostKeyFailure, HostKeys};
+use crate::host_keys::{HostKeyFailure, HostKeys, ServerKey};
 
 /// ssh-dial's russh client handler. It checks the server's host key against
 /// the dialer's [`HostKeys`] policy and otherwise keeps russh's defaults.
@@ -40,11 +39,11 @@ impl client::Handler for ClientHandler {
         key: &russh::keys::PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let key = match key {
-            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            // Without @cert-authority support a certificate is judged by the
-            // key it certifies.
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => {
+                ServerKey::Plain(key.clone())
+            }
             russh::keys::PublicKeyOrCertificate::Certificate(c) => {
-                PublicKey::from(c.public_key().clone())
+                ServerKey::Certificate(Box::new(c.clone()))
             }
         };
         match self.host_keys.check(&self.host, self.port, &key).await {

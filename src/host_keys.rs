@@ -9,9 +9,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use russh::keys::ssh_key::Fingerprint;
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::{Certificate, HashAlg, PublicKey};
 
-use crate::known_hosts::{self, Learned, Verdict};
+use crate::known_hosts::{self, CertVerdict, Learned, Verdict};
+
+/// What a server presented in key exchange.
+#[derive(Debug)]
+pub(crate) enum ServerKey {
+    Plain(PublicKey),
+    /// A host certificate, offered only when the dialer asks for them
+    /// ([`DialerBuilder::host_certificates`](crate::DialerBuilder::host_certificates)).
+    Certificate(Box<Certificate>),
+}
+
+impl ServerKey {
+    /// The key that signed the exchange: the plain key, or the certified one.
+    fn key(&self) -> PublicKey {
+        match self {
+            ServerKey::Plain(k) => k.clone(),
+            ServerKey::Certificate(c) => PublicKey::from(c.public_key().clone()),
+        }
+    }
+}
 
 /// Which server host keys to trust.
 ///
@@ -100,9 +119,11 @@ impl HostKeys {
     /// Understands what `ssh`, `ssh-keyscan` and `ssh-keygen` write: plain
     /// and hashed (`|1|salt|hash`) host names, `[host]:port` for ports other
     /// than 22, comma-separated patterns with `*`, `?` and `!` negation,
-    /// several key types per host, and `@revoked` lines (a revoked key fails
-    /// even if another line lists it). `@cert-authority` lines are skipped:
-    /// host certificates are not verified. The host is matched as given to
+    /// several key types per host, `@revoked` lines (a revoked key fails
+    /// even if another line lists it), and `@cert-authority` lines, which
+    /// take effect when the dialer asks servers for host certificates
+    /// ([`DialerBuilder::host_certificates`](crate::DialerBuilder::host_certificates)).
+    /// The host is matched as given to
     /// the dial (a name or an address literal), like OpenSSH with
     /// `CheckHostIP no`. A missing or empty file knows no hosts. The file is
     /// read at each dial.
@@ -190,8 +211,9 @@ impl HostKeys {
         &self,
         host: &str,
         port: u16,
-        key: &PublicKey,
+        server: &ServerKey,
     ) -> Result<(), HostKeyFailure> {
+        let key = &server.key();
         let offered = Offered::new(host, port, key);
         match &*self.policy {
             Policy::InsecureAcceptAny => Ok(()),
@@ -212,7 +234,11 @@ impl HostKeys {
                     Some(f) => f.clone(),
                     None => default_files(),
                 };
-                check_files(&files, key, offered, learn.as_deref(), *hash).await
+                let cert = match server {
+                    ServerKey::Certificate(c) => Some((host, &**c)),
+                    ServerKey::Plain(_) => None,
+                };
+                check_files(&files, key, cert, offered, learn.as_deref(), *hash).await
             }
         }
     }
@@ -227,9 +253,13 @@ fn default_files() -> Vec<PathBuf> {
     files
 }
 
+/// Checks the files. A certificate is trusted through an `@cert-authority`
+/// line; failing that, like OpenSSH, its certified key is judged as a plain
+/// key, and only if that fails too does an invalid certificate say why.
 async fn check_files(
     files: &[PathBuf],
     key: &PublicKey,
+    cert: Option<(&str, &Certificate)>,
     offered: Offered,
     learn: Option<&Path>,
     hash: bool,
@@ -237,6 +267,11 @@ async fn check_files(
     let mut trusted = false;
     let mut changed = None;
     let mut entries = false;
+    let mut cert_invalid = None;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     for path in files {
         let text = match tokio::fs::read_to_string(path).await {
             Ok(t) => t,
@@ -248,6 +283,22 @@ async fn check_files(
                 })
             }
         };
+        if let Some((host, cert)) = cert {
+            match known_hosts::check_certificate(&text, &offered.host_port, host, cert, now) {
+                CertVerdict::Revoked { line } => {
+                    return Err(HostKeyFailure::Revoked {
+                        offered,
+                        path: path.clone(),
+                        line,
+                    })
+                }
+                CertVerdict::Trusted => trusted = true,
+                CertVerdict::Invalid { line, why } => {
+                    cert_invalid.get_or_insert((path.clone(), line, why));
+                }
+                CertVerdict::NoAuthority => {}
+            }
+        }
         match known_hosts::check(&text, &offered.host_port, key) {
             Verdict::Revoked { line } => {
                 return Err(HostKeyFailure::Revoked {
@@ -265,6 +316,14 @@ async fn check_files(
     }
     if trusted {
         return Ok(());
+    }
+    if let Some((path, line, why)) = cert_invalid {
+        return Err(HostKeyFailure::BadCertificate {
+            offered,
+            path,
+            line,
+            why,
+        });
     }
     if let Some((path, line)) = changed {
         return Err(HostKeyFailure::Changed {
@@ -371,6 +430,13 @@ pub(crate) enum HostKeyFailure {
         path: PathBuf,
         line: usize,
     },
+    #[error("host certificate for {} ({} {}) is signed by the authority at {}:{} but {}", .offered.host_port, .offered.algorithm, .offered.fingerprint, .path.display(), .line, .why)]
+    BadCertificate {
+        offered: Offered,
+        path: PathBuf,
+        line: usize,
+        why: &'static str,
+    },
     #[error("host key for {} ({} {}) is not among the pinned keys", .offered.host_port, .offered.algorithm, .offered.fingerprint)]
     NotPinned { offered: Offered },
     #[error("cannot read known_hosts file {}: {}", .path.display(), .error)]
@@ -403,7 +469,11 @@ mod tests {
         key: &str,
     ) -> Result<(), HostKeyFailure> {
         policy
-            .check(host, port, &PublicKey::from_openssh(key).unwrap())
+            .check(
+                host,
+                port,
+                &ServerKey::Plain(PublicKey::from_openssh(key).unwrap()),
+            )
             .await
     }
 

@@ -12,7 +12,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
-use russh::keys::PublicKey;
+use russh::keys::ssh_key::certificate::CertType;
+use russh::keys::{Certificate, HashAlg, PublicKey};
 use sha1::Sha1;
 
 /// The spelling a host has in `known_hosts`: `host` on port 22,
@@ -79,6 +80,78 @@ pub(crate) fn check(text: &str, host_port: &str, key: &PublicKey) -> Verdict {
         (false, Some(line)) => Verdict::Changed { line },
         (false, None) => Verdict::Unknown { entries },
     }
+}
+
+/// What one file says about a host certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CertVerdict {
+    /// An `@cert-authority` line for the host lists the CA that signed it,
+    /// and the certificate is valid for this host now.
+    Trusted,
+    /// The certified key or its CA is `@revoked`.
+    Revoked { line: usize },
+    /// A trusted CA signed it, but it is not valid for this host now.
+    Invalid { line: usize, why: &'static str },
+    /// No `@cert-authority` line for this host lists its CA.
+    NoAuthority,
+}
+
+/// Checks a host certificate presented by `host` (as dialed; the principal
+/// it must name) against the `@cert-authority` and `@revoked` lines.
+pub(crate) fn check_certificate(
+    text: &str,
+    host_port: &str,
+    host: &str,
+    cert: &Certificate,
+    now_unix: u64,
+) -> CertVerdict {
+    let mut verdict = CertVerdict::NoAuthority;
+    for (index, line) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let Some(entry) = Entry::parse(line) else {
+            continue;
+        };
+        if entry.marker.is_none() || !host_matches(host_port, entry.patterns) {
+            continue;
+        }
+        let Ok(listed) = PublicKey::from_openssh(&format!("{} {}", entry.algorithm, entry.base64))
+        else {
+            continue;
+        };
+        match entry.marker {
+            Some("@revoked")
+                if listed.key_data() == cert.public_key()
+                    || listed.key_data() == cert.signature_key() =>
+            {
+                return CertVerdict::Revoked { line: line_no };
+            }
+            Some("@cert-authority") if listed.key_data() == cert.signature_key() => {
+                let ca = listed.fingerprint(HashAlg::Sha256);
+                let why = if cert.validate_at(now_unix, [&ca]).is_err() {
+                    Some("bad signature or outside its validity period")
+                } else if cert.cert_type() != CertType::Host {
+                    Some("not a host certificate")
+                } else if !cert.valid_principals().is_empty()
+                    && !cert.valid_principals().iter().any(|p| p == host)
+                {
+                    Some("not valid for this host name")
+                } else if !cert.critical_options().is_empty() {
+                    Some("has critical options")
+                } else {
+                    None
+                };
+                match why {
+                    None => verdict = CertVerdict::Trusted,
+                    Some(why) if verdict != CertVerdict::Trusted => {
+                        verdict = CertVerdict::Invalid { line: line_no, why }
+                    }
+                    Some(_) => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    verdict
 }
 
 /// One non-comment line: `[@marker] patterns algorithm base64 [comment]`.

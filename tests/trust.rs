@@ -276,3 +276,81 @@ async fn concurrent_first_dials_from_many_processes_add_one_line_each() {
     }
     assert_one_line_each(&path, &servers).await;
 }
+
+/// A CA key pair and the `@cert-authority` line for `pattern`.
+fn certificate_authority(dir: &Path, pattern: &str) -> (std::path::PathBuf, String) {
+    let ca = dir.join("host_ca");
+    support::sshd::keygen(&ca);
+    let public = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
+    let public: Vec<&str> = public.split_whitespace().take(2).collect();
+    (
+        ca,
+        format!("@cert-authority {pattern} {}", public.join(" ")),
+    )
+}
+
+async fn dial_asking_for_certificates(
+    sshd: &Sshd,
+    known_hosts: &Path,
+) -> Result<ssh_dial::Client, DialError> {
+    Dialer::builder()
+        .timeout(Duration::from_secs(10))
+        .host_certificates(true)
+        .host_keys(HostKeys::known_hosts(known_hosts))
+        .build()
+        .dial(
+            sshd.addr,
+            sshd.user.as_str(),
+            Auth::key(sshd.user_key.clone()),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_cert_authority_vouches_for_host_certificates() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (ca, line) = certificate_authority(ca_dir.path(), "[127.0.0.1]:*");
+    let sshd = Sshd::start_certified(&ca, "127.0.0.1");
+    let path = sshd.known_hosts("ca_only", &line);
+
+    dial_asking_for_certificates(&sshd, &path)
+        .await
+        .expect("the CA vouches for the host");
+
+    // Without asking for certificates the server shows its plain key, which
+    // the file does not list.
+    let err = dial(&sshd, HostKeys::known_hosts(&path)).await.unwrap_err();
+    assert!(err.is_host_key() && !err.is_host_key_mismatch(), "{err}");
+
+    // A revoked authority vouches for nothing.
+    let ca_public = line.trim_start_matches("@cert-authority [127.0.0.1]:* ");
+    let revoked = sshd.known_hosts("ca_revoked", &format!("{line}\n@revoked * {ca_public}"));
+    let auths_before = sshd.log().matches("userauth-request").count();
+    assert!(auths_before > 0, "control: the first dial authenticated");
+    let err = dial_asking_for_certificates(&sshd, &revoked)
+        .await
+        .unwrap_err();
+    assert!(err.is_host_key_revoked(), "{err}");
+    assert_eq!(sshd.log().matches("userauth-request").count(), auths_before);
+}
+
+#[tokio::test]
+async fn a_host_certificate_for_another_name_is_refused() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (ca, line) = certificate_authority(ca_dir.path(), "[127.0.0.1]:*");
+    let sshd = Sshd::start_certified(&ca, "other.example");
+    let path = sshd.known_hosts("ca_only", &line);
+    let err = dial_asking_for_certificates(&sshd, &path)
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::KeyExchange);
+    assert!(err.is_host_key(), "{err}");
+    assert!(
+        err.to_string().contains("not valid for this host name"),
+        "{err}"
+    );
+    assert!(
+        !sshd.log().contains("userauth-request"),
+        "auth reached a host with a bad certificate"
+    );
+}

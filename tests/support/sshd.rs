@@ -32,6 +32,16 @@ impl Sshd {
 
     /// Starts sshd on `port`, with a new host key.
     pub fn start_on(port: u16) -> Sshd {
+        Sshd::launch(port, None)
+    }
+
+    /// Starts sshd with a host certificate for `principal`, signed by the
+    /// CA private key at `ca`.
+    pub fn start_certified(ca: &Path, principal: &str) -> Sshd {
+        Sshd::launch(free_port(), Some((ca, principal)))
+    }
+
+    fn launch(port: u16, certify: Option<(&Path, &str)>) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} not found: install openssh-server (`apt-get install -y openssh-server`); .ci/run does"
@@ -49,11 +59,34 @@ impl Sshd {
         // only when the service starts.
         let _ = std::fs::create_dir_all("/run/sshd");
 
+        let mut extra = String::new();
+        if let Some((ca, principal)) = certify {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-s"])
+                .arg(ca)
+                .args([
+                    "-I",
+                    "ssh-dial-test-host",
+                    "-h",
+                    "-n",
+                    principal,
+                    "-V",
+                    "-5m:+1h",
+                ])
+                .arg(d.join("host_ed25519.pub"))
+                .status()
+                .expect("ssh-keygen -s runs");
+            assert!(status.success(), "signing the host key failed");
+            extra = format!(
+                "HostCertificate {}\n",
+                d.join("host_ed25519-cert.pub").display()
+            );
+        }
         let config = d.join("sshd_config");
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile none\n\
+                "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile none\n\
                  AuthorizedKeysFile {ak}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
                  LogLevel DEBUG1\nMaxStartups 100\n",
