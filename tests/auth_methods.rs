@@ -6,33 +6,35 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ssh_dial::testing::{ssh_keygen, SshAgent, Sshd};
 use ssh_dial::{Auth, DialError, Dialer, HostKeys, Phase};
-use support::sshd::{keygen, keygen_with, Agent, Sshd};
 
 async fn dial(sshd: &Sshd, auth: Auth) -> Result<ssh_dial::Client, DialError> {
-    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    let known = sshd
+        .write_file("known_hosts", &sshd.known_hosts_line())
+        .unwrap();
     Dialer::builder()
         .timeout(Duration::from_secs(10))
         .host_keys(HostKeys::known_hosts(known))
         .build()
-        .dial(sshd.addr, sshd.user.as_str(), auth)
+        .dial(sshd.addr(), sshd.user(), auth)
         .await
 }
 
 fn new_key(sshd: &Sshd, name: &str) -> PathBuf {
-    let path = sshd.dir.path().join(name);
-    keygen(&path);
+    let path = sshd.dir().join(name);
+    ssh_keygen(&path, "ed25519", "").unwrap();
     path
 }
 
 #[tokio::test]
 async fn agent_keys_are_tried_in_turn() {
-    let sshd = Sshd::start();
-    let agent = Agent::start();
+    let sshd = Sshd::start().unwrap();
+    let agent = SshAgent::start().unwrap();
     // The first key the agent lists is not authorized; the second is.
-    agent.add(&new_key(&sshd, "stranger"));
-    agent.add(&sshd.user_key_path());
-    let client = dial(&sshd, Auth::agent_at(&agent.socket))
+    agent.add(&new_key(&sshd, "stranger")).unwrap();
+    agent.add(&sshd.user_key_path()).unwrap();
+    let client = dial(&sshd, Auth::agent_at(agent.socket()))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
     assert_eq!(
@@ -43,11 +45,11 @@ async fn agent_keys_are_tried_in_turn() {
 
 #[tokio::test]
 async fn encrypted_keys_of_every_type_with_the_right_and_wrong_passphrase() {
-    let sshd = Sshd::start();
+    let sshd = Sshd::start().unwrap();
     for kind in ["ed25519", "ecdsa", "rsa"] {
-        let path = sshd.dir.path().join(format!("id_{kind}"));
-        keygen_with(&path, kind, "open sesame");
-        sshd.authorize(&path.with_extension("pub"));
+        let path = sshd.dir().join(format!("id_{kind}"));
+        ssh_keygen(&path, kind, "open sesame").unwrap();
+        sshd.authorize(&path.with_extension("pub")).unwrap();
 
         let client = dial(&sshd, Auth::key_file(&path, Some("open sesame")))
             .await
@@ -80,12 +82,12 @@ async fn encrypted_keys_of_every_type_with_the_right_and_wrong_passphrase() {
 
 #[tokio::test]
 async fn methods_are_tried_in_order_within_one_deadline() {
-    let sshd = Sshd::start();
-    let agent = Agent::start();
-    agent.add(&sshd.user_key_path());
+    let sshd = Sshd::start().unwrap();
+    let agent = SshAgent::start().unwrap();
+    agent.add(&sshd.user_key_path()).unwrap();
     let auth = Auth::key_file(new_key(&sshd, "stranger"), None)
         .or(Auth::password("not-accepted-anyway"))
-        .or(Auth::agent_at(&agent.socket));
+        .or(Auth::agent_at(agent.socket()));
     dial(&sshd, auth)
         .await
         .expect("the agent, third in line, gets in");
@@ -93,11 +95,11 @@ async fn methods_are_tried_in_order_within_one_deadline() {
 
 #[tokio::test]
 async fn a_server_that_rejects_everything_lists_what_was_tried() {
-    let sshd = Sshd::start();
-    let agent = Agent::start();
-    agent.add(&new_key(&sshd, "agent_stranger"));
+    let sshd = Sshd::start().unwrap();
+    let agent = SshAgent::start().unwrap();
+    agent.add(&new_key(&sshd, "agent_stranger")).unwrap();
     let auth = Auth::key_file(new_key(&sshd, "stranger"), None)
-        .or(Auth::agent_at(&agent.socket))
+        .or(Auth::agent_at(agent.socket()))
         .or(Auth::password("pw-4d1f-never-shown"));
     let err = dial(&sshd, auth).await.unwrap_err();
     assert_eq!(err.phase(), Phase::Auth);
@@ -116,7 +118,7 @@ async fn a_server_that_rejects_everything_lists_what_was_tried() {
 
 #[tokio::test]
 async fn no_agent_and_nothing_else_is_a_clear_error() {
-    let sshd = Sshd::start();
+    let sshd = Sshd::start().unwrap();
     let err = dial(&sshd, Auth::agent_at(Path::new("/nonexistent/agent.sock")))
         .await
         .unwrap_err();
@@ -127,10 +129,12 @@ async fn no_agent_and_nothing_else_is_a_clear_error() {
 
 #[tokio::test]
 async fn the_dial_example_uses_the_agent_like_ssh() {
-    let sshd = Sshd::start();
-    let agent = Agent::start();
-    agent.add(&sshd.user_key_path());
-    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    let sshd = Sshd::start().unwrap();
+    let agent = SshAgent::start().unwrap();
+    agent.add(&sshd.user_key_path()).unwrap();
+    let known = sshd
+        .write_file("known_hosts", &sshd.known_hosts_line())
+        .unwrap();
     let home = tempfile::tempdir().unwrap(); // no ~/.ssh/id_* to fall back on
     let exe = std::env::current_exe().unwrap();
     let example = exe
@@ -148,9 +152,9 @@ async fn the_dial_example_uses_the_agent_like_ssh() {
     let out = tokio::process::Command::new(&example)
         .arg("--known-hosts")
         .arg(&known)
-        .arg(format!("{}@{}", sshd.user, sshd.addr))
+        .arg(format!("{}@{}", sshd.user(), sshd.addr()))
         .args(["echo", "agent-ok"])
-        .env("SSH_AUTH_SOCK", &agent.socket)
+        .env("SSH_AUTH_SOCK", agent.socket())
         .env("HOME", home.path())
         .output()
         .await
@@ -163,16 +167,16 @@ async fn the_dial_example_uses_the_agent_like_ssh() {
     assert_eq!(out.stdout, b"agent-ok\n");
 
     // With a passphrase from the environment instead.
-    let locked = sshd.dir.path().join("id_locked");
-    keygen_with(&locked, "ed25519", "from-env");
-    sshd.authorize(&locked.with_extension("pub"));
+    let locked = sshd.dir().join("id_locked");
+    ssh_keygen(&locked, "ed25519", "from-env").unwrap();
+    sshd.authorize(&locked.with_extension("pub")).unwrap();
     let out = tokio::process::Command::new(&example)
         .arg("--known-hosts")
         .arg(&known)
         .arg("-i")
         .arg(&locked)
         .args(["--passphrase-env", "PP"])
-        .arg(format!("{}@{}", sshd.user, sshd.addr))
+        .arg(format!("{}@{}", sshd.user(), sshd.addr()))
         .arg("true")
         .env("PP", "from-env")
         .env_remove("SSH_AUTH_SOCK")

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
+use ssh_dial::testing::{ssh_keygen, Sshd};
 use ssh_dial::{Auth, Dialer, HostKeys, Phase};
-use support::sshd::{keygen, Sshd};
 
 fn dialer(known_hosts: &std::path::Path) -> Dialer {
     Dialer::builder()
@@ -19,12 +19,14 @@ fn dialer(known_hosts: &std::path::Path) -> Dialer {
 
 #[tokio::test]
 async fn key_auth_exec_output_and_exit_status() {
-    let sshd = Sshd::start();
-    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    let sshd = Sshd::start().unwrap();
+    let known = sshd
+        .write_file("known_hosts", &sshd.known_hosts_line())
+        .unwrap();
     let client = dialer(&known)
         .dial(
-            sshd.addr,
-            sshd.user.as_str(),
+            sshd.addr(),
+            sshd.user(),
             Auth::key_file(sshd.user_key_path(), None),
         )
         .await
@@ -55,14 +57,12 @@ async fn key_auth_exec_output_and_exit_status() {
 
 #[tokio::test]
 async fn in_memory_key_works_too() {
-    let sshd = Sshd::start();
-    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    let sshd = Sshd::start().unwrap();
+    let known = sshd
+        .write_file("known_hosts", &sshd.known_hosts_line())
+        .unwrap();
     let client = dialer(&known)
-        .dial(
-            sshd.addr,
-            sshd.user.as_str(),
-            Auth::key(sshd.user_key.clone()),
-        )
+        .dial(sshd.addr(), sshd.user(), Auth::key(sshd.user_key().clone()))
         .await
         .unwrap();
     assert_eq!(client.exec("printf abc").await.unwrap().stdout, b"abc");
@@ -70,23 +70,25 @@ async fn in_memory_key_works_too() {
 
 #[tokio::test]
 async fn wrong_host_key_fails_key_exchange_and_sshd_sees_no_auth() {
-    let sshd = Sshd::start();
-    let other = sshd.dir.path().join("other_host_key");
-    keygen(&other);
+    let sshd = Sshd::start().unwrap();
+    let other = sshd.dir().join("other_host_key");
+    ssh_keygen(&other, "ed25519", "").unwrap();
     let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
     let other_line: String = other_pub
         .split_whitespace()
         .take(2)
         .collect::<Vec<_>>()
         .join(" ");
-    let known = sshd.known_hosts(
-        "known_hosts_wrong",
-        &format!("[127.0.0.1]:{} {other_line}", sshd.addr.port()),
-    );
+    let known = sshd
+        .write_file(
+            "known_hosts_wrong",
+            &format!("[127.0.0.1]:{} {other_line}", sshd.addr().port()),
+        )
+        .unwrap();
     let err = dialer(&known)
         .dial(
-            sshd.addr,
-            sshd.user.as_str(),
+            sshd.addr(),
+            sshd.user(),
             Auth::key_file(sshd.user_key_path(), None),
         )
         .await
@@ -116,16 +118,14 @@ async fn wrong_host_key_fails_key_exchange_and_sshd_sees_no_auth() {
 
 #[tokio::test]
 async fn rejected_key_is_an_auth_error() {
-    let sshd = Sshd::start();
-    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
-    let stranger = sshd.dir.path().join("stranger");
-    keygen(&stranger);
+    let sshd = Sshd::start().unwrap();
+    let known = sshd
+        .write_file("known_hosts", &sshd.known_hosts_line())
+        .unwrap();
+    let stranger = sshd.dir().join("stranger");
+    ssh_keygen(&stranger, "ed25519", "").unwrap();
     let err = dialer(&known)
-        .dial(
-            sshd.addr,
-            sshd.user.as_str(),
-            Auth::key_file(&stranger, None),
-        )
+        .dial(sshd.addr(), sshd.user(), Auth::key_file(&stranger, None))
         .await
         .unwrap_err();
     assert_eq!(err.phase(), Phase::Auth, "{err}");
@@ -135,14 +135,12 @@ async fn rejected_key_is_an_auth_error() {
 
 #[tokio::test]
 async fn exec_timeout_against_sshd_leaves_the_client_usable() {
-    let sshd = Sshd::start();
-    let known = sshd.known_hosts("known_hosts", &sshd.known_hosts_line());
+    let sshd = Sshd::start().unwrap();
+    let known = sshd
+        .write_file("known_hosts", &sshd.known_hosts_line())
+        .unwrap();
     let client = dialer(&known)
-        .dial(
-            sshd.addr,
-            sshd.user.as_str(),
-            Auth::key(sshd.user_key.clone()),
-        )
+        .dial(sshd.addr(), sshd.user(), Auth::key(sshd.user_key().clone()))
         .await
         .unwrap();
     let err = client

@@ -9,26 +9,22 @@ use std::process::Command;
 use std::time::Duration;
 
 use ssh_dial::testing::TestServer;
+use ssh_dial::testing::{ssh_keygen, Sshd};
 use ssh_dial::{Auth, DialError, Dialer, HostKeys, Phase};
-use support::sshd::Sshd;
 
 async fn dial(sshd: &Sshd, host_keys: HostKeys) -> Result<ssh_dial::Client, DialError> {
     Dialer::builder()
         .timeout(Duration::from_secs(10))
         .host_keys(host_keys)
         .build()
-        .dial(
-            sshd.addr,
-            sshd.user.as_str(),
-            Auth::key(sshd.user_key.clone()),
-        )
+        .dial(sshd.addr(), sshd.user(), Auth::key(sshd.user_key().clone()))
         .await
 }
 
 /// `ssh-keyscan -p PORT 127.0.0.1`, all key types.
 fn keyscan(sshd: &Sshd) -> String {
     let out = Command::new("ssh-keyscan")
-        .args(["-p", &sshd.addr.port().to_string(), "127.0.0.1"])
+        .args(["-p", &sshd.addr().port().to_string(), "127.0.0.1"])
         .output()
         .expect("ssh-keyscan runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -50,8 +46,8 @@ fn run_ok(cmd: &mut Command) {
 
 #[tokio::test]
 async fn files_written_by_ssh_keyscan_and_hashed_by_ssh_keygen_verify() {
-    let sshd = Sshd::start();
-    let path = sshd.dir.path().join("scanned");
+    let sshd = Sshd::start().unwrap();
+    let path = sshd.dir().join("scanned");
     std::fs::write(&path, keyscan(&sshd)).unwrap();
     dial(&sshd, HostKeys::known_hosts(&path))
         .await
@@ -74,29 +70,33 @@ async fn files_written_by_ssh_keyscan_and_hashed_by_ssh_keygen_verify() {
 
 #[tokio::test]
 async fn bracketed_entries_match_only_their_port() {
-    let sshd = Sshd::start();
-    let other_port = sshd.addr.port() + 1;
-    let path = sshd.known_hosts(
-        "other_port",
-        &format!("[127.0.0.1]:{other_port} {}", sshd.host_key),
-    );
+    let sshd = Sshd::start().unwrap();
+    let other_port = sshd.addr().port() + 1;
+    let path = sshd
+        .write_file(
+            "other_port",
+            &format!("[127.0.0.1]:{other_port} {}", sshd.host_key()),
+        )
+        .unwrap();
     let err = dial(&sshd, HostKeys::known_hosts(&path)).await.unwrap_err();
     assert!(err.is_host_key() && !err.is_host_key_mismatch(), "{err}");
     // Without brackets an entry means port 22, not this one.
-    let path = sshd.known_hosts("no_port", &format!("127.0.0.1 {}", sshd.host_key));
+    let path = sshd
+        .write_file("no_port", &format!("127.0.0.1 {}", sshd.host_key()))
+        .unwrap();
     let err = dial(&sshd, HostKeys::known_hosts(&path)).await.unwrap_err();
     assert!(err.is_host_key() && !err.is_host_key_mismatch(), "{err}");
 }
 
 #[tokio::test]
 async fn revoked_key_is_refused_even_when_listed() {
-    let sshd = Sshd::start();
+    let sshd = Sshd::start().unwrap();
     let text = format!(
         "{}\n@revoked * {}\n",
         sshd.known_hosts_line(),
-        sshd.host_key
+        sshd.host_key()
     );
-    let path = sshd.known_hosts("revoked", &text);
+    let path = sshd.write_file("revoked", &text).unwrap();
     let err = dial(&sshd, HostKeys::known_hosts(&path)).await.unwrap_err();
     assert_eq!(err.phase(), Phase::KeyExchange);
     assert!(err.is_host_key_revoked(), "{err}");
@@ -109,9 +109,9 @@ async fn revoked_key_is_refused_even_when_listed() {
 
 #[tokio::test]
 async fn user_and_global_files_are_read_together() {
-    let sshd = Sshd::start();
-    let user = sshd.known_hosts("user", "# nothing here\n");
-    let global = sshd.known_hosts("global", &sshd.known_hosts_line());
+    let sshd = Sshd::start().unwrap();
+    let user = sshd.write_file("user", "# nothing here\n").unwrap();
+    let global = sshd.write_file("global", &sshd.known_hosts_line()).unwrap();
     dial(&sshd, HostKeys::known_hosts_files([&user, &global]))
         .await
         .expect("found in the global file");
@@ -133,8 +133,8 @@ fn openssh_accepts(sshd: &Sshd, known_hosts: &Path) -> bool {
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
         .arg("-i")
         .arg(sshd.user_key_path())
-        .args(["-p", &sshd.addr.port().to_string()])
-        .arg(format!("{}@127.0.0.1", sshd.user))
+        .args(["-p", &sshd.addr().port().to_string()])
+        .arg(format!("{}@127.0.0.1", sshd.user()))
         .arg("true")
         .status()
         .expect("ssh runs")
@@ -144,7 +144,7 @@ fn openssh_accepts(sshd: &Sshd, known_hosts: &Path) -> bool {
 #[tokio::test]
 async fn accept_new_adds_a_line_openssh_trusts_and_refuses_an_impostor() {
     for hashed in [false, true] {
-        let sshd = Sshd::start();
+        let sshd = Sshd::start().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("known_hosts");
         assert!(
@@ -171,9 +171,9 @@ async fn accept_new_adds_a_line_openssh_trusts_and_refuses_an_impostor() {
         );
 
         // Another server, another key, the same address.
-        let port = sshd.addr.port();
+        let port = sshd.addr().port();
         drop(sshd);
-        let impostor = Sshd::start_on(port);
+        let impostor = Sshd::builder().port(port).start().unwrap();
         let err = dial(&impostor, tofu).await.unwrap_err();
         assert_eq!(err.phase(), Phase::KeyExchange);
         assert!(err.is_host_key_mismatch(), "{err}");
@@ -280,7 +280,7 @@ async fn concurrent_first_dials_from_many_processes_add_one_line_each() {
 /// A CA key pair and the `@cert-authority` line for `pattern`.
 fn certificate_authority(dir: &Path, pattern: &str) -> (std::path::PathBuf, String) {
     let ca = dir.join("host_ca");
-    support::sshd::keygen(&ca);
+    ssh_keygen(&ca, "ed25519", "").unwrap();
     let public = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
     let public: Vec<&str> = public.split_whitespace().take(2).collect();
     (
@@ -298,11 +298,7 @@ async fn dial_asking_for_certificates(
         .host_certificates(true)
         .host_keys(HostKeys::known_hosts(known_hosts))
         .build()
-        .dial(
-            sshd.addr,
-            sshd.user.as_str(),
-            Auth::key(sshd.user_key.clone()),
-        )
+        .dial(sshd.addr(), sshd.user(), Auth::key(sshd.user_key().clone()))
         .await
 }
 
@@ -310,8 +306,11 @@ async fn dial_asking_for_certificates(
 async fn a_cert_authority_vouches_for_host_certificates() {
     let ca_dir = tempfile::tempdir().unwrap();
     let (ca, line) = certificate_authority(ca_dir.path(), "[127.0.0.1]:*");
-    let sshd = Sshd::start_certified(&ca, "127.0.0.1");
-    let path = sshd.known_hosts("ca_only", &line);
+    let sshd = Sshd::builder()
+        .host_certificate(&ca, "127.0.0.1")
+        .start()
+        .unwrap();
+    let path = sshd.write_file("ca_only", &line).unwrap();
 
     dial_asking_for_certificates(&sshd, &path)
         .await
@@ -324,7 +323,9 @@ async fn a_cert_authority_vouches_for_host_certificates() {
 
     // A revoked authority vouches for nothing.
     let ca_public = line.trim_start_matches("@cert-authority [127.0.0.1]:* ");
-    let revoked = sshd.known_hosts("ca_revoked", &format!("{line}\n@revoked * {ca_public}"));
+    let revoked = sshd
+        .write_file("ca_revoked", &format!("{line}\n@revoked * {ca_public}"))
+        .unwrap();
     let auths_before = sshd.log().matches("userauth-request").count();
     assert!(auths_before > 0, "control: the first dial authenticated");
     let err = dial_asking_for_certificates(&sshd, &revoked)
@@ -338,8 +339,11 @@ async fn a_cert_authority_vouches_for_host_certificates() {
 async fn a_host_certificate_for_another_name_is_refused() {
     let ca_dir = tempfile::tempdir().unwrap();
     let (ca, line) = certificate_authority(ca_dir.path(), "[127.0.0.1]:*");
-    let sshd = Sshd::start_certified(&ca, "other.example");
-    let path = sshd.known_hosts("ca_only", &line);
+    let sshd = Sshd::builder()
+        .host_certificate(&ca, "other.example")
+        .start()
+        .unwrap();
+    let path = sshd.write_file("ca_only", &line).unwrap();
     let err = dial_asking_for_certificates(&sshd, &path)
         .await
         .unwrap_err();

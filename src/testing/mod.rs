@@ -1,5 +1,5 @@
-//! Servers to test SSH clients against: misbehaving ones, and a
-//! well-behaved one that runs commands.
+//! Servers to test SSH clients against: misbehaving ones, a well-behaved
+//! one that runs commands, and the real OpenSSH `sshd` and `ssh-agent`.
 //!
 //! Enabled by the cargo feature `testing`. Every server listens on
 //! `127.0.0.1:0` and runs on a thread and Tokio runtime of its own, so its
@@ -30,9 +30,11 @@
 //! ```
 
 mod misbehaving;
+mod openssh;
 mod server;
 
 pub use misbehaving::{MisbehavingServer, Mode};
+pub use openssh::{ssh_keygen, SshAgent, Sshd, SshdBuilder};
 pub use server::{TestServer, TestServerBuilder};
 
 use std::future::Future;

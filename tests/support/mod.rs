@@ -1,8 +1,6 @@
 //! Shared by the integration tests: resource counting, waiting for
-//! conditions, and a real OpenSSH `sshd` on loopback.
+//! conditions.
 #![allow(dead_code)]
-
-pub mod sshd;
 
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, RawFd};
