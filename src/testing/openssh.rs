@@ -282,14 +282,12 @@ impl Sshd {
         &self.host_key
     }
 
-    /// The server's line for a known_hosts file: `[IP]:PORT ssh-ed25519 AAAA...`.
+    /// The server's line for a known_hosts file: `[IP]:PORT ssh-ed25519
+    /// AAAA...` (`IP ssh-ed25519 AAAA...` on port 22).
     pub fn known_hosts_line(&self) -> String {
-        format!(
-            "[{}]:{} {}",
-            self.addr.ip(),
-            self.addr.port(),
-            self.host_key
-        )
+        let ip = self.addr.ip().to_string();
+        let host_port = crate::known_hosts::host_port(&ip, self.addr.port());
+        format!("{host_port} {}", self.host_key)
     }
 
     /// The user that can log in: whoever runs this process.
