@@ -286,3 +286,80 @@ fn naive_timeout_around_russh_leaks_and_the_counters_see_it() {
         assert!(wait_until(Duration::from_secs(5), || sockets_to(addr).is_empty()).await);
     });
 }
+
+/// A small, seeded xorshift: the runs are reproducible without a crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Drops 1,000 dials at random instants, in every mode, against a dial
+/// deadline of 500 ms: some are dropped in each phase, some end by their
+/// deadline first. Set `SSH_DIAL_SEED` to replay a run.
+#[test]
+fn dials_dropped_at_random_instants_leave_nothing() {
+    counting_fds(true, || async {
+        let seed = std::env::var("SSH_DIAL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed_d1a1_u64);
+        eprintln!("seed {seed} (set SSH_DIAL_SEED to replay)");
+        let servers: Vec<MisbehavingServer> = Mode::ALL
+            .into_iter()
+            .map(|m| MisbehavingServer::start(m).expect("server starts"))
+            .collect();
+        let sockets_before: Vec<_> = servers.iter().map(|s| sockets_to(s.addr())).collect();
+        let tasks_before = alive_tasks();
+        let fds_before = open_fds();
+
+        let dialer = dialer(Duration::from_millis(500));
+        let mut rng = Rng(seed);
+        let permits = Arc::new(tokio::sync::Semaphore::new(50));
+        let mut dials = tokio::task::JoinSet::new();
+        let (mut dropped, mut finished) = (0, 0);
+        for _ in 0..1000 {
+            let addr = servers[(rng.next() % servers.len() as u64) as usize].addr();
+            let drop_after = Duration::from_millis(rng.next() % 600);
+            let (dialer, permits) = (dialer.clone(), permits.clone());
+            dials.spawn(async move {
+                let _permit = permits.acquire_owned().await.unwrap();
+                tokio::select! {
+                    _ = dialer.dial(addr, "test", Auth::password("test")) => false,
+                    () = tokio::time::sleep(drop_after) => true,
+                }
+            });
+        }
+        while let Some(was_dropped) = dials.join_next().await {
+            if was_dropped.unwrap() {
+                dropped += 1;
+            } else {
+                finished += 1;
+            }
+        }
+        eprintln!("{dropped} dropped, {finished} ended by themselves");
+        assert!(
+            dropped > 100 && finished > 100,
+            "the drops should land on both sides of the deadline"
+        );
+
+        for (server, before) in servers.iter().zip(&sockets_before) {
+            let addr = server.addr();
+            let ok = wait_until(Duration::from_secs(2), || &sockets_to(addr) == before).await;
+            assert!(ok, "{}: client sockets left", server.mode());
+        }
+        let tasks_ok = wait_until(Duration::from_secs(2), || alive_tasks() <= tasks_before).await;
+        assert!(
+            tasks_ok,
+            "{} tasks alive, {tasks_before} before",
+            alive_tasks()
+        );
+        let fds_ok = wait_until(Duration::from_secs(5), || open_fds() <= fds_before).await;
+        assert!(fds_ok, "{} fds open, {fds_before} before", open_fds());
+    });
+}

@@ -302,7 +302,9 @@ async fn stall_auth(config: Arc<russh::server::Config>, socket: TcpStream) {
         _ = tokio::io::copy(&mut client_r, &mut server_w) => {}
         _ = tokio::io::copy(&mut server_r, &mut client_w) => {}
     }
-    drop((client_r, client_w));
+    // Close both pipes: a session still in key exchange sees EOF, one
+    // stalled in auth is released.
+    drop((client_r, client_w, server_r, server_w));
     let _ = gone_tx.send(true);
     let _ = session.await;
 }
