@@ -244,13 +244,15 @@ impl Attempt<'_> {
         let (stream, switch) = deadline::guard(tcp);
         let mut armed = Armed(Some(switch));
 
-        let handshake = handshake::handshake(
+        // Boxed, like the auth below: only the phase under way takes memory,
+        // instead of the dial future carrying room for all of them.
+        let handshake = Box::pin(handshake::handshake(
             self.config.russh.clone(),
             stream,
             target.host(),
             target.port(),
             self.config.host_keys.clone(),
-        );
+        ));
         let mut handle = match race(handshake, self.deadline, armed.switch()).await {
             Raced::Done(Ok(h)) => h,
             Raced::Done(Err(kind)) => {
@@ -269,7 +271,7 @@ impl Attempt<'_> {
         tracing::debug!(elapsed = ?self.start.elapsed(), "key exchange done");
 
         let authed = race(
-            auth::authenticate(&mut handle, user, &credentials),
+            Box::pin(auth::authenticate(&mut handle, user, &credentials)),
             self.deadline,
             armed.switch(),
         )
@@ -501,5 +503,18 @@ impl DialerBuilder {
         Dialer {
             config: Arc::new(self.config),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every dial in flight holds its future: it must not carry room for
+    /// every phase at once (the handshake and auth futures are boxed).
+    #[tokio::test]
+    async fn a_dial_future_stays_small() {
+        let dialer = super::Dialer::new();
+        let dial = dialer.dial("127.0.0.1:1", "u", crate::Auth::password("p"));
+        let size = std::mem::size_of_val(&dial);
+        assert!(size <= 2048, "the dial future is {size} bytes");
     }
 }
