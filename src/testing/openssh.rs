@@ -20,6 +20,10 @@ const SSHD: &str = "/usr/sbin/sshd";
 ///
 /// The user is whoever runs the tests; sshd runs with `UsePAM no` and
 /// `StrictModes no`, so it works for root (as in CI) and for other users.
+/// Sessions get `SHLVL=1`, so that bash runs commands without reading the
+/// user's `~/.bashrc` (Debian's bash otherwise does for ssh sessions), and
+/// an exec costs what the command costs, not what the machine's shell
+/// setup does.
 ///
 /// # Examples
 ///
@@ -176,7 +180,7 @@ impl SshdBuilder {
                 "{config}Port {port}\nListenAddress {listen}\nHostKey {hk}\nPidFile none\n\
                  AuthorizedKeysFile {ak}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
-                 LogLevel DEBUG1\nMaxStartups 1000\nMaxSessions 100\n",
+                 LogLevel DEBUG1\nMaxStartups 1000\nMaxSessions 100\nSetEnv SHLVL=1\n",
                 listen = match self.listen {
                     IpAddr::V6(ip) => format!("[{ip}]"),
                     ip => ip.to_string(),
