@@ -9,6 +9,7 @@ use russh::{ChannelMsg, Disconnect, Sig};
 use tokio::time::Instant;
 
 use crate::deadline::Switch;
+use crate::dialer::DialTimings;
 use crate::error::{ExecError, ExecKind};
 use crate::handshake::ClientHandler;
 
@@ -31,6 +32,7 @@ pub struct Client {
     remote_addr: SocketAddr,
     exec_timeout: Option<Duration>,
     close_timeout: Duration,
+    timings: DialTimings,
 }
 
 /// What a command printed and how it ended.
@@ -96,7 +98,9 @@ impl Client {
         remote_addr: SocketAddr,
         exec_timeout: Option<Duration>,
         close_timeout: Duration,
+        timings: DialTimings,
     ) -> Self {
+        crate::metrics::session_opened();
         Client {
             handle,
             switch,
@@ -104,7 +108,13 @@ impl Client {
             remote_addr,
             exec_timeout,
             close_timeout,
+            timings,
         }
+    }
+
+    /// How long each phase of the dial that made this client took.
+    pub fn timings(&self) -> DialTimings {
+        self.timings
     }
 
     /// Runs `command` under the dialer's exec timeout and collects its output.
@@ -253,6 +263,7 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.switch.trip();
+        crate::metrics::session_closed();
     }
 }
 

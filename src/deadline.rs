@@ -28,9 +28,10 @@ use tokio::sync::oneshot;
 #[derive(Debug, Default)]
 struct Shared {
     tripped: AtomicBool,
-    /// Set once a line starting with `SSH-` has been read: the version
-    /// exchange is over and key exchange has begun.
+    /// Set, with the time, once the peer's version line has been read: the
+    /// version exchange is over and key exchange has begun.
     banner_seen: AtomicBool,
+    banner_at: std::sync::OnceLock<std::time::Instant>,
     read_waker: Mutex<Option<Waker>>,
     write_waker: Mutex<Option<Waker>>,
 }
@@ -115,6 +116,11 @@ impl Switch {
         self.shared.banner_seen.load(Ordering::Acquire)
     }
 
+    /// When the peer's version line was read, if it was.
+    pub(crate) fn banner_at(&self) -> Option<std::time::Instant> {
+        self.shared.banner_at.get().copied()
+    }
+
     /// Whether the stream (and so the socket) has been dropped.
     pub(crate) fn is_closed(&mut self) -> bool {
         if !self.closed_seen {
@@ -193,6 +199,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
             }
             Poll::Ready(Ok(())) => {
                 if !this.banner.done() && this.banner.feed(&buf.filled()[before..]) {
+                    let _ = this.shared.banner_at.set(std::time::Instant::now());
                     this.shared.banner_seen.store(true, Ordering::Release);
                 }
                 Poll::Ready(Ok(()))

@@ -77,6 +77,29 @@ impl Default for Dialer {
     }
 }
 
+/// How long each phase of a successful dial took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DialTimings {
+    /// Resolving the host name (zero for an address literal).
+    pub resolve: Duration,
+    /// The TCP connect, over every address tried.
+    pub connect: Duration,
+    /// Sending our version line and reading the server's.
+    pub version_exchange: Duration,
+    /// Key exchange, with the host key check.
+    pub key_exchange: Duration,
+    /// Loading the key (if from a file) and authentication.
+    pub auth: Duration,
+}
+
+impl DialTimings {
+    /// The whole dial.
+    pub fn total(&self) -> Duration {
+        self.resolve + self.connect + self.version_exchange + self.key_exchange + self.auth
+    }
+}
+
 /// Builds a [`Dialer`]. Every setting has a default; see each method.
 #[derive(Debug, Default)]
 #[must_use = "a builder does nothing until `build` is called"]
@@ -100,6 +123,17 @@ impl Dialer {
     /// The total deadline of each dial.
     pub fn timeout(&self) -> Duration {
         self.config.timeout
+    }
+
+    /// A dialer like this one with another total deadline; `self` is
+    /// unchanged. Handy for a deadline that spans more than one dial, as in
+    /// [`fleet`](crate::fleet).
+    pub fn with_timeout(&self, timeout: Duration) -> Dialer {
+        let mut config = (*self.config).clone();
+        config.timeout = timeout;
+        Dialer {
+            config: Arc::new(config),
+        }
     }
 
     /// Connects to `addr`, checks its host key and authenticates `user`,
@@ -146,6 +180,7 @@ impl Dialer {
             }
         };
         let label = target.display();
+        let _in_flight = crate::metrics::InFlight::start();
         let span = tracing::debug_span!("ssh_dial::dial", target = %label, user = %user);
         let result = Attempt {
             config: &self.config,
@@ -162,6 +197,7 @@ impl Dialer {
             Err(e) if e.is_timeout() => tracing::warn!(error = %e, "dial timed out"),
             Err(e) => tracing::debug!(error = %e, "dial failed"),
         });
+        crate::metrics::dial_finished(&result, start.elapsed());
         result
     }
 }
@@ -223,6 +259,11 @@ impl Attempt<'_> {
             Ok(Err(kind)) => return Err(self.fail(Phase::Auth, kind)),
             Ok(Ok(c)) => c,
         };
+        let loaded = Instant::now();
+        let mut timings = DialTimings {
+            auth: loaded - self.start,
+            ..DialTimings::default()
+        };
 
         let addrs = match tokio::time::timeout_at(self.deadline, tcp::resolve(target)).await {
             Err(_) => return Err(self.timed_out(Phase::Resolve)),
@@ -230,6 +271,9 @@ impl Attempt<'_> {
             Ok(Ok(a)) if a.is_empty() => return Err(self.fail(Phase::Resolve, Kind::NoAddresses)),
             Ok(Ok(a)) => a,
         };
+        let resolved = Instant::now();
+        timings.resolve = resolved - loaded;
+        tracing::debug!(elapsed = ?timings.resolve, addresses = addrs.len(), "resolved");
 
         let (tcp, remote) = match tcp::connect(&addrs, &self.config.tcp, self.deadline).await {
             Ok(c) => c,
@@ -239,7 +283,9 @@ impl Attempt<'_> {
             Err(attempts) => return Err(self.fail(Phase::Connect, Kind::Connect(attempts))),
         };
         self.remote_addr = Some(remote);
-        tracing::debug!(%remote, "connected");
+        let connected = Instant::now();
+        timings.connect = connected - resolved;
+        tracing::debug!(%remote, elapsed = ?timings.connect, "connected");
 
         let (stream, switch) = deadline::guard(tcp);
         let mut armed = Armed(Some(switch));
@@ -268,7 +314,20 @@ impl Attempt<'_> {
                 return Err(self.timed_out(phase));
             }
         };
-        tracing::debug!(elapsed = ?self.start.elapsed(), "key exchange done");
+        let exchanged = Instant::now();
+        let banner = armed
+            .switch()
+            .banner_at()
+            .map(Instant::from_std)
+            .unwrap_or(connected)
+            .clamp(connected, exchanged);
+        timings.version_exchange = banner - connected;
+        timings.key_exchange = exchanged - banner;
+        tracing::debug!(
+            version_exchange = ?timings.version_exchange,
+            key_exchange = ?timings.key_exchange,
+            "handshake done"
+        );
 
         let authed = race(
             Box::pin(auth::authenticate(&mut handle, user, &credentials)),
@@ -305,6 +364,8 @@ impl Attempt<'_> {
             return Err(err);
         }
 
+        timings.auth += exchanged.elapsed();
+        tracing::debug!(elapsed = ?timings.auth, "authenticated");
         Ok(Client::new(
             handle,
             armed.defuse(),
@@ -312,6 +373,7 @@ impl Attempt<'_> {
             remote,
             self.config.exec_timeout,
             self.config.close_timeout,
+            timings,
         ))
     }
 }

@@ -42,9 +42,11 @@ mod client;
 mod deadline;
 mod dialer;
 mod error;
+pub mod fleet;
 mod handshake;
 mod host_keys;
 mod known_hosts;
+mod metrics;
 mod tcp;
 
 #[cfg(feature = "testing")]
@@ -52,7 +54,7 @@ pub mod testing;
 
 pub use auth::Auth;
 pub use client::{Client, ExitStatus, Output};
-pub use dialer::{Dialer, DialerBuilder};
+pub use dialer::{DialTimings, Dialer, DialerBuilder};
 pub use error::{DialError, ExecError, Phase};
 pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};

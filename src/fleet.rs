@@ -1,0 +1,491 @@
+//! One command on many hosts: bounded concurrency, a deadline per host
+//! (dial + exec) and optionally one for the whole run, retries with backoff
+//! for the failures worth retrying, and a report per host as each completes.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ssh_dial::fleet::{Fleet, Host, Retry};
+//! use ssh_dial::{Auth, Dialer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let hosts = ["web-1:22", "web-2:22", "deploy@db-1"]
+//!     .iter()
+//!     .map(|spec| Host::parse(spec, "root"))
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! let fleet = Fleet::builder(Dialer::new())
+//!     .auth(Auth::agent())
+//!     .concurrency(20)
+//!     .host_timeout(Duration::from_secs(30))
+//!     .retry(Retry::attempts(3))
+//!     .build();
+//! let mut run = fleet.run(hosts, "uptime");
+//! while let Some(report) = run.next().await {
+//!     match &report.outcome {
+//!         Ok(out) => println!("{}: {}", report.host, String::from_utf8_lossy(&out.stdout).trim()),
+//!         Err(e) => println!("{}: {e}", report.host),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::deadline::deadline_after;
+use crate::tcp::{InvalidTarget, Target, ToTarget};
+use crate::{Auth, DialError, DialTimings, Dialer, ExecError, Output, Phase};
+
+/// A host to run on: where, as whom, and optionally with its own credentials.
+#[derive(Clone, Debug)]
+pub struct Host {
+    target: Target,
+    user: String,
+    auth: Option<Auth>,
+}
+
+impl Host {
+    /// A host at `addr` (anything [`Dialer::dial`] accepts), logged into as `user`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidTarget`] if the address cannot be dialed.
+    pub fn new(addr: impl ToTarget, user: impl Into<String>) -> Result<Host, InvalidTarget> {
+        Ok(Host {
+            target: addr.to_target()?,
+            user: user.into(),
+            auth: None,
+        })
+    }
+
+    /// Parses `[user@]host[:port]`, with `default_user` when none is given.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidTarget`] if the address cannot be dialed.
+    pub fn parse(spec: &str, default_user: &str) -> Result<Host, InvalidTarget> {
+        let spec = spec.trim();
+        match spec.rsplit_once('@') {
+            Some((user, addr)) if !user.is_empty() => Host::new(addr, user),
+            _ => Host::new(spec, default_user),
+        }
+    }
+
+    /// Uses these credentials for this host instead of the fleet's.
+    pub fn with_auth(mut self, auth: Auth) -> Host {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// The address, as `host:port`.
+    pub fn addr(&self) -> String {
+        self.target.display()
+    }
+
+    /// The user to log in as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.user, self.target.display())
+    }
+}
+
+/// How to retry a failed dial. Only failures that another try may cure are
+/// retried (see [`is_retriable`]): a failed TCP connect (refused, timed out,
+/// reset, unreachable), a version exchange that timed out, a connection
+/// closed or reset during the handshake. Rejected
+/// credentials, host key failures and bad input are not; neither is a failed
+/// command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Retry {
+    /// One attempt, no retry. The default.
+    pub fn never() -> Retry {
+        Retry::attempts(1)
+    }
+
+    /// Up to `attempts` attempts in all (at least one), waiting 250 ms before
+    /// the second, doubling each time up to 4 s, each wait jittered down by
+    /// up to half so that a fleet's retries do not arrive in step. All
+    /// attempts share the host's deadline.
+    pub fn attempts(attempts: u32) -> Retry {
+        Retry {
+            attempts: attempts.max(1),
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(4),
+        }
+    }
+
+    /// The first wait and the cap on waits.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Retry {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// The wait before attempt `next` (2 or more).
+    fn delay(&self, next: u32) -> Duration {
+        let doublings = next.saturating_sub(2).min(20);
+        let full = self
+            .initial_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff);
+        let mut random = [0u8; 8];
+        let fraction = match getrandom::fill(&mut random) {
+            Ok(()) => u64::from_le_bytes(random) as f64 / u64::MAX as f64,
+            Err(_) => 0.5,
+        };
+        full.mul_f64(0.5 + 0.5 * fraction)
+    }
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry::never()
+    }
+}
+
+/// Whether another attempt may cure `e`.
+pub fn is_retriable(e: &DialError) -> bool {
+    match e.phase() {
+        Phase::Connect => true,
+        Phase::VersionExchange => e.is_timeout() || e.is_closed(),
+        Phase::KeyExchange => e.is_closed(),
+        _ => false,
+    }
+}
+
+/// Runs a command on many hosts. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    dialer: Dialer,
+    auth: Option<Auth>,
+    concurrency: usize,
+    host_timeout: Duration,
+    run_timeout: Option<Duration>,
+    retry: Retry,
+}
+
+/// Configures a [`Fleet`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct FleetBuilder {
+    fleet: Fleet,
+}
+
+impl FleetBuilder {
+    /// Credentials for hosts that have none of their own. Default is the
+    /// ssh-agent ([`Auth::agent`]).
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.fleet.auth = Some(auth);
+        self
+    }
+
+    /// How many hosts at once. Default is 50; at least 1.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.fleet.concurrency = n.max(1);
+        self
+    }
+
+    /// The deadline of each host, from its first dial to its command's exit,
+    /// retries included. It replaces the dialer's own timeout for these
+    /// dials. Default is 60 seconds.
+    pub fn host_timeout(mut self, timeout: Duration) -> Self {
+        self.fleet.host_timeout = timeout;
+        self
+    }
+
+    /// A deadline for the whole run: when it passes, hosts in progress are
+    /// stopped and they and those not started are reported
+    /// [`HostError::Cancelled`]. If `None`, none. Default is `None`.
+    pub fn run_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.fleet.run_timeout = timeout;
+        self
+    }
+
+    /// When to try a host again. Default is [`Retry::never`].
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.fleet.retry = retry;
+        self
+    }
+
+    /// Builds the fleet.
+    pub fn build(self) -> Fleet {
+        self.fleet
+    }
+}
+
+/// What happened on one host.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct HostReport {
+    /// The host.
+    pub host: Host,
+    /// Dial attempts made (0 if cancelled before the first).
+    pub attempts: u32,
+    /// From the first attempt to the report.
+    pub elapsed: Duration,
+    /// The phases of the dial that succeeded, if one did.
+    pub timings: Option<DialTimings>,
+    /// The command's output, or why there is none.
+    pub outcome: Result<Output, HostError>,
+}
+
+impl HostReport {
+    /// True if the command ran and exited 0.
+    pub fn is_success(&self) -> bool {
+        matches!(&self.outcome, Ok(out) if out.status.success())
+    }
+
+    /// Where it failed: a dial phase (`"connect"`, `"auth"`, ...), `"exec"`,
+    /// or `"cancelled"`; `None` if the command ran (whatever its exit status).
+    pub fn failed_phase(&self) -> Option<&'static str> {
+        match &self.outcome {
+            Ok(_) => None,
+            Err(HostError::Dial(e)) => Some(e.phase().as_str()),
+            Err(HostError::Exec(_)) => Some("exec"),
+            Err(HostError::Cancelled) => Some("cancelled"),
+        }
+    }
+}
+
+/// Why a host has no output.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The dial failed (after any retries).
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    /// The dial worked; running the command failed.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The run's deadline passed first.
+    #[error("cancelled: the run's deadline passed")]
+    Cancelled,
+}
+
+impl Fleet {
+    /// Starts configuring a fleet that dials with `dialer`.
+    pub fn builder(dialer: Dialer) -> FleetBuilder {
+        FleetBuilder {
+            fleet: Fleet {
+                dialer,
+                auth: None,
+                concurrency: 50,
+                host_timeout: Duration::from_secs(60),
+                run_timeout: None,
+                retry: Retry::never(),
+            },
+        }
+    }
+
+    /// Starts running `command` on every host, at most `concurrency` at a
+    /// time, and returns at once. Must be called within a Tokio runtime.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the returned [`FleetRun`] stops the run: hosts in progress
+    /// are abandoned like dropped dials (their sockets and session tasks go),
+    /// and the rest are not started.
+    pub fn run(
+        &self,
+        hosts: impl IntoIterator<Item = Host>,
+        command: impl Into<String>,
+    ) -> FleetRun {
+        let hosts: Vec<Host> = hosts.into_iter().collect();
+        let total = hosts.len();
+        let (tx, rx) = mpsc::channel(self.concurrency);
+        let driver = tokio::spawn(drive(self.clone(), hosts, Arc::from(command.into()), tx));
+        FleetRun { rx, driver, total }
+    }
+}
+
+/// A run in progress: reports arrive as hosts complete. Dropping it stops
+/// the run.
+#[derive(Debug)]
+pub struct FleetRun {
+    rx: mpsc::Receiver<HostReport>,
+    driver: tokio::task::JoinHandle<()>,
+    total: usize,
+}
+
+impl FleetRun {
+    /// The next host to complete, or `None` when every host has reported.
+    ///
+    /// # Cancellation
+    ///
+    /// Cancel safe: a report is never lost by dropping this future.
+    pub async fn next(&mut self) -> Option<HostReport> {
+        self.rx.recv().await
+    }
+
+    /// How many hosts the run has in all.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// True if the run has no hosts.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Waits for every report.
+    pub async fn collect(mut self) -> Vec<HostReport> {
+        let mut all = Vec::with_capacity(self.total);
+        while let Some(r) = self.next().await {
+            all.push(r);
+        }
+        all
+    }
+}
+
+impl Drop for FleetRun {
+    fn drop(&mut self) {
+        // Aborting the driver drops its JoinSet, which aborts every host task.
+        self.driver.abort();
+    }
+}
+
+async fn drive(fleet: Fleet, hosts: Vec<Host>, command: Arc<str>, tx: mpsc::Sender<HostReport>) {
+    let run_deadline = fleet.run_timeout.map(|t| deadline_after(Instant::now(), t));
+    let mut pending = hosts.into_iter();
+    let mut running: JoinSet<HostReport> = JoinSet::new();
+    let mut in_flight: HashMap<tokio::task::Id, Host> = HashMap::new();
+    loop {
+        while running.len() < fleet.concurrency {
+            let Some(host) = pending.next() else { break };
+            let handle = running.spawn(run_host(fleet.clone(), host.clone(), command.clone()));
+            in_flight.insert(handle.id(), host);
+        }
+        let joined = match run_deadline {
+            Some(deadline) => tokio::select! {
+                joined = running.join_next_with_id() => joined,
+                () = tokio::time::sleep_until(deadline) => {
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                    let left = in_flight.into_values().chain(pending);
+                    for host in left {
+                        let report = HostReport {
+                            host,
+                            attempts: 0,
+                            elapsed: Duration::ZERO,
+                            timings: None,
+                            outcome: Err(HostError::Cancelled),
+                        };
+                        if tx.send(report).await.is_err() {
+                            return;
+                        }
+                    }
+                    return;
+                }
+            },
+            None => running.join_next_with_id().await,
+        };
+        match joined {
+            None => return,
+            Some(Ok((id, report))) => {
+                in_flight.remove(&id);
+                if tx.send(report).await.is_err() {
+                    // Nobody is listening: dropping `running` stops the rest.
+                    return;
+                }
+            }
+            // A host task panicked; there is nothing to report it with but
+            // its host.
+            Some(Err(e)) => {
+                if let Some(host) = in_flight.remove(&e.id()) {
+                    tracing::error!(%host, error = %e, "fleet host task failed");
+                }
+            }
+        }
+    }
+}
+
+async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
+    let start = Instant::now();
+    let deadline = deadline_after(start, fleet.host_timeout);
+    let auth = host
+        .auth
+        .clone()
+        .or(fleet.auth.clone())
+        .unwrap_or_else(Auth::agent);
+    let mut attempts = 0;
+    let report = |attempts, timings, outcome| HostReport {
+        host: host.clone(),
+        attempts,
+        elapsed: start.elapsed(),
+        timings,
+        outcome,
+    };
+    loop {
+        attempts += 1;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let dialer = fleet.dialer.with_timeout(remaining);
+        match dialer
+            .dial(&host.target, host.user.as_str(), auth.clone())
+            .await
+        {
+            Ok(client) => {
+                let timings = client.timings();
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let result = client.exec_with_timeout(&command, Some(remaining)).await;
+                // A goodbye, within what is left of the deadline.
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = tokio::time::timeout(left, client.close()).await;
+                return report(attempts, Some(timings), result.map_err(HostError::Exec));
+            }
+            Err(e) => {
+                if attempts < fleet.retry.attempts && is_retriable(&e) {
+                    let wait = fleet.retry.delay(attempts + 1);
+                    if Instant::now() + wait < deadline {
+                        tracing::debug!(host = %host, error = %e, ?wait, "retrying");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+                return report(attempts, None, Err(HostError::Dial(e)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_parse_with_and_without_user() {
+        let h = Host::parse("deploy@db-1:2222", "root").unwrap();
+        assert_eq!((h.user(), h.addr().as_str()), ("deploy", "db-1:2222"));
+        let h = Host::parse("web-1", "root").unwrap();
+        assert_eq!(h.to_string(), "root@web-1:22");
+        assert!(Host::parse("u@host:0", "root").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let r = Retry::attempts(10).backoff(Duration::from_millis(100), Duration::from_millis(350));
+        for (next, full) in [(2, 100), (3, 200), (4, 350), (9, 350)] {
+            let d = r.delay(next);
+            let full = Duration::from_millis(full);
+            assert!(d >= full / 2 && d <= full, "attempt {next}: {d:?}");
+        }
+        assert_eq!(Retry::attempts(0), Retry::never());
+    }
+}
