@@ -1,0 +1,118 @@
+//! The `fleet` example, run as a user would: JSON lines and exit status.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use ssh_dial::testing::{MisbehavingServer, Mode, TestServer};
+
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples")
+        .join("fleet");
+    assert!(
+        path.exists(),
+        "{} not built; run the tests with `cargo test`",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn json_lines_carry_every_field_and_the_exit_status_tells() {
+    let good = TestServer::builder().password("u", "p").start().unwrap();
+    let silent = MisbehavingServer::start(Mode::Silent).unwrap();
+    let garbage = MisbehavingServer::start(Mode::Garbage).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!(
+            "# a comment\nu@{}\n\nu@{}  # stalls\nu@{}\n",
+            good.addr(),
+            silent.addr(),
+            garbage.addr()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(example())
+        .args([
+            "--json",
+            "--accept-any-host-key",
+            "--timeout",
+            "1",
+            "--password-env",
+            "PW",
+            "--hosts",
+        ])
+        .arg(&hosts)
+        .args(["--", "echo", "hello"])
+        .env("PW", "p")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "some hosts failed");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        for field in [
+            "host",
+            "ok",
+            "phase",
+            "error",
+            "exit_status",
+            "stdout",
+            "elapsed_ms",
+        ] {
+            assert!(l.get(field).is_some(), "{field} missing in {l}");
+        }
+    }
+    let find = |addr: std::net::SocketAddr| {
+        lines
+            .iter()
+            .find(|l| l["host"] == format!("u@{addr}"))
+            .unwrap()
+    };
+    let g = find(good.addr());
+    assert_eq!(
+        (
+            g["ok"].as_bool(),
+            g["stdout"].as_str(),
+            g["exit_status"].as_u64()
+        ),
+        (Some(true), Some("hello\n"), Some(0))
+    );
+    assert!(g["phase"].is_null() && g["error"].is_null());
+    let s = find(silent.addr());
+    assert_eq!(
+        (s["ok"].as_bool(), s["phase"].as_str()),
+        (Some(false), Some("version-exchange"))
+    );
+    assert!(s["error"].as_str().unwrap().contains("timed out"));
+    let g2 = find(garbage.addr());
+    assert_eq!(g2["phase"].as_str(), Some("version-exchange"));
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("3 hosts: 1 ok"), "{summary}");
+
+    // Every host fine: exit 0.
+    std::fs::write(&hosts, format!("u@{}\n", good.addr())).unwrap();
+    let out = Command::new(example())
+        .args(["--accept-any-host-key", "--password-env", "PW", "--hosts"])
+        .arg(&hosts)
+        .args(["--", "true"])
+        .env("PW", "p")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 hosts: 1 ok"));
+}
