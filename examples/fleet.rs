@@ -219,7 +219,7 @@ fn summary(reports: &[HostReport]) -> String {
         }
     }
     let mut slowest: Vec<&HostReport> = reports.iter().collect();
-    slowest.sort_by(|a, b| b.elapsed.cmp(&a.elapsed));
+    slowest.sort_by_key(|r| std::cmp::Reverse(r.elapsed));
     s.push_str("slowest:\n");
     for r in slowest.iter().take(5) {
         let what = match &r.outcome {
