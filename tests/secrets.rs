@@ -85,6 +85,20 @@ async fn secrets_appear_in_no_log_debug_or_error() {
     // checks below would pass for want of anything to read.
     assert!(logs.contains("ssh_dial::dial"), "no ssh-dial span captured");
     assert!(logs.contains("russh"), "no russh record captured");
+    // One span per dial, an event per phase with its duration, at debug.
+    for event in [
+        "resolved",
+        "connected",
+        "handshake done",
+        "authenticated",
+        "dialed",
+    ] {
+        assert!(logs.contains(event), "no {event:?} event");
+    }
+    assert!(
+        logs.contains("ssh_dial::dial{target=") && logs.contains("user=alice"),
+        "span fields missing"
+    );
     for secret in [PASSWORD, WRONG_PASSWORD, PASSPHRASE, WRONG_PASSPHRASE] {
         assert!(!logs.contains(secret), "a secret reached the logs");
         for s in &shown {
