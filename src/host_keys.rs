@@ -457,10 +457,7 @@ impl HostKeyFailure {
 mod tests {
     use super::*;
 
-    const ED1: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILg4zKcoTwbt5lqhVGjk64meBdTzYRuV14vdclMQCvs6";
-    const ED2: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHykAdtuNqZDk6gGBjSaUTuyUA1cSpiZoQ3ixvz/XoWH";
+    use crate::known_hosts::tests::{ED1, ED2};
 
     async fn check(
         policy: &HostKeys,

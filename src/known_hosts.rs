@@ -340,12 +340,13 @@ pub(crate) fn learn(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const ED1: &str =
+    /// Two real Ed25519 public keys, for tests here and in `host_keys`.
+    pub(crate) const ED1: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILg4zKcoTwbt5lqhVGjk64meBdTzYRuV14vdclMQCvs6";
-    const ED2: &str =
+    pub(crate) const ED2: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHykAdtuNqZDk6gGBjSaUTuyUA1cSpiZoQ3ixvz/XoWH";
 
     fn key(s: &str) -> PublicKey {
