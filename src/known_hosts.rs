@@ -278,6 +278,30 @@ pub(crate) fn entry_line(host_port: &str, key: &PublicKey, hashed: bool) -> io::
     Ok(format!("{host} {key}"))
 }
 
+/// How long [`learn`] waits for another writer's lock on the file.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Takes an exclusive lock, polling, so that a lock someone never lets go
+/// of fails the learning instead of blocking a thread for ever.
+fn lock_within(file: &std::fs::File, wait: std::time::Duration) -> io::Result<()> {
+    let end = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < end => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("another writer held the file's lock for {wait:?}"),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 /// What [`learn`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Learned {
@@ -315,7 +339,7 @@ pub(crate) fn learn(
         .append(true)
         .create(true)
         .open(path)?;
-    file.lock()?;
+    lock_within(&file, LOCK_WAIT)?;
     let mut text = String::new();
     file.seek(SeekFrom::Start(0))?;
     file.read_to_string(&mut text)?;
@@ -426,6 +450,25 @@ pub(crate) mod tests {
             verdict(text, "example.com", 22, ED1),
             Verdict::Unknown { .. }
         ));
+    }
+
+    #[test]
+    fn a_lock_never_released_fails_learning_in_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let holder = std::fs::File::create(&path).unwrap();
+        holder.lock().unwrap();
+        let other = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let start = std::time::Instant::now();
+        let err = lock_within(&other, std::time::Duration::from_millis(100)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        holder.unlock().unwrap();
+        lock_within(&other, std::time::Duration::from_millis(100)).unwrap();
     }
 
     #[test]
