@@ -136,19 +136,7 @@ async fn the_dial_example_uses_the_agent_like_ssh() {
         .write_file("known_hosts", &sshd.known_hosts_line())
         .unwrap();
     let home = tempfile::tempdir().unwrap(); // no ~/.ssh/id_* to fall back on
-    let exe = std::env::current_exe().unwrap();
-    let example = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("dial");
-    assert!(
-        example.exists(),
-        "{} not built; run the tests with `cargo test`",
-        example.display()
-    );
+    let example = support::example("dial");
     let out = tokio::process::Command::new(&example)
         .arg("--known-hosts")
         .arg(&known)

@@ -1,25 +1,13 @@
 //! The `dial` example, run as a user would run it.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::{Command, Output};
 
 use ssh_dial::testing::{MisbehavingServer, Mode, TestServer};
 
-/// `cargo test` builds the examples next to the test binaries.
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join("dial");
-    assert!(
-        path.exists(),
-        "{} not built; run the tests with `cargo test`",
-        path.display()
-    );
-    path
-}
-
 fn run(args: &[&str]) -> Output {
-    Command::new(example())
+    Command::new(support::example("dial"))
         .args(args)
         .env("DIAL_TEST_PASSWORD", "pw")
         .output()

@@ -1,25 +1,10 @@
 //! The `fleet` example, run as a user would: JSON lines and exit status.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Command;
 
 use ssh_dial::testing::{MisbehavingServer, Mode, TestServer};
-
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("examples")
-        .join("fleet");
-    assert!(
-        path.exists(),
-        "{} not built; run the tests with `cargo test`",
-        path.display()
-    );
-    path
-}
 
 #[test]
 fn json_lines_carry_every_field_and_the_exit_status_tells() {
@@ -38,7 +23,7 @@ fn json_lines_carry_every_field_and_the_exit_status_tells() {
         ),
     )
     .unwrap();
-    let out = Command::new(example())
+    let out = Command::new(support::example("fleet"))
         .args([
             "--json",
             "--accept-any-host-key",
@@ -101,7 +86,7 @@ fn json_lines_carry_every_field_and_the_exit_status_tells() {
 
     // Every host fine: exit 0.
     std::fs::write(&hosts, format!("u@{}\n", good.addr())).unwrap();
-    let out = Command::new(example())
+    let out = Command::new(support::example("fleet"))
         .args(["--accept-any-host-key", "--password-env", "PW", "--hosts"])
         .arg(&hosts)
         .args(["--", "true"])

@@ -241,19 +241,7 @@ async fn concurrent_first_dials_from_many_processes_add_one_line_each() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("known_hosts");
-    let exe = std::env::current_exe().unwrap();
-    let example = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("dial");
-    assert!(
-        example.exists(),
-        "{} not built; run the tests with `cargo test`",
-        example.display()
-    );
+    let example = support::example("dial");
     let mut children = Vec::new();
     for server in servers.iter().chain(servers.iter()) {
         children.push(
