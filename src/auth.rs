@@ -1,4 +1,9 @@
 //! Credentials, and user authentication over an established session.
+//!
+//! Like OpenSSH, a dial first asks the server which methods it takes (a
+//! `none` request) and offers only those, so that a password never reaches
+//! a server that does not ask for one and a long list of keys does not run
+//! into `MaxAuthTries` or a lockout counter on a method the server refuses.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -8,7 +13,7 @@ use russh::client::{AuthResult, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
-use russh::MethodKind;
+use russh::{MethodKind, MethodSet};
 use zeroize::Zeroizing;
 
 use crate::error::Kind;
@@ -37,15 +42,17 @@ pub struct Auth {
     methods: Arc<Vec<Method>>,
 }
 
+#[derive(Clone)]
 pub(crate) enum Method {
-    Password(Secret),
+    Password(Arc<Secret>),
     KeyFile {
         path: PathBuf,
-        passphrase: Option<Secret>,
+        passphrase: Option<Arc<Secret>>,
     },
     Key(Arc<PrivateKey>),
     /// The agent at this socket, or at `SSH_AUTH_SOCK` when `None`.
     Agent(Option<PathBuf>),
+    KeyboardInteractive(Responder),
 }
 
 /// A string kept out of `Debug` and `Display`, and zeroed when dropped.
@@ -56,6 +63,12 @@ impl fmt::Debug for Secret {
         f.write_str("<redacted>")
     }
 }
+
+type RespondFn = dyn Fn(&Challenge) -> Option<Vec<String>> + Send + Sync;
+
+/// The caller's answers to keyboard-interactive prompts.
+#[derive(Clone)]
+pub(crate) struct Responder(Arc<RespondFn>);
 
 impl fmt::Debug for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -71,6 +84,7 @@ impl fmt::Debug for Method {
                 .field("algorithm", &k.algorithm().as_str())
                 .finish_non_exhaustive(),
             Method::Agent(path) => f.debug_tuple("Agent").field(path).finish(),
+            Method::KeyboardInteractive(_) => f.write_str("KeyboardInteractive"),
         }
     }
 }
@@ -81,6 +95,55 @@ impl fmt::Debug for Auth {
     }
 }
 
+/// One round of keyboard-interactive prompts (RFC 4256), as the server sent
+/// them. Its text comes from the server: escape it before showing it.
+#[derive(Debug)]
+pub struct Challenge {
+    name: String,
+    instructions: String,
+    prompts: Vec<Prompt>,
+}
+
+/// One prompt of a [`Challenge`].
+#[derive(Debug)]
+pub struct Prompt {
+    text: String,
+    echo: bool,
+}
+
+impl Challenge {
+    /// The challenge's name, often empty.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Instructions for the user, often empty.
+    pub fn instructions(&self) -> &str {
+        &self.instructions
+    }
+
+    /// The prompts to answer, in order; may be empty (a round that only
+    /// shows instructions).
+    pub fn prompts(&self) -> &[Prompt] {
+        &self.prompts
+    }
+}
+
+impl Prompt {
+    /// The prompt, e.g. `"Password: "` or `"Verification code: "`.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the answer may be shown as it is typed (false for secrets).
+    pub fn echo(&self) -> bool {
+        self.echo
+    }
+}
+
+/// The most keyboard-interactive rounds answered in one attempt.
+const MAX_ROUNDS: usize = 10;
+
 impl Auth {
     fn one(method: Method) -> Self {
         Auth {
@@ -90,9 +153,49 @@ impl Auth {
 
     /// Password authentication. If the server does not take `password` but
     /// offers `keyboard-interactive`, as PAM-backed servers often do, the
-    /// password answers its prompts instead.
+    /// password answers a round that asks for exactly one hidden answer
+    /// and whose prompt contains the word "password" (any case), such as
+    /// PAM's `Password: `; rounds with no prompts are acknowledged. Any
+    /// other prompt (a one-time code, a second factor, a prompt in another
+    /// language) is not answered with the password: the attempt ends and the
+    /// auth error names the prompt. Use
+    /// [`keyboard_interactive`](Self::keyboard_interactive) to answer those.
     pub fn password(password: impl Into<String>) -> Self {
-        Auth::one(Method::Password(Secret(Zeroizing::new(password.into()))))
+        Auth::one(Method::Password(Arc::new(Secret(Zeroizing::new(
+            password.into(),
+        )))))
+    }
+
+    /// Keyboard-interactive authentication (RFC 4256) answered by
+    /// `respond`: it is handed each [`Challenge`] and returns one answer
+    /// per prompt, or `None` to give up on the method. At most ten rounds
+    /// are answered. The answers are wiped once sent (russh's copy while
+    /// encoding them is its own). `respond` runs on the async runtime
+    /// within the dial's deadline: it must not block.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ssh_dial::Auth;
+    ///
+    /// let auth = Auth::keyboard_interactive(|challenge| {
+    ///     challenge
+    ///         .prompts()
+    ///         .iter()
+    ///         .map(|p| match p.text() {
+    ///             t if t.contains("Password") => Some("hunter2".to_owned()),
+    ///             t if t.contains("Verification code") => Some("123456".to_owned()),
+    ///             _ => None,
+    ///         })
+    ///         .collect()
+    /// });
+    /// # let _ = auth;
+    /// ```
+    pub fn keyboard_interactive<F>(respond: F) -> Self
+    where
+        F: Fn(&Challenge) -> Option<Vec<String>> + Send + Sync + 'static,
+    {
+        Auth::one(Method::KeyboardInteractive(Responder(Arc::new(respond))))
     }
 
     /// Public key authentication with an OpenSSH or PEM private key file
@@ -104,7 +207,7 @@ impl Auth {
     pub fn key_file(path: impl Into<PathBuf>, passphrase: Option<&str>) -> Self {
         Auth::one(Method::KeyFile {
             path: path.into(),
-            passphrase: passphrase.map(|p| Secret(Zeroizing::new(p.to_owned()))),
+            passphrase: passphrase.map(|p| Arc::new(Secret(Zeroizing::new(p.to_owned())))),
         })
     }
 
@@ -127,14 +230,11 @@ impl Auth {
     }
 
     /// `self`'s methods, then `other`'s, all within the dial's one deadline.
-    /// The first the server accepts wins; a server asking for more (partial
-    /// success) gets the next.
+    /// Methods the server does not offer are skipped. The first the server
+    /// accepts wins; a server asking for more (partial success) gets the next.
     pub fn or(self, other: Auth) -> Self {
         let mut methods = Arc::unwrap_or_clone(self.methods);
-        match Arc::try_unwrap(other.methods) {
-            Ok(more) => methods.extend(more),
-            Err(shared) => methods.extend(shared.iter().map(Method::share)),
-        }
+        methods.extend(other.methods.iter().cloned());
         Auth {
             methods: Arc::new(methods),
         }
@@ -144,22 +244,17 @@ impl Auth {
     /// blocking pool, since decrypting an OpenSSH key is deliberately slow.
     pub(crate) async fn load(&self) -> Result<Vec<Credential>, Kind> {
         let mut ready = Vec::with_capacity(self.methods.len());
-        for (index, method) in self.methods.iter().enumerate() {
+        for method in self.methods.iter() {
             ready.push(match method {
-                Method::Password(_) => Credential::Password {
-                    auth: self.clone(),
-                    index,
-                },
+                Method::Password(p) => Credential::Password(p.clone()),
                 Method::Key(k) => Credential::Key(k.clone(), None),
                 Method::Agent(path) => Credential::Agent(path.clone()),
-                Method::KeyFile { path, .. } => {
-                    let auth = self.clone();
+                Method::KeyboardInteractive(r) => Credential::KeyboardInteractive(r.clone()),
+                Method::KeyFile { path, passphrase } => {
+                    let (file, passphrase) = (path.clone(), passphrase.clone());
                     let loaded = tokio::task::spawn_blocking(move || {
-                        let Method::KeyFile { path, passphrase } = &auth.methods[index] else {
-                            unreachable!("index names a key file")
-                        };
                         russh::keys::load_secret_key(
-                            path,
+                            file,
                             passphrase.as_ref().map(|p| p.0.as_str()),
                         )
                     })
@@ -181,43 +276,38 @@ impl Auth {
     }
 }
 
-impl Method {
-    /// A copy for another [`Auth`]; secrets are copied into fresh
-    /// zeroizing buffers.
-    fn share(&self) -> Method {
+/// A credential ready to send.
+pub(crate) enum Credential {
+    Password(Arc<Secret>),
+    /// A key, and the file it came from.
+    Key(Arc<PrivateKey>, Option<PathBuf>),
+    Agent(Option<PathBuf>),
+    KeyboardInteractive(Responder),
+}
+
+impl Credential {
+    /// The methods that can carry this credential.
+    fn methods(&self) -> &'static [MethodKind] {
         match self {
-            Method::Password(p) => Method::Password(Secret(p.0.clone())),
-            Method::KeyFile { path, passphrase } => Method::KeyFile {
-                path: path.clone(),
-                passphrase: passphrase.as_ref().map(|p| Secret(p.0.clone())),
-            },
-            Method::Key(k) => Method::Key(k.clone()),
-            Method::Agent(p) => Method::Agent(p.clone()),
+            Credential::Password(_) => &[MethodKind::Password, MethodKind::KeyboardInteractive],
+            Credential::Key(..) | Credential::Agent(_) => &[MethodKind::PublicKey],
+            Credential::KeyboardInteractive(_) => &[MethodKind::KeyboardInteractive],
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Credential::Password(_) => "password",
+            Credential::Key(..) => "publickey",
+            Credential::Agent(_) => "agent",
+            Credential::KeyboardInteractive(_) => "keyboard-interactive",
         }
     }
 }
 
-impl Clone for Method {
-    fn clone(&self) -> Self {
-        self.share()
-    }
-}
-
-/// A credential ready to send.
-pub(crate) enum Credential {
-    /// The password stays in its `Auth`, at `index`, so it is not copied.
-    Password {
-        auth: Auth,
-        index: usize,
-    },
-    /// A key, and the file it came from.
-    Key(Arc<PrivateKey>, Option<PathBuf>),
-    Agent(Option<PathBuf>),
-}
-
 /// How authentication ended, short of success.
 pub(crate) enum AuthFailure {
-    /// Every method was tried and none accepted.
+    /// Every method the server offers was tried and none accepted.
     Rejected { tried: String, allowed: String },
     /// Nothing could be offered (e.g. no agent running).
     NothingToOffer(String),
@@ -225,8 +315,9 @@ pub(crate) enum AuthFailure {
     Transport(Option<russh::Error>),
 }
 
-/// Tries each credential in order. A `Failure` with the session gone is a
-/// dead transport, not a rejection: russh reports both the same way.
+/// Asks the server which methods it takes, then tries each credential it
+/// offers in order. A `Failure` with the session gone is a dead transport,
+/// not a rejection: russh reports both the same way.
 pub(crate) async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     user: &str,
@@ -237,23 +328,40 @@ pub(crate) async fn authenticate(
         user,
         tried: Vec::new(),
         notes: Vec::new(),
+        skipped: false,
         allowed: None,
     };
+    let none = session.handle.authenticate_none(user).await;
+    if session.outcome(none)? {
+        return Ok(());
+    }
     for credential in credentials {
+        if !session.offers(credential.methods()) {
+            session.skipped = true;
+            session.notes.push(format!(
+                "{} not offered by the server",
+                credential.name()
+            ));
+            continue;
+        }
         if session.try_one(credential).await? {
             return Ok(());
         }
     }
-    if session.tried.is_empty() {
+    if session.tried.is_empty() && !session.skipped {
         return Err(AuthFailure::NothingToOffer(session.notes.join("; ")));
     }
-    let mut tried = session.tried.join(", ");
+    let mut tried = if session.tried.is_empty() {
+        "nothing".to_owned()
+    } else {
+        session.tried.join(", ")
+    };
     if !session.notes.is_empty() {
         tried = format!("{tried}; {}", session.notes.join("; "));
     }
     Err(AuthFailure::Rejected {
         tried,
-        allowed: session.allowed.unwrap_or_else(|| "none".into()),
+        allowed: session.allowed_names(),
     })
 }
 
@@ -264,30 +372,35 @@ struct Session<'a> {
     tried: Vec<String>,
     /// Methods that could not be tried, and why.
     notes: Vec<String>,
+    /// Whether a credential was skipped because the server does not offer
+    /// its method.
+    skipped: bool,
     /// What the server last said it would accept.
-    allowed: Option<String>,
+    allowed: Option<MethodSet>,
 }
 
 impl Session<'_> {
     /// Ok(true) when accepted, Ok(false) to go on with the next credential.
     async fn try_one(&mut self, credential: &Credential) -> Result<bool, AuthFailure> {
         match credential {
-            Credential::Password { auth, index } => {
-                let Method::Password(secret) = &auth.methods[*index] else {
-                    unreachable!("index names a password")
-                };
-                self.tried.push("password".into());
-                let result = self
-                    .handle
-                    .authenticate_password(self.user, secret.0.as_str())
-                    .await;
-                if self.outcome(result)? {
-                    return Ok(true);
+            Credential::Password(secret) => {
+                if self.offers(&[MethodKind::Password]) {
+                    self.tried.push("password".into());
+                    let result = self
+                        .handle
+                        .authenticate_password(self.user, secret.0.as_str())
+                        .await;
+                    if self.outcome(result)? {
+                        return Ok(true);
+                    }
                 }
-                if self.allows(MethodKind::KeyboardInteractive) {
-                    return self.keyboard_interactive(secret.0.as_str()).await;
+                if self.offers(&[MethodKind::KeyboardInteractive]) {
+                    return self.keyboard_interactive(&Answer::Password(secret)).await;
                 }
                 Ok(false)
+            }
+            Credential::KeyboardInteractive(responder) => {
+                self.keyboard_interactive(&Answer::Caller(responder)).await
             }
             Credential::Key(key, path) => {
                 let hash = self.rsa_hash(key.public_key()).await?;
@@ -319,23 +432,26 @@ impl Session<'_> {
             Ok(AuthResult::Failure {
                 remaining_methods, ..
             }) => {
-                let allowed: Vec<&str> = remaining_methods.iter().map(<&str>::from).collect();
-                self.allowed = Some(if allowed.is_empty() {
-                    "none".into()
-                } else {
-                    allowed.join(",")
-                });
+                self.allowed = Some(remaining_methods);
                 Ok(false)
             }
             Err(e) => Err(AuthFailure::Transport(Some(e))),
         }
     }
 
-    fn allows(&self, method: MethodKind) -> bool {
-        let name: &str = (&method).into();
+    /// Whether the server's last list has any of `methods` (before any
+    /// list came, everything is offered).
+    fn offers(&self, methods: &[MethodKind]) -> bool {
         self.allowed
-            .as_deref()
-            .is_some_and(|a| a.split(',').any(|m| m == name))
+            .as_ref()
+            .is_none_or(|allowed| methods.iter().any(|m| allowed.contains(m)))
+    }
+
+    fn allowed_names(&self) -> String {
+        match &self.allowed {
+            Some(a) if !a.is_empty() => a.iter().map(<&str>::from).collect::<Vec<_>>().join(","),
+            _ => "none".into(),
+        }
     }
 
     async fn rsa_hash(&mut self, key: &PublicKey) -> Result<Option<HashAlg>, AuthFailure> {
@@ -349,14 +465,17 @@ impl Session<'_> {
             .map_err(|e| AuthFailure::Transport(Some(e)))
     }
 
-    /// Answers every hidden prompt with the password, at most a few rounds.
-    async fn keyboard_interactive(&mut self, password: &str) -> Result<bool, AuthFailure> {
-        self.tried.push("keyboard-interactive".into());
+    /// Runs keyboard-interactive rounds, each answered by `answer`, at most
+    /// [`MAX_ROUNDS`]. A round it cannot answer ends the attempt; the next
+    /// method, if any, starts a fresh request (RFC 4256 §3.3 lets a client
+    /// abandon the exchange that way).
+    async fn keyboard_interactive(&mut self, answer: &Answer<'_>) -> Result<bool, AuthFailure> {
+        self.tried.push(format!("keyboard-interactive{}", answer.label()));
         let mut reply = self
             .handle
             .authenticate_keyboard_interactive_start(self.user, None)
             .await;
-        for _ in 0..5 {
+        for _ in 0..MAX_ROUNDS {
             match reply {
                 Ok(KeyboardInteractiveAuthResponse::Success) => return Ok(true),
                 Ok(KeyboardInteractiveAuthResponse::Failure {
@@ -368,27 +487,43 @@ impl Session<'_> {
                         partial_success,
                     }))
                 }
-                Ok(KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. }) => {
-                    let answers = prompts
-                        .iter()
-                        .map(|p| {
-                            if p.echo {
-                                String::new()
-                            } else {
-                                password.to_owned()
-                            }
-                        })
-                        .collect();
+                Ok(KeyboardInteractiveAuthResponse::InfoRequest {
+                    name,
+                    instructions,
+                    prompts,
+                }) => {
+                    let challenge = Challenge {
+                        name,
+                        instructions,
+                        prompts: prompts
+                            .into_iter()
+                            .map(|p| Prompt {
+                                text: p.prompt,
+                                echo: p.echo,
+                            })
+                            .collect(),
+                    };
+                    let answers = match answer.answer(&challenge) {
+                        Ok(a) => a,
+                        Err(why) => {
+                            self.notes.push(why);
+                            return Ok(false);
+                        }
+                    };
+                    // russh takes the answers by value; ours are wiped here.
+                    let sent = answers.iter().map(|a| String::clone(a)).collect();
+                    drop(answers);
                     reply = self
                         .handle
-                        .authenticate_keyboard_interactive_respond(answers)
+                        .authenticate_keyboard_interactive_respond(sent)
                         .await;
                 }
                 Err(e) => return Err(AuthFailure::Transport(Some(e))),
             }
         }
-        self.notes
-            .push("keyboard-interactive: too many prompts".into());
+        self.notes.push(format!(
+            "keyboard-interactive: more than {MAX_ROUNDS} rounds of prompts"
+        ));
         Ok(false)
     }
 
@@ -432,6 +567,9 @@ impl Session<'_> {
         }
         self.tried.push(format!("agent ({} keys)", keys.len()));
         for key in keys {
+            if !self.offers(&[MethodKind::PublicKey]) {
+                break;
+            }
             let hash = self.rsa_hash(&key).await?;
             match self
                 .handle
@@ -454,6 +592,64 @@ impl Session<'_> {
     }
 }
 
+/// Who answers keyboard-interactive prompts.
+enum Answer<'a> {
+    /// The password, to a password prompt only.
+    Password(&'a Secret),
+    Caller(&'a Responder),
+}
+
+impl Answer<'_> {
+    fn label(&self) -> &'static str {
+        match self {
+            Answer::Password(_) => " (password)",
+            Answer::Caller(_) => "",
+        }
+    }
+
+    /// One wiped answer per prompt, or why the round cannot be answered
+    /// (naming the prompt, never an answer).
+    fn answer(&self, challenge: &Challenge) -> Result<Vec<Zeroizing<String>>, String> {
+        let prompts = challenge.prompts();
+        match self {
+            Answer::Password(_) if prompts.is_empty() => Ok(Vec::new()),
+            Answer::Password(secret) => match prompts {
+                [only] if is_password_prompt(only) => Ok(vec![secret.0.clone()]),
+                _ => Err(format!(
+                    "keyboard-interactive: not a password prompt: {}",
+                    crate::error::PeerText::new(
+                        &prompts
+                            .iter()
+                            .map(|p| p.text())
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    )
+                )),
+            },
+            Answer::Caller(responder) => match (responder.0)(challenge) {
+                Some(answers) if answers.len() == prompts.len() => {
+                    Ok(answers.into_iter().map(Zeroizing::new).collect())
+                }
+                Some(answers) => {
+                    let count = answers.len();
+                    drop(answers.into_iter().map(Zeroizing::new).collect::<Vec<_>>());
+                    Err(format!(
+                        "keyboard-interactive: {count} answers to {} prompts",
+                        prompts.len()
+                    ))
+                }
+                None => Err("keyboard-interactive: the caller gave up".into()),
+            },
+        }
+    }
+}
+
+/// One hidden prompt that asks for a password (PAM's `Password: `,
+/// OpenSSH's `user@host's password: `), in any case.
+fn is_password_prompt(prompt: &Prompt) -> bool {
+    !prompt.echo() && prompt.text().to_ascii_lowercase().contains("password")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,7 +659,10 @@ mod tests {
         let a = Auth::password("s3cret-pw");
         let b = Auth::key_file("/k", Some("s3cret-pp"))
             .or(Auth::agent())
-            .or(a.clone());
+            .or(a.clone())
+            .or(Auth::keyboard_interactive(|_| {
+                Some(vec!["s3cret-otp".into()])
+            }));
         let shown = format!("{a:?} {b:?} {a:#?} {b:#?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(
@@ -485,8 +684,61 @@ mod tests {
                 Method::Agent(_) => "agent",
                 Method::KeyFile { .. } => "keyfile",
                 Method::Key(_) => "key",
+                Method::KeyboardInteractive(_) => "kbd",
             })
             .collect();
         assert_eq!(kinds, ["password", "agent", "keyfile"]);
+    }
+
+    fn challenge(prompts: &[(&str, bool)]) -> Challenge {
+        Challenge {
+            name: String::new(),
+            instructions: String::new(),
+            prompts: prompts
+                .iter()
+                .map(|&(text, echo)| Prompt {
+                    text: text.into(),
+                    echo,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_password_answers_only_a_password_prompt() {
+        let secret = Secret(Zeroizing::new("pw-77".into()));
+        let answer = Answer::Password(&secret);
+        for ok in ["Password: ", "alice@h's password: ", "PASSWORD for alice:"] {
+            let a = answer.answer(&challenge(&[(ok, false)])).unwrap();
+            assert_eq!(a.len(), 1, "{ok}");
+            assert_eq!(a[0].as_str(), "pw-77");
+        }
+        assert!(answer.answer(&challenge(&[])).unwrap().is_empty());
+        for refused in [
+            vec![("Verification code: ", false)],
+            vec![("Duo passcode: ", false)],
+            vec![("Password: ", true)],
+            vec![("Passwort: ", false)],
+            vec![("Password: ", false), ("Verification code: ", false)],
+        ] {
+            let why = answer.answer(&challenge(&refused)).unwrap_err();
+            assert!(why.contains(refused[0].0.trim()), "{why}");
+            assert!(!why.contains("pw-77"), "{why}");
+        }
+    }
+
+    #[test]
+    fn the_caller_answers_every_prompt_or_none() {
+        let responder = Responder(Arc::new(|c: &Challenge| {
+            Some(c.prompts().iter().map(|p| format!("a:{}", p.text())).collect())
+        }));
+        let a = Answer::Caller(&responder)
+            .answer(&challenge(&[("x", true), ("y", false)]))
+            .unwrap();
+        assert_eq!(a.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["a:x", "a:y"]);
+        let short = Responder(Arc::new(|_: &Challenge| Some(vec![])));
+        assert!(Answer::Caller(&short)
+            .answer(&challenge(&[("x", true)]))
+            .is_err());
     }
 }

@@ -14,7 +14,8 @@ use crate::deadline::{self, Switch};
 use crate::error::{DialError, Kind, Phase};
 use crate::handshake::{self, classify};
 use crate::host_keys::HostKeys;
-use crate::tcp::{self, TcpConfig, ToTarget};
+use crate::target::{Target, ToTarget};
+use crate::tcp::{self, TcpConfig};
 
 /// Dials SSH servers with one deadline over the whole handshake.
 ///
@@ -250,7 +251,7 @@ impl Attempt<'_> {
 
     async fn run(
         mut self,
-        target: &tcp::Target,
+        target: &Target,
         user: &str,
         auth: Auth,
     ) -> Result<Client, DialError> {
@@ -287,6 +288,16 @@ impl Attempt<'_> {
         timings.connect = connected - resolved;
         tracing::debug!(%remote, elapsed = ?timings.connect, "connected");
 
+        // The known_hosts files, read while the server's banner is on its
+        // way; the time counts as key exchange, where it is used.
+        let prepare = self.config.host_keys.prepare(target.host(), target.port());
+        let host_keys = match tokio::time::timeout_at(self.deadline, prepare).await {
+            Err(_) => return Err(self.timed_out(Phase::KeyExchange)),
+            Ok(Err(failure)) => return Err(self.fail(Phase::KeyExchange, Kind::HostKey(failure))),
+            Ok(Ok(p)) => p,
+        };
+        let read_files = connected.elapsed();
+
         let (stream, switch) = deadline::guard(tcp);
         let mut armed = Armed(Some(switch));
 
@@ -295,9 +306,7 @@ impl Attempt<'_> {
         let handshake = Box::pin(handshake::handshake(
             self.config.russh.clone(),
             stream,
-            target.host(),
-            target.port(),
-            self.config.host_keys.clone(),
+            host_keys,
         ));
         let mut handle = match race(handshake, self.deadline, armed.switch()).await {
             Raced::Done(Ok(h)) => h,
@@ -315,14 +324,15 @@ impl Attempt<'_> {
             }
         };
         let exchanged = Instant::now();
+        let started = connected + read_files;
         let banner = armed
             .switch()
             .banner_at()
             .map(Instant::from_std)
-            .unwrap_or(connected)
-            .clamp(connected, exchanged);
-        timings.version_exchange = banner - connected;
-        timings.key_exchange = exchanged - banner;
+            .unwrap_or(started)
+            .clamp(started, exchanged);
+        timings.version_exchange = banner - started;
+        timings.key_exchange = exchanged - banner + read_files;
         tracing::debug!(
             version_exchange = ?timings.version_exchange,
             key_exchange = ?timings.key_exchange,

@@ -98,6 +98,46 @@ fn fmt_attempts(attempts: &[ConnectAttempt]) -> String {
     all.join("; ")
 }
 
+/// Text that came from the peer (or from a library quoting it), made safe to
+/// show in a message, a log line or JSON: one line of printable ASCII, at
+/// most [`PeerText::MAX`] characters. Anything else is escaped as Rust
+/// escapes it (`\x1b`, `\n`, `\u{202e}`), backslashes included, the way
+/// OpenSSH passes peer strings through `strnvis`, so that a forged line,
+/// a terminal escape or a bidi override cannot reach a reader.
+pub(crate) struct PeerText<'a>(&'a str);
+
+impl<'a> PeerText<'a> {
+    /// The most characters of peer text shown; the rest is cut with `...`.
+    pub(crate) const MAX: usize = 256;
+
+    pub(crate) fn new(text: &'a str) -> Self {
+        PeerText(text)
+    }
+}
+
+impl fmt::Display for PeerText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        for (i, c) in self.0.chars().enumerate() {
+            if i == Self::MAX {
+                return f.write_str("...");
+            }
+            if c == ' ' || (c.is_ascii_graphic() && c != '\\') {
+                f.write_char(c)?;
+            } else {
+                write!(f, "{}", c.escape_default())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PeerText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
 /// An I/O error as a lowercase phrase: "connection refused" rather than the
 /// OS's "Connection refused (os error 111)".
 pub(crate) fn fmt_io(e: &io::Error) -> String {
@@ -401,6 +441,15 @@ impl From<ExecError> for io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_text_is_one_printable_bounded_line() {
+        let shown = PeerText::new("ok\x1b[32m\ndial 10.9.9.9:22: ok\u{202e}\\").to_string();
+        assert_eq!(shown, "ok\\u{1b}[32m\\ndial 10.9.9.9:22: ok\\u{202e}\\\\");
+        assert!(shown.chars().all(|c| c.is_ascii_graphic() || c == ' '));
+        let long = "x".repeat(10_000);
+        assert_eq!(PeerText::new(&long).to_string().len(), PeerText::MAX + 3);
+    }
 
     #[test]
     fn errors_are_send_sync_and_small() {

@@ -40,7 +40,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::deadline::deadline_after;
-use crate::tcp::{InvalidTarget, Target, ToTarget};
+use crate::target::{InvalidTarget, Target, ToTarget};
 use crate::{Auth, DialError, DialTimings, Dialer, ExecError, Output, Phase};
 
 /// A host to run on: where, as whom, and optionally with its own credentials.

@@ -8,26 +8,25 @@ use tokio::net::TcpStream;
 
 use crate::deadline::GuardedStream;
 use crate::error::Kind;
-use crate::host_keys::{HostKeyFailure, HostKeys, ServerKey};
+use crate::host_keys::{HostKeyFailure, Prepared, ServerKey};
 
 /// ssh-dial's russh client handler. It checks the server's host key against
-/// the dialer's [`HostKeys`] policy and otherwise keeps russh's defaults.
+/// the dialer's [`HostKeys`](crate::HostKeys) policy and otherwise keeps
+/// russh's defaults.
 ///
 /// It appears only as the type parameter of [`Client::handle`](crate::Client::handle).
 pub struct ClientHandler {
-    host: String,
-    port: u16,
-    host_keys: HostKeys,
+    host_keys: Prepared,
     verdict: Arc<Mutex<Option<HostKeyFailure>>>,
+    /// The host key algorithm of the first key exchange.
+    negotiated: Option<russh::keys::Algorithm>,
 }
 
 impl std::fmt::Debug for ClientHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientHandler")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("host_keys", &self.host_keys)
-            .finish()
+            .field("negotiated", &self.negotiated)
+            .finish_non_exhaustive()
     }
 }
 
@@ -46,7 +45,7 @@ impl client::Handler for ClientHandler {
                 ServerKey::Certificate(Box::new(c.clone()))
             }
         };
-        match self.host_keys.check(&self.host, self.port, &key).await {
+        match self.host_keys.check(&key).await {
             Ok(()) => Ok(true),
             Err(failure) => {
                 tracing::debug!(error = %failure, "host key rejected");
@@ -55,23 +54,76 @@ impl client::Handler for ClientHandler {
             }
         }
     }
+
+    /// russh asks `check_server_key` only in the first key exchange; a
+    /// later one (a re-key) could present another host key unchecked. The
+    /// handler is not shown that key, only the negotiated names, so a
+    /// re-key that switches the host key algorithm ends the session; one
+    /// that presents another key of the same algorithm cannot be seen here
+    /// (see the README, "Trust and authentication").
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        names: &russh::Names,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        match &self.negotiated {
+            None => {
+                self.negotiated = Some(names.key.clone());
+                Ok(())
+            }
+            Some(first) if *first == names.key => Ok(()),
+            Some(first) => {
+                tracing::warn!(
+                    first = %first,
+                    now = %names.key,
+                    "server switched host key algorithm in a re-key; ending the session"
+                );
+                Err(russh::Error::UnknownKey)
+            }
+        }
+    }
+}
+
+/// `base` with other algorithm preferences. russh's `Config` is not
+/// `Clone`, so the fields are copied one by one.
+fn with_preferred(base: &client::Config, preferred: russh::Preferred) -> client::Config {
+    client::Config {
+        client_id: match &base.client_id {
+            russh::SshId::Standard(s) => russh::SshId::Standard(s.clone()),
+            russh::SshId::Raw(s) => russh::SshId::Raw(s.clone()),
+        },
+        limits: base.limits.clone(),
+        window_size: base.window_size,
+        maximum_packet_size: base.maximum_packet_size,
+        channel_buffer_size: base.channel_buffer_size,
+        preferred,
+        inactivity_timeout: base.inactivity_timeout,
+        keepalive_interval: base.keepalive_interval,
+        keepalive_max: base.keepalive_max,
+        anonymous: base.anonymous,
+        gex: base.gex.clone(),
+        nodelay: base.nodelay,
+    }
 }
 
 /// Runs version exchange and key exchange. A host key that fails the policy
 /// comes back as [`Kind::HostKey`].
+/// The host key algorithms on file for the host are asked for first.
 pub(crate) async fn handshake(
-    config: Arc<client::Config>,
+    mut config: Arc<client::Config>,
     stream: GuardedStream<TcpStream>,
-    host: &str,
-    port: u16,
-    host_keys: HostKeys,
+    host_keys: Prepared,
 ) -> Result<Handle<ClientHandler>, Kind> {
+    if let Some(preferred) = host_keys.preferred(&config.preferred) {
+        tracing::debug!(host_key_algorithms = ?preferred.key, "preferring the key types on file");
+        config = Arc::new(with_preferred(&config, preferred));
+    }
     let verdict = Arc::new(Mutex::new(None));
     let handler = ClientHandler {
-        host: host.to_owned(),
-        port,
         host_keys,
         verdict: verdict.clone(),
+        negotiated: None,
     };
     match client::connect_stream(config, stream, handler).await {
         Ok(handle) => Ok(handle),

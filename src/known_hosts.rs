@@ -1,11 +1,15 @@
-//! The OpenSSH `known_hosts` format: matching a host against the file's
-//! lines, and appending a line safely when several dials (or processes)
-//! learn hosts at once.
+//! The OpenSSH `known_hosts` format: which lines speak for a host, what
+//! they say about the key it offered, and appending a line safely when
+//! several dials (or processes) learn hosts at once.
 //!
 //! russh has a reader (`russh::keys::known_hosts`), but it knows neither
 //! markers (`@revoked`), wildcards nor negation, and gives up on the whole
 //! file at the first key it cannot parse; OpenSSH skips such lines. So the
-//! format is read here; key parsing is ssh-key's.
+//! format is read here, following OpenSSH's `hostfile.c` and `match.c`
+//! line by line: bytes, not text (a Latin-1 comment spoils nothing), only
+//! space and tab separate fields, a line that does not parse is skipped,
+//! and a host's status comes from every line that names it, whatever the
+//! key type (`check_hostkeys_by_key_or_type`). Key parsing is ssh-key's.
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -13,11 +17,11 @@ use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::ssh_key::certificate::CertType;
-use russh::keys::{Certificate, HashAlg, PublicKey};
+use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
 use sha1::Sha1;
 
 /// The spelling a host has in `known_hosts`: `host` on port 22,
-/// `[host]:port` on any other, lowercased.
+/// `[host]:port` on any other, lowercased (OpenSSH's `put_host_port`).
 pub(crate) fn host_port(host: &str, port: u16) -> String {
     let host = host.to_ascii_lowercase();
     if port == 22 {
@@ -27,182 +31,308 @@ pub(crate) fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// What one file says about a host and the key it offered.
+/// A line's marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// A plain line lists this key for the host.
-    Trusted,
-    /// An `@revoked` line lists this key (for this host, or a pattern
-    /// matching it); this wins over any line that trusts it.
-    Revoked { line: usize },
-    /// The host is listed with another key of the same type, first on `line`.
-    Changed { line: usize },
-    /// Nothing for this host and key type. `entries` is false if the file
-    /// has no entries at all.
-    Unknown { entries: bool },
+pub(crate) enum Marker {
+    None,
+    CertAuthority,
+    Revoked,
 }
 
-/// Reads `text` for `host_port` and the offered `key`.
-pub(crate) fn check(text: &str, host_port: &str, key: &PublicKey) -> Verdict {
-    let mut trusted = false;
-    let mut changed = None;
-    let mut entries = false;
-    for (index, line) in text.lines().enumerate() {
-        let line_no = index + 1;
-        let Some(entry) = Entry::parse(line) else {
-            continue;
-        };
-        entries = true;
-        if !host_matches(host_port, entry.patterns) {
-            continue;
-        }
-        let Ok(listed) = PublicKey::from_openssh(&format!("{} {}", entry.algorithm, entry.base64))
-        else {
-            tracing::debug!(
-                line = line_no,
-                "skipping known_hosts line with an unreadable key"
-            );
-            continue;
-        };
-        let same = listed.key_data() == key.key_data();
-        match entry.marker {
-            Some("@revoked") if same => return Verdict::Revoked { line: line_no },
-            Some(_) => {}
-            None if same => trusted = true,
-            None if listed.algorithm() == key.algorithm() => {
-                changed.get_or_insert(line_no);
+/// A line that names the host looked up, with its key parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// Which of the files read it came from (an index the caller keeps).
+    pub(crate) file: usize,
+    /// 1-based line number.
+    pub(crate) line: usize,
+    pub(crate) marker: Marker,
+    pub(crate) key: PublicKey,
+}
+
+/// Every line of every file that names one host (OpenSSH's `struct hostkeys`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Found {
+    pub(crate) entries: Vec<Entry>,
+}
+
+/// What the lines say about an offered key (OpenSSH's `HostStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// This entry lists the key (or, for a certificate, its authority).
+    Ok(usize),
+    /// No line lists a key for the host (for a certificate: no authority
+    /// that signed it).
+    New,
+    /// The host has keys on file, of any type, and this is none of them;
+    /// the index is the entry named as contradicting it.
+    Changed(usize),
+    /// An `@revoked` line for the host lists the key (or the authority that
+    /// signed the certificate).
+    Revoked(usize),
+}
+
+/// The key as offered: plain, or a certificate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Offer<'a> {
+    Plain(&'a PublicKey),
+    Certificate(&'a Certificate),
+}
+
+impl Found {
+    /// Reads `text` (one file, `file` being its index) for the lines that
+    /// name `lookup` (already in [`host_port`] spelling) and appends them.
+    /// Returns whether the file has any line that is not blank or a comment.
+    pub(crate) fn load(&mut self, text: &[u8], lookup: &str, file: usize) -> bool {
+        let mut any = false;
+        for (index, line) in text.split(|&b| b == b'\n').enumerate() {
+            // C strings end at a NUL; so does OpenSSH's view of the line.
+            let line = line.split(|&b| b == 0).next().unwrap_or_default();
+            let Some(parsed) = Line::parse(line) else {
+                continue;
+            };
+            any = true;
+            let Ok(parsed) = parsed else {
+                continue;
+            };
+            if !parsed.names(lookup) {
+                continue;
             }
-            None => {}
-        }
-    }
-    match (trusted, changed) {
-        (true, _) => Verdict::Trusted,
-        (false, Some(line)) => Verdict::Changed { line },
-        (false, None) => Verdict::Unknown { entries },
-    }
-}
-
-/// What one file says about a host certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CertVerdict {
-    /// An `@cert-authority` line for the host lists the CA that signed it,
-    /// and the certificate is valid for this host now.
-    Trusted,
-    /// The certified key or its CA is `@revoked`.
-    Revoked { line: usize },
-    /// A trusted CA signed it, but it is not valid for this host now.
-    Invalid { line: usize, why: &'static str },
-    /// No `@cert-authority` line for this host lists its CA.
-    NoAuthority,
-}
-
-/// Checks a host certificate presented by `host` (as dialed; the principal
-/// it must name) against the `@cert-authority` and `@revoked` lines.
-pub(crate) fn check_certificate(
-    text: &str,
-    host_port: &str,
-    host: &str,
-    cert: &Certificate,
-    now_unix: u64,
-) -> CertVerdict {
-    let mut verdict = CertVerdict::NoAuthority;
-    for (index, line) in text.lines().enumerate() {
-        let line_no = index + 1;
-        let Some(entry) = Entry::parse(line) else {
-            continue;
-        };
-        if entry.marker.is_none() || !host_matches(host_port, entry.patterns) {
-            continue;
-        }
-        let Ok(listed) = PublicKey::from_openssh(&format!("{} {}", entry.algorithm, entry.base64))
-        else {
-            continue;
-        };
-        match entry.marker {
-            Some("@revoked")
-                if listed.key_data() == cert.public_key()
-                    || listed.key_data() == cert.signature_key() =>
-            {
-                return CertVerdict::Revoked { line: line_no };
+            match parsed.key() {
+                Some(key) => self.entries.push(Entry {
+                    file,
+                    line: index + 1,
+                    marker: parsed.marker,
+                    key,
+                }),
+                None => tracing::debug!(
+                    line = index + 1,
+                    "skipping known_hosts line with an unreadable key"
+                ),
             }
-            Some("@cert-authority") if listed.key_data() == cert.signature_key() => {
-                let ca = listed.fingerprint(HashAlg::Sha256);
-                let why = if cert.validate_at(now_unix, [&ca]).is_err() {
-                    Some("bad signature or outside its validity period")
-                } else if cert.cert_type() != CertType::Host {
-                    Some("not a host certificate")
-                } else if !cert.valid_principals().is_empty()
-                    && !cert.valid_principals().iter().any(|p| p == host)
-                {
-                    Some("not valid for this host name")
-                } else if !cert.critical_options().is_empty() {
-                    Some("has critical options")
-                } else {
-                    None
-                };
-                match why {
-                    None => verdict = CertVerdict::Trusted,
-                    Some(why) if verdict != CertVerdict::Trusted => {
-                        verdict = CertVerdict::Invalid { line: line_no, why }
+        }
+        any
+    }
+
+    /// OpenSSH's `check_key_in_hostkeys`: plain keys are looked up among
+    /// plain lines, certificates among `@cert-authority` lines, and either
+    /// is revoked by an `@revoked` line for its key (or its authority).
+    pub(crate) fn check(&self, offer: Offer<'_>) -> Status {
+        let want = match offer {
+            Offer::Plain(_) => Marker::None,
+            Offer::Certificate(_) => Marker::CertAuthority,
+        };
+        let mut status = Status::New;
+        for (i, entry) in self.entries.iter().enumerate() {
+            if entry.marker != want {
+                continue;
+            }
+            match offer {
+                Offer::Certificate(cert) => {
+                    if entry.key.key_data() == cert.signature_key() {
+                        status = Status::Ok(i);
+                        break;
                     }
-                    Some(_) => {}
+                }
+                Offer::Plain(key) => {
+                    if entry.key.key_data() == key.key_data() {
+                        status = Status::Ok(i);
+                        break;
+                    }
+                    status = Status::Changed(i);
                 }
             }
-            _ => {}
+        }
+        let revoked = match offer {
+            Offer::Plain(key) => self.revoked(key.key_data(), None),
+            Offer::Certificate(cert) => {
+                self.revoked(cert.public_key(), Some(cert.signature_key()))
+            }
+        };
+        match revoked {
+            Some(i) => Status::Revoked(i),
+            None => status,
         }
     }
-    verdict
-}
 
-/// One non-comment line: `[@marker] patterns algorithm base64 [comment]`.
-struct Entry<'a> {
-    marker: Option<&'a str>,
-    patterns: &'a str,
-    algorithm: &'a str,
-    base64: &'a str,
-}
-
-impl<'a> Entry<'a> {
-    fn parse(line: &'a str) -> Option<Entry<'a>> {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            return None;
-        }
-        let mut fields = line.split_whitespace();
-        let mut first = fields.next()?;
-        let marker = if first.starts_with('@') {
-            let m = first;
-            first = fields.next()?;
-            Some(m)
-        } else {
-            None
-        };
-        Some(Entry {
-            marker,
-            patterns: first,
-            algorithm: fields.next()?,
-            base64: fields.next()?,
+    fn revoked(
+        &self,
+        key: &russh::keys::ssh_key::public::KeyData,
+        authority: Option<&russh::keys::ssh_key::public::KeyData>,
+    ) -> Option<usize> {
+        self.entries.iter().position(|e| {
+            e.marker == Marker::Revoked
+                && (e.key.key_data() == key || Some(e.key.key_data()) == authority)
         })
     }
+
+    /// OpenSSH's `lookup_key_in_hostkeys_by_type`: whether a plain line
+    /// lists a key of this algorithm's type (for ECDSA, of its curve) for
+    /// the host, and that key is not revoked.
+    pub(crate) fn knows_type(&self, algorithm: &Algorithm) -> bool {
+        self.entries
+            .iter()
+            .find(|e| e.marker == Marker::None && same_type(&e.key.algorithm(), algorithm))
+            .is_some_and(|e| self.revoked(e.key.key_data(), None).is_none())
+    }
+
+    /// Whether an `@cert-authority` line names the host.
+    pub(crate) fn has_authority(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.marker == Marker::CertAuthority)
+    }
 }
 
-/// OpenSSH's `match_hostname`: a matching negated pattern rejects; else any
-/// matching pattern accepts. Hashed entries (`|1|salt|hash`) match by HMAC-SHA1.
-pub(crate) fn host_matches(host_port: &str, patterns: &str) -> bool {
-    let mut matched = false;
-    for pattern in patterns.split(',') {
-        if let Some(hashed) = pattern.strip_prefix("|1|") {
-            matched |= hashed_matches(host_port, hashed);
-            continue;
+/// Whether two algorithms have the same key type: every RSA signature
+/// algorithm uses an RSA key.
+pub(crate) fn same_type(a: &Algorithm, b: &Algorithm) -> bool {
+    match (a, b) {
+        (Algorithm::Rsa { .. }, Algorithm::Rsa { .. }) => true,
+        _ => a == b,
+    }
+}
+
+/// Why a host certificate that a trusted authority signed is still not
+/// good for `host` (as dialed, lowercased) at `now`, if it is not
+/// (OpenSSH's `sshkey_cert_check_host`).
+pub(crate) fn certificate_problem(
+    cert: &Certificate,
+    authority: &PublicKey,
+    host: &str,
+    now_unix: u64,
+) -> Option<&'static str> {
+    let ca = authority.fingerprint(HashAlg::Sha256);
+    if cert.validate_at(now_unix, [&ca]).is_err() {
+        Some("bad signature or outside its validity period")
+    } else if cert.cert_type() != CertType::Host {
+        Some("not a host certificate")
+    } else if !cert.valid_principals().is_empty()
+        && !cert.valid_principals().iter().any(|p| p == host)
+    {
+        Some("not valid for this host name")
+    } else if !cert.critical_options().is_empty() {
+        Some("has critical options")
+    } else if cert.signature().algorithm() == (Algorithm::Rsa { hash: None }) {
+        Some("is signed with ssh-rsa (SHA-1), which OpenSSH no longer accepts")
+    } else {
+        None
+    }
+}
+
+/// One line that is not blank or a comment: `[@marker] hosts keytype
+/// base64 [comment]`, as bytes.
+struct Line<'a> {
+    marker: Marker,
+    hosts: &'a [u8],
+    key_type: &'a [u8],
+    base64: &'a [u8],
+}
+
+fn is_blank(b: &u8) -> bool {
+    *b == b' ' || *b == b'\t'
+}
+
+/// Splits off the next field: up to a space or tab, then skips those.
+fn field(s: &[u8]) -> (&[u8], &[u8]) {
+    let end = s.iter().position(is_blank).unwrap_or(s.len());
+    let (f, rest) = s.split_at(end);
+    let skip = rest.iter().take_while(|b| is_blank(b)).count();
+    (f, &rest[skip..])
+}
+
+impl<'a> Line<'a> {
+    /// `None` for blank and comment lines, `Some(Err)` for lines that are
+    /// entries but do not parse.
+    fn parse(line: &'a [u8]) -> Option<Result<Line<'a>, ()>> {
+        let skip = line.iter().take_while(|b| is_blank(b)).count();
+        let line = &line[skip..];
+        if line.is_empty() || line[0] == b'#' {
+            return None;
         }
-        let (negated, pattern) = match pattern.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, pattern),
+        Some(Line::fields(line))
+    }
+
+    fn fields(mut line: &'a [u8]) -> Result<Line<'a>, ()> {
+        let mut marker = Marker::None;
+        // OpenSSH's check_markers: at most one, ended by the first space
+        // (or, failing that, the first tab) on the line.
+        while line.first() == Some(&b'@') {
+            if marker != Marker::None {
+                return Err(());
+            }
+            let end = line
+                .iter()
+                .position(|&b| b == b' ')
+                .or_else(|| line.iter().position(|&b| b == b'\t'))
+                .ok_or(())?;
+            marker = match &line[..end] {
+                b"@cert-authority" => Marker::CertAuthority,
+                b"@revoked" => Marker::Revoked,
+                _ => return Err(()),
+            };
+            let rest = &line[end..];
+            line = &rest[rest.iter().take_while(|b| is_blank(b)).count()..];
+        }
+        let (hosts, rest) = field(line);
+        if rest.is_empty() || rest[0] == b'#' {
+            return Err(());
+        }
+        let (key_type, rest) = field(rest);
+        let (base64, _comment) = field(rest);
+        // A CRLF file leaves '\r' on the last field; OpenSSH's base64
+        // decoder skips it.
+        let base64 = base64.strip_suffix(b"\r").unwrap_or(base64);
+        if hosts.is_empty() || key_type.is_empty() || base64.is_empty() {
+            return Err(());
+        }
+        Ok(Line {
+            marker,
+            hosts,
+            key_type,
+            base64,
+        })
+    }
+
+    /// OpenSSH's `match_maybe_hashed`: a hosts field starting with `|` is
+    /// one hash, compared whole; otherwise a pattern list.
+    fn names(&self, lookup: &str) -> bool {
+        if self.hosts[0] == b'|' {
+            hashed_matches(lookup, self.hosts)
+        } else {
+            pattern_list_matches(lookup.as_bytes(), self.hosts)
+        }
+    }
+
+    fn key(&self) -> Option<PublicKey> {
+        let key_type = std::str::from_utf8(self.key_type).ok()?;
+        let base64 = std::str::from_utf8(self.base64).ok()?;
+        PublicKey::from_openssh(&format!("{key_type} {base64}")).ok()
+    }
+}
+
+/// OpenSSH's `match_pattern_list` with lowercasing, as `match_hostname`
+/// calls it: a matching negated pattern rejects; else any matching pattern
+/// accepts. `host` is already lowercase.
+pub(crate) fn pattern_list_matches(host: &[u8], patterns: &[u8]) -> bool {
+    /// OpenSSH copies each sub-pattern into a 1024-byte buffer and fails
+    /// the whole list when one does not fit.
+    const MAX_SUBPATTERN: usize = 1023;
+    let mut matched = false;
+    let mut rest = patterns;
+    while !rest.is_empty() {
+        let (negated, after) = match rest.strip_prefix(b"!") {
+            Some(r) => (true, r),
+            None => (false, rest),
         };
-        if wildcard_match(
-            pattern.to_ascii_lowercase().as_bytes(),
-            host_port.as_bytes(),
-        ) {
+        let end = after.iter().position(|&b| b == b',').unwrap_or(after.len());
+        let sub = &after[..end];
+        if sub.len() >= MAX_SUBPATTERN {
+            return false;
+        }
+        rest = after.get(end + 1..).unwrap_or_default();
+        let sub = sub.to_ascii_lowercase();
+        if wildcard_match(&sub, host) {
             if negated {
                 return false;
             }
@@ -212,26 +342,7 @@ pub(crate) fn host_matches(host_port: &str, patterns: &str) -> bool {
     matched
 }
 
-fn hmac_sha1(salt: &[u8], host_port: &str) -> Option<Hmac<Sha1>> {
-    let mac = <Hmac<Sha1> as KeyInit>::new_from_slice(salt).ok()?;
-    Some(mac.chain_update(host_port.as_bytes()))
-}
-
-fn hashed_matches(host_port: &str, salt_and_hash: &str) -> bool {
-    use data_encoding::BASE64;
-    let Some((salt, hash)) = salt_and_hash.split_once('|') else {
-        return false;
-    };
-    let (Ok(salt), Ok(hash)) = (
-        BASE64.decode(salt.as_bytes()),
-        BASE64.decode(hash.as_bytes()),
-    ) else {
-        return false;
-    };
-    hmac_sha1(&salt, host_port).is_some_and(|mac| mac.verify_slice(&hash).is_ok())
-}
-
-/// `*` matches any run, `?` any one byte.
+/// `*` matches any run, `?` any one byte; anything else itself.
 fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
@@ -258,20 +369,49 @@ fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
+/// The length of an HMAC-SHA1 key and digest.
+const SHA1_LEN: usize = 20;
+
+fn hmac_sha1(salt: &[u8], host_port: &str) -> Option<Hmac<Sha1>> {
+    let mac = <Hmac<Sha1> as KeyInit>::new_from_slice(salt).ok()?;
+    Some(mac.chain_update(host_port.as_bytes()))
+}
+
+/// `|1|base64(salt)|base64(hmac)`, as OpenSSH's `host_hash` writes it.
+fn hashed_name(salt: &[u8], host_port: &str) -> Option<String> {
+    use data_encoding::BASE64;
+    let mac = hmac_sha1(salt, host_port)?.finalize().into_bytes();
+    Some(format!("|1|{}|{}", BASE64.encode(salt), BASE64.encode(&mac)))
+}
+
+/// OpenSSH's hashed-name match: the salt (which must decode to 20 bytes)
+/// is taken from the field, the name hashed with it, and the whole field
+/// compared with the result. A field that is not exactly that, commas and
+/// all, names no host.
+fn hashed_matches(host_port: &str, field: &[u8]) -> bool {
+    let Some(rest) = field.strip_prefix(b"|1|") else {
+        return false;
+    };
+    let Some(end) = rest.iter().position(|&b| b == b'|') else {
+        return false;
+    };
+    let Ok(salt) = data_encoding::BASE64.decode(&rest[..end]) else {
+        return false;
+    };
+    if salt.len() != SHA1_LEN {
+        return false;
+    }
+    hashed_name(&salt, host_port).is_some_and(|name| name.as_bytes() == field)
+}
+
 /// The line `ssh` writes for a new host: `host_port` (hashed as
 /// `ssh-keygen -H` does, if asked), the key type and the key.
 pub(crate) fn entry_line(host_port: &str, key: &PublicKey, hashed: bool) -> io::Result<String> {
     let key = key.to_openssh().map_err(io::Error::other)?;
     let host = if hashed {
-        use data_encoding::BASE64;
-        let mut salt = [0u8; 20];
+        let mut salt = [0u8; SHA1_LEN];
         getrandom::fill(&mut salt).map_err(io::Error::other)?;
-        let mac = hmac_sha1(&salt, host_port).ok_or_else(|| io::Error::other("hmac key"))?;
-        format!(
-            "|1|{}|{}",
-            BASE64.encode(&salt),
-            BASE64.encode(&mac.finalize().into_bytes())
-        )
+        hashed_name(&salt, host_port).ok_or_else(|| io::Error::other("hmac key"))?
     } else {
         host_port.to_owned()
     };
@@ -309,9 +449,9 @@ pub(crate) enum Learned {
     Added,
     /// Another writer had already added this key for this host.
     AlreadyKnown,
-    /// Another writer had meanwhile recorded another key (or revoked this
-    /// one); the file's verdict.
-    Refused(Verdict),
+    /// Another writer had meanwhile recorded another key (`Changed`) or
+    /// revoked this one; the line that says so.
+    Refused { line: usize, revoked: bool },
 }
 
 /// Appends `host_port`'s `key` to the file at `path`, creating it (and its
@@ -340,15 +480,25 @@ pub(crate) fn learn(
         .create(true)
         .open(path)?;
     lock_within(&file, LOCK_WAIT)?;
-    let mut text = String::new();
+    let mut text = Vec::new();
     file.seek(SeekFrom::Start(0))?;
-    file.read_to_string(&mut text)?;
-    let learned = match check(&text, host_port, key) {
-        Verdict::Trusted => Learned::AlreadyKnown,
-        verdict @ (Verdict::Revoked { .. } | Verdict::Changed { .. }) => Learned::Refused(verdict),
-        Verdict::Unknown { .. } => {
+    file.read_to_end(&mut text)?;
+    let mut found = Found::default();
+    found.load(&text, host_port, 0);
+    let line_of = |i: usize| found.entries[i].line;
+    let learned = match found.check(Offer::Plain(key)) {
+        Status::Ok(_) => Learned::AlreadyKnown,
+        Status::Changed(i) => Learned::Refused {
+            line: line_of(i),
+            revoked: false,
+        },
+        Status::Revoked(i) => Learned::Refused {
+            line: line_of(i),
+            revoked: true,
+        },
+        Status::New => {
             let mut line = String::new();
-            if !text.is_empty() && !text.ends_with('\n') {
+            if !text.is_empty() && !text.ends_with(b"\n") {
                 line.push('\n');
             }
             line.push_str(&entry_line(host_port, key, hashed)?);
@@ -372,84 +522,106 @@ pub(crate) mod tests {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILg4zKcoTwbt5lqhVGjk64meBdTzYRuV14vdclMQCvs6";
     pub(crate) const ED2: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHykAdtuNqZDk6gGBjSaUTuyUA1cSpiZoQ3ixvz/XoWH";
+    /// A real ECDSA P-256 public key.
+    pub(crate) const EC1: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBM4n7DLU4VZEea8rPLmklR72E4a81cKB38SkS3h0PfhJIDcvAH43gIvFKI40UCc/oZIjKKeBKHD+XDPvZknJqW4=";
 
     fn key(s: &str) -> PublicKey {
         PublicKey::from_openssh(s).unwrap()
     }
 
-    fn verdict(text: &str, host: &str, port: u16, k: &str) -> Verdict {
-        check(text, &host_port(host, port), &key(k))
+    fn found(text: &str, host: &str, port: u16) -> Found {
+        let mut f = Found::default();
+        f.load(text.as_bytes(), &host_port(host, port), 0);
+        f
+    }
+
+    fn status(text: &str, host: &str, port: u16, k: &str) -> Status {
+        found(text, host, port).check(Offer::Plain(&key(k)))
+    }
+
+    fn lines(text: &[u8], host: &str, port: u16) -> Vec<usize> {
+        let mut f = Found::default();
+        f.load(text, &host_port(host, port), 0);
+        f.entries.iter().map(|e| e.line).collect()
     }
 
     #[test]
     fn plain_and_bracketed_entries_match_their_port_only() {
         let text = format!("example.com {ED1}\n[127.0.0.1]:2222 {ED1}\n");
-        assert_eq!(verdict(&text, "example.com", 22, ED1), Verdict::Trusted);
-        assert_eq!(verdict(&text, "EXAMPLE.com", 22, ED1), Verdict::Trusted);
-        assert_eq!(verdict(&text, "127.0.0.1", 2222, ED1), Verdict::Trusted);
-        assert!(matches!(
-            verdict(&text, "127.0.0.1", 2223, ED1),
-            Verdict::Unknown { entries: true }
-        ));
-        assert!(matches!(
-            verdict(&text, "example.com", 2222, ED1),
-            Verdict::Unknown { .. }
-        ));
+        assert_eq!(status(&text, "example.com", 22, ED1), Status::Ok(0));
+        assert_eq!(status(&text, "EXAMPLE.com", 22, ED1), Status::Ok(0));
+        assert_eq!(status(&text, "127.0.0.1", 2222, ED1), Status::Ok(0));
+        assert_eq!(status(&text, "127.0.0.1", 2223, ED1), Status::New);
+        assert_eq!(status(&text, "example.com", 2222, ED1), Status::New);
     }
 
     #[test]
-    fn a_different_key_of_the_same_type_is_a_change_on_its_line() {
+    fn any_other_key_on_file_is_a_change_whatever_its_type() {
         let text = format!("# comment\n\nexample.com {ED1}\n");
-        assert_eq!(
-            verdict(&text, "example.com", 22, ED2),
-            Verdict::Changed { line: 3 }
-        );
+        assert_eq!(status(&text, "example.com", 22, ED2), Status::Changed(0));
+        assert_eq!(status(&text, "example.com", 22, EC1), Status::Changed(0));
+        let both = format!("example.com {ED1}\nexample.com {EC1}\n");
+        assert_eq!(status(&both, "example.com", 22, EC1), Status::Ok(1));
     }
 
     #[test]
-    fn hashed_entries_match_and_are_written_so() {
+    fn known_types_follow_the_plain_unrevoked_lines() {
+        let ec = key(EC1).algorithm();
+        let ed = key(ED1).algorithm();
+        let f = found(&format!("h {EC1}\n@cert-authority h {ED1}\n"), "h", 22);
+        assert!(f.knows_type(&ec) && !f.knows_type(&ed) && f.has_authority());
+        let f = found(&format!("h {EC1}\n@revoked * {EC1}\n"), "h", 22);
+        assert!(!f.knows_type(&ec));
+        assert!(!f.has_authority());
+    }
+
+    #[test]
+    fn hashed_entries_match_whole_and_are_written_so() {
         let line = entry_line("example.com", &key(ED1), true).unwrap();
         assert!(line.starts_with("|1|"), "{line}");
-        assert_eq!(verdict(&line, "example.com", 22, ED1), Verdict::Trusted);
-        assert!(matches!(
-            verdict(&line, "example.org", 22, ED1),
-            Verdict::Unknown { .. }
-        ));
+        assert_eq!(status(&line, "example.com", 22, ED1), Status::Ok(0));
+        assert_eq!(status(&line, "example.org", 22, ED1), Status::New);
+        // Never split on commas, never matched in part.
+        let (hashed, rest) = line.split_once(' ').unwrap();
+        let with_comma = format!("{hashed},example.com {rest}\n");
+        assert_eq!(status(&with_comma, "example.com", 22, ED1), Status::New);
+        // A salt of another length makes the line unparseable.
+        let salt16 = data_encoding::BASE64.encode(&[7u8; 16]);
+        let short = format!("|1|{salt16}|AAAA {ED1}\n");
+        assert_eq!(lines(short.as_bytes(), "example.com", 22), Vec::<usize>::new());
     }
 
     #[test]
     fn wildcards_and_negation() {
         let text = format!("*.example.com,!bad.example.com {ED1}\n");
-        assert_eq!(verdict(&text, "a.example.com", 22, ED1), Verdict::Trusted);
-        assert!(matches!(
-            verdict(&text, "bad.example.com", 22, ED1),
-            Verdict::Unknown { .. }
-        ));
+        assert_eq!(status(&text, "a.example.com", 22, ED1), Status::Ok(0));
+        assert_eq!(status(&text, "bad.example.com", 22, ED1), Status::New);
         assert!(wildcard_match(b"h?st*", b"host-7"));
         assert!(!wildcard_match(b"h?st", b"hst"));
         assert!(wildcard_match(b"[10.0.0.*]:2222", b"[10.0.0.7]:2222"));
+        // A sub-pattern too long for OpenSSH's buffer fails the whole list.
+        let long = format!("h,{}", "x".repeat(1100));
+        assert!(!pattern_list_matches(b"h", long.as_bytes()));
     }
 
     #[test]
     fn revoked_wins_over_a_trusting_line() {
         let text = format!("example.com {ED1}\n@revoked * {ED1}\n");
-        assert_eq!(
-            verdict(&text, "example.com", 22, ED1),
-            Verdict::Revoked { line: 2 }
-        );
+        assert_eq!(status(&text, "example.com", 22, ED1), Status::Revoked(1));
     }
 
     #[test]
-    fn empty_files_and_garbage_lines_know_nothing() {
-        assert_eq!(
-            verdict("", "example.com", 22, ED1),
-            Verdict::Unknown { entries: false }
-        );
-        let text = "garbage\nexample.com ssh-ed25519 notbase64\n";
-        assert!(matches!(
-            verdict(text, "example.com", 22, ED1),
-            Verdict::Unknown { .. }
-        ));
+    fn lines_that_do_not_parse_are_skipped_and_the_rest_count() {
+        let mut text = b"garbage\nexample.com ssh-ed25519 notbase64\n".to_vec();
+        text.extend_from_slice(b"# caf\xe9 latin-1 comment\n");
+        text.extend_from_slice(format!("example.com {ED1} café").as_bytes());
+        text.extend_from_slice(b" \xe9\xff\r\n@bogus example.com ");
+        text.extend_from_slice(ED2.as_bytes());
+        text.extend_from_slice(b"\n\xff\xfe example.com\n");
+        assert_eq!(lines(&text, "example.com", 22), vec![4]);
+        let mut f = Found::default();
+        assert!(f.load(&text, "example.com", 0));
+        assert!(!Found::default().load(b"# only\n\n  \t\n", "h", 0));
     }
 
     #[test]
@@ -483,10 +655,15 @@ pub(crate) mod tests {
             learn(&path, "[h]:2", &key(ED1), false).unwrap(),
             Learned::AlreadyKnown
         );
-        assert_eq!(
-            learn(&path, "[h]:2", &key(ED2), false).unwrap(),
-            Learned::Refused(Verdict::Changed { line: 1 })
-        );
+        for other in [ED2, EC1] {
+            assert_eq!(
+                learn(&path, "[h]:2", &key(other), false).unwrap(),
+                Learned::Refused {
+                    line: 1,
+                    revoked: false
+                }
+            );
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, format!("[h]:2 {ED1}\n"));
     }

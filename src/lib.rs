@@ -47,18 +47,20 @@ mod handshake;
 mod host_keys;
 mod known_hosts;
 mod metrics;
+mod target;
 mod tcp;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use auth::Auth;
+pub use auth::{Auth, Challenge, Prompt};
 pub use client::{Client, ExitStatus, Output};
 pub use dialer::{DialTimings, Dialer, DialerBuilder};
 pub use error::{DialError, ExecError, Phase};
 pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};
-pub use tcp::{InvalidTarget, SocketOptions, Target, ToTarget};
+pub use target::{InvalidTarget, Target, ToTarget};
+pub use tcp::SocketOptions;
 
 /// russh, as used by this crate: for [`Client::handle`] and private keys.
 pub use russh;

@@ -1,4 +1,4 @@
-//! The TCP half of a dial: parsing the target, resolving it, and connecting
+//! The TCP half of a dial: resolving the target and connecting
 //! with keepalive, `TCP_USER_TIMEOUT` and `TCP_NODELAY` set before connect.
 
 use std::io;
@@ -10,187 +10,14 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use crate::error::ConnectAttempt;
-
-/// A `host` and `port` to dial, parsed from what the caller gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    host: String,
-    port: u16,
-}
-
-/// An address that cannot be dialed, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?}: {reason}")]
-pub struct InvalidTarget {
-    input: String,
-    reason: String,
-}
-
-impl InvalidTarget {
-    /// The address as given.
-    pub fn input(&self) -> &str {
-        &self.input
-    }
-
-    /// What is wrong with it.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl Target {
-    /// The host name or IP address, without brackets.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// The TCP port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    fn new(input: &str, host: &str, port: u16) -> Result<Target, InvalidTarget> {
-        let invalid = |reason: String| InvalidTarget {
-            input: input.to_owned(),
-            reason,
-        };
-        if port == 0 {
-            return Err(invalid("port 0 cannot be dialed".into()));
-        }
-        let host = host.trim();
-        if host.is_empty() {
-            return Err(invalid("empty host".into()));
-        }
-        if host
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@')
-        {
-            return Err(invalid(format!("{host:?} is not a host name")));
-        }
-        Ok(Target {
-            host: host.to_owned(),
-            port,
-        })
-    }
-
-    /// Parses `host`, `host:port`, `[v6]:port` or a bare IPv6 address.
-    /// The port defaults to 22.
-    pub(crate) fn parse(s: &str) -> Result<Target, InvalidTarget> {
-        let input = s;
-        let invalid = |reason: String| InvalidTarget {
-            input: input.to_owned(),
-            reason,
-        };
-        let s = s.trim();
-        if let Ok(ip) = s.parse::<IpAddr>() {
-            return Target::new(input, &ip.to_string(), 22);
-        }
-        if let Some(rest) = s.strip_prefix('[') {
-            let (host, after) = rest
-                .split_once(']')
-                .ok_or_else(|| invalid("missing ']'".into()))?;
-            host.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| invalid(format!("{host:?} is not an IPv6 address")))?;
-            let port = match after {
-                "" => 22,
-                p => parse_port(
-                    p.strip_prefix(':')
-                        .ok_or_else(|| invalid("expected ':' after ']'".into()))?,
-                )
-                .map_err(invalid)?,
-            };
-            return Target::new(input, host, port);
-        }
-        match s.rsplit_once(':') {
-            Some((host, port)) => Target::new(input, host, parse_port(port).map_err(invalid)?),
-            None => Target::new(input, s, 22),
-        }
-    }
-
-    /// `host:port`, with IPv6 addresses in brackets.
-    pub(crate) fn display(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-}
-
-fn parse_port(port: &str) -> Result<u16, String> {
-    port.parse::<u16>()
-        .map_err(|_| format!("{port:?} is not a port number"))
-}
-
-/// Things [`Dialer::dial`](crate::Dialer::dial) accepts as an address.
-///
-/// Implemented for `"host:port"` strings (`"host"` alone means port 22,
-/// IPv6 literals go in brackets: `"[::1]:2222"`), [`SocketAddr`], and
-/// `(host, port)` tuples.
-pub trait ToTarget {
-    /// Parses `self` into a [`Target`].
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidTarget`], saying what is wrong with the address.
-    fn to_target(&self) -> Result<Target, InvalidTarget>;
-}
-
-impl ToTarget for str {
-    fn to_target(&self) -> Result<Target, InvalidTarget> {
-        Target::parse(self)
-    }
-}
-
-impl ToTarget for String {
-    fn to_target(&self) -> Result<Target, InvalidTarget> {
-        Target::parse(self)
-    }
-}
-
-impl<T: ToTarget + ?Sized> ToTarget for &T {
-    fn to_target(&self) -> Result<Target, InvalidTarget> {
-        (**self).to_target()
-    }
-}
-
-impl ToTarget for SocketAddr {
-    fn to_target(&self) -> Result<Target, InvalidTarget> {
-        Target::new(&self.to_string(), &self.ip().to_string(), self.port())
-    }
-}
-
-impl ToTarget for (&str, u16) {
-    fn to_target(&self) -> Result<Target, InvalidTarget> {
-        let host = self.0.trim_start_matches('[').trim_end_matches(']');
-        Target::new(&format!("{}:{}", self.0, self.1), host, self.1)
-    }
-}
-
-impl ToTarget for (String, u16) {
-    fn to_target(&self) -> Result<Target, InvalidTarget> {
-        (self.0.as_str(), self.1).to_target()
-    }
-}
-
-impl ToTarget for (IpAddr, u16) {
-    fn to_target(&self) -> Result<Target, InvalidTarget> {
-        SocketAddr::from(*self).to_target()
-    }
-}
-
-impl ToTarget for Target {
-    fn to_target(&self) -> Result<Target, InvalidTarget> {
-        Ok(self.clone())
-    }
-}
+use crate::target::Target;
 
 /// Resolves the target; IP literals skip the resolver.
 pub(crate) async fn resolve(target: &Target) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(ip) = target.host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, target.port)]);
+    if let Ok(ip) = target.host().parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, target.port())]);
     }
-    Ok(tokio::net::lookup_host((target.host.as_str(), target.port))
+    Ok(tokio::net::lookup_host((target.host(), target.port()))
         .await?
         .collect())
 }
@@ -365,38 +192,6 @@ impl SocketOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_the_usual_forms() {
-        let t = |s: &str| Target::parse(s).map(|t| (t.host, t.port)).ok();
-        assert_eq!(t("host:2222"), Some(("host".into(), 2222)));
-        assert_eq!(t("host"), Some(("host".into(), 22)));
-        assert_eq!(t("10.0.0.7:22"), Some(("10.0.0.7".into(), 22)));
-        assert_eq!(t("[::1]:2222"), Some(("::1".into(), 2222)));
-        assert_eq!(t("::1"), Some(("::1".into(), 22)));
-        assert_eq!(t("[::1]"), Some(("::1".into(), 22)));
-    }
-
-    #[test]
-    fn rejects_bad_addresses_with_a_reason() {
-        for bad in [
-            "",
-            ":22",
-            "host:0",
-            "host:",
-            "host:99999",
-            "host:x",
-            "[::1",
-            "[nothost]:22",
-            "a b:22",
-            "user@host:22",
-        ] {
-            let err = Target::parse(bad).expect_err(bad);
-            assert_eq!(err.input(), bad);
-            assert!(!err.reason().is_empty(), "{bad}");
-        }
-        assert!(("h", 0).to_target().is_err());
-    }
 
     #[cfg(feature = "testing")]
     #[tokio::test]

@@ -94,7 +94,7 @@ async fn methods_are_tried_in_order_within_one_deadline() {
 }
 
 #[tokio::test]
-async fn a_server_that_rejects_everything_lists_what_was_tried() {
+async fn a_server_that_rejects_everything_lists_what_was_tried_and_skipped() {
     let sshd = Sshd::start().unwrap();
     let agent = SshAgent::start().unwrap();
     agent.add(&new_key(&sshd, "agent_stranger")).unwrap();
@@ -105,9 +105,17 @@ async fn a_server_that_rejects_everything_lists_what_was_tried() {
     assert_eq!(err.phase(), Phase::Auth);
     assert!(err.is_auth_rejected() && !err.is_timeout(), "{err}");
     let msg = err.to_string();
+    // The sshd has `PasswordAuthentication no`: the password is not sent.
     assert!(
-        msg.contains("tried publickey (stranger), agent (1 keys), password"),
+        msg.contains(
+            "tried publickey (stranger), agent (1 keys); password not offered by the server"
+        ),
         "{msg}"
+    );
+    assert!(
+        sshd.log().contains("method publickey") && !sshd.log().contains("method password"),
+        "{}",
+        sshd.log()
     );
     assert!(msg.contains("server allows publickey"), "{msg}");
     assert!(
