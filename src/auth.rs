@@ -338,10 +338,9 @@ pub(crate) async fn authenticate(
     for credential in credentials {
         if !session.offers(credential.methods()) {
             session.skipped = true;
-            session.notes.push(format!(
-                "{} not offered by the server",
-                credential.name()
-            ));
+            session
+                .notes
+                .push(format!("{} not offered by the server", credential.name()));
             continue;
         }
         if session.try_one(credential).await? {
@@ -470,7 +469,8 @@ impl Session<'_> {
     /// method, if any, starts a fresh request (RFC 4256 §3.3 lets a client
     /// abandon the exchange that way).
     async fn keyboard_interactive(&mut self, answer: &Answer<'_>) -> Result<bool, AuthFailure> {
-        self.tried.push(format!("keyboard-interactive{}", answer.label()));
+        self.tried
+            .push(format!("keyboard-interactive{}", answer.label()));
         let mut reply = self
             .handle
             .authenticate_keyboard_interactive_start(self.user, None)
@@ -730,12 +730,20 @@ mod tests {
     #[test]
     fn the_caller_answers_every_prompt_or_none() {
         let responder = Responder(Arc::new(|c: &Challenge| {
-            Some(c.prompts().iter().map(|p| format!("a:{}", p.text())).collect())
+            Some(
+                c.prompts()
+                    .iter()
+                    .map(|p| format!("a:{}", p.text()))
+                    .collect(),
+            )
         }));
         let a = Answer::Caller(&responder)
             .answer(&challenge(&[("x", true), ("y", false)]))
             .unwrap();
-        assert_eq!(a.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["a:x", "a:y"]);
+        assert_eq!(
+            a.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            ["a:x", "a:y"]
+        );
         let short = Responder(Arc::new(|_: &Challenge| Some(vec![])));
         assert!(Answer::Caller(&short)
             .answer(&challenge(&[("x", true)]))

@@ -249,12 +249,7 @@ impl Attempt<'_> {
         self.fail(phase, Kind::TimedOut(Vec::new()))
     }
 
-    async fn run(
-        mut self,
-        target: &Target,
-        user: &str,
-        auth: Auth,
-    ) -> Result<Client, DialError> {
+    async fn run(mut self, target: &Target, user: &str, auth: Auth) -> Result<Client, DialError> {
         let credentials = match tokio::time::timeout_at(self.deadline, auth.load()).await {
             Err(_) => return Err(self.timed_out(Phase::Auth)),
             Ok(Err(kind)) => return Err(self.fail(Phase::Auth, kind)),

@@ -298,9 +298,9 @@ fn parse_pin(s: &str) -> Result<Pin, InvalidHostKey> {
             "only SHA256 fingerprints are accepted (as `ssh-keygen -lf` prints them)",
         ));
     }
-    PublicKey::from_openssh(s)
-        .map(Pin::Key)
-        .map_err(|_| invalid("expected \"SHA256:...\" or a public key line \"ssh-ed25519 AAAA...\""))
+    PublicKey::from_openssh(s).map(Pin::Key).map_err(|_| {
+        invalid("expected \"SHA256:...\" or a public key line \"ssh-ed25519 AAAA...\"")
+    })
 }
 
 /// The user's known_hosts files, in `~/.ssh` of `$HOME` or, when that is
@@ -390,29 +390,21 @@ impl Prepared {
     /// plain key, and asking for one could only pass over a key type on
     /// file. Pinned keys (not fingerprints) count as on file.
     pub(crate) fn preferred(&self, preferred: &Preferred) -> Option<Preferred> {
-        let (knows, authority): (Box<dyn Fn(&Algorithm) -> bool + '_>, bool) =
-            match (&*self.policy, &self.known) {
-                (Policy::KnownHosts(_), Some(known)) => (
-                    Box::new(|a| known.with_port.knows_type(a)),
-                    known.with_port.has_authority(),
-                ),
-                (Policy::Pinned(pins), _) => (
-                    Box::new(move |a: &Algorithm| {
-                        pins.iter().any(|p| {
-                            matches!(p, Pin::Key(k) if known_hosts::same_type(&k.algorithm(), a))
-                        })
-                    }),
-                    false,
-                ),
-                _ => return None,
-            };
+        if matches!(*self.policy, Policy::InsecureAcceptAny) {
+            return None;
+        }
+        let knows = |a: &Algorithm| self.knows_type(a);
         let key = &preferred.key;
-        let ordered: Vec<Algorithm> = if key.first().is_none_or(|a| knows(a)) {
+        let ordered: Vec<Algorithm> = if key.first().is_none_or(knows) {
             key.to_vec()
         } else {
             let (first, last): (Vec<_>, Vec<_>) = key.iter().cloned().partition(|a| knows(a));
             first.into_iter().chain(last).collect()
         };
+        let authority = self
+            .known
+            .as_ref()
+            .is_some_and(|k| k.with_port.has_authority());
         let certificates: &[Algorithm] = if authority {
             &preferred.host_key_certificates
         } else {
@@ -425,6 +417,18 @@ impl Prepared {
         new.key = Cow::Owned(ordered);
         new.host_key_certificates = Cow::Owned(certificates.to_vec());
         Some(new)
+    }
+
+    /// Whether a key of this algorithm's type is on file for the host (or
+    /// pinned, as a key).
+    fn knows_type(&self, algorithm: &Algorithm) -> bool {
+        match (&*self.policy, &self.known) {
+            (Policy::KnownHosts(_), Some(known)) => known.with_port.knows_type(algorithm),
+            (Policy::Pinned(pins), _) => pins.iter().any(
+                |p| matches!(p, Pin::Key(k) if known_hosts::same_type(&k.algorithm(), algorithm)),
+            ),
+            _ => false,
+        }
     }
 
     /// Checks the key the server presented.
@@ -883,12 +887,23 @@ mod tests {
         let default = Preferred::default();
         let prepared = policy.prepare("h", 2222).await.unwrap();
         let ordered = prepared.preferred(&default).expect("reordered");
-        assert_eq!(ordered.key[0], PublicKey::from_openssh(EC1).unwrap().algorithm());
+        assert_eq!(
+            ordered.key[0],
+            PublicKey::from_openssh(EC1).unwrap().algorithm()
+        );
         assert_eq!(ordered.key.len(), default.key.len());
         // The plain entry does not order another port (as in OpenSSH).
-        assert!(policy.prepare("h", 2223).await.unwrap().preferred(&default).is_none());
+        assert!(policy
+            .prepare("h", 2223)
+            .await
+            .unwrap()
+            .preferred(&default)
+            .is_none());
         std::fs::write(&path, format!("[h]:2222 {EC1}\n[h]:2222 {ED1}\n")).unwrap();
         let prepared = policy.prepare("h", 2222).await.unwrap();
-        assert!(prepared.preferred(&default).is_none(), "first is known: verbatim");
+        assert!(
+            prepared.preferred(&default).is_none(),
+            "first is known: verbatim"
+        );
     }
 }

@@ -145,9 +145,7 @@ impl Found {
         }
         let revoked = match offer {
             Offer::Plain(key) => self.revoked(key.key_data(), None),
-            Offer::Certificate(cert) => {
-                self.revoked(cert.public_key(), Some(cert.signature_key()))
-            }
+            Offer::Certificate(cert) => self.revoked(cert.public_key(), Some(cert.signature_key())),
         };
         match revoked {
             Some(i) => Status::Revoked(i),
@@ -381,7 +379,11 @@ fn hmac_sha1(salt: &[u8], host_port: &str) -> Option<Hmac<Sha1>> {
 fn hashed_name(salt: &[u8], host_port: &str) -> Option<String> {
     use data_encoding::BASE64;
     let mac = hmac_sha1(salt, host_port)?.finalize().into_bytes();
-    Some(format!("|1|{}|{}", BASE64.encode(salt), BASE64.encode(&mac)))
+    Some(format!(
+        "|1|{}|{}",
+        BASE64.encode(salt),
+        BASE64.encode(&mac)
+    ))
 }
 
 /// OpenSSH's hashed-name match: the salt (which must decode to 20 bytes)
@@ -588,7 +590,10 @@ pub(crate) mod tests {
         // A salt of another length makes the line unparseable.
         let salt16 = data_encoding::BASE64.encode(&[7u8; 16]);
         let short = format!("|1|{salt16}|AAAA {ED1}\n");
-        assert_eq!(lines(short.as_bytes(), "example.com", 22), Vec::<usize>::new());
+        assert_eq!(
+            lines(short.as_bytes(), "example.com", 22),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]
@@ -622,6 +627,179 @@ pub(crate) mod tests {
         let mut f = Found::default();
         assert!(f.load(&text, "example.com", 0));
         assert!(!Found::default().load(b"# only\n\n  \t\n", "h", 0));
+    }
+
+    /// A small deterministic generator (xorshift64*), so that a divergence
+    /// can be replayed from its seed.
+    pub(crate) struct Rng(u64);
+
+    impl Rng {
+        pub(crate) fn new(seed: u64) -> Self {
+            Rng(seed.max(1))
+        }
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+        pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    /// A random known_hosts line over `names`, `keys` and every kind of
+    /// junk and syntax OpenSSH reads.
+    fn random_line(rng: &mut Rng, names: &[&str], keys: &[&str]) -> Vec<u8> {
+        let name = *rng.pick(names);
+        let pattern = |rng: &mut Rng| -> String {
+            let n = *rng.pick(names);
+            match rng.below(12) {
+                0 => n.to_ascii_uppercase(),
+                1 => format!("!{n}"),
+                2 => n.replacen('o', "?", 1),
+                3 => format!("*{}", &n[n.len().min(3)..]),
+                4 => "*".into(),
+                5 => format!("{}*", &n[..n.len().min(4)]),
+                6 => String::new(),
+                _ => n.to_owned(),
+            }
+        };
+        let hosts = match rng.below(10) {
+            0 => entry_line(name, &key(ED1), true)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_owned(),
+            1 => {
+                let hashed = entry_line(name, &key(ED1), true).unwrap();
+                format!("{},{}", hashed.split(' ').next().unwrap(), pattern(rng))
+            }
+            2 => format!(
+                "|1|{}|{}",
+                data_encoding::BASE64.encode(&[9u8; 16]),
+                data_encoding::BASE64.encode(&[1u8; 20])
+            ),
+            _ => (0..=rng.below(3))
+                .map(|_| pattern(rng))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let marker = *rng.pick(&["", "", "", "", "@revoked ", "@cert-authority ", "@bogus "]);
+        let key = match rng.below(10) {
+            0 => "ssh-ed25519 AAAAnotakey".to_owned(),
+            1 => "ssh-ed25519".to_owned(),
+            2 => "ssh-unknown AAAAC3NzaC1lZDI1NTE5AAAAILg4".to_owned(),
+            _ => (*rng.pick(keys)).to_owned(),
+        };
+        let sep = *rng.pick(&[" ", " ", "\t", "  "]);
+        let mut line =
+            format!("{}{marker}{hosts}{sep}{key}", rng.pick(&["", "", " "])).into_bytes();
+        match rng.below(8) {
+            0 => line.extend_from_slice(b" caf\xe9 comment"),
+            1 => line.extend_from_slice(b"\r"),
+            2 => line = b"# a comment \xff".to_vec(),
+            3 => line = b"\xfe\xff junk".to_vec(),
+            _ => {}
+        }
+        line
+    }
+
+    /// Whether an OpenSSH program is here; without it the test says so and
+    /// passes, unless `CI` is set, where it must be.
+    pub(crate) fn have_program(name: &str) -> bool {
+        let found = std::process::Command::new(name)
+            .arg("-?")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{name} is required in CI (apt-get install -y openssh-client)"
+            );
+            eprintln!("skipped: {name} not found (apt-get install -y openssh-client)");
+        }
+        found
+    }
+
+    /// The lines `ssh-keygen -l -F lookup -f path` finds, with their markers.
+    fn ssh_keygen_finds(path: &Path, lookup: &str) -> Vec<(usize, Marker)> {
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-l", "-F", lookup, "-f"])
+            .arg(path)
+            .output()
+            .expect("ssh-keygen runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("# Host ")?;
+                let (_, found) = rest.rsplit_once(" found: line ")?;
+                let mut words = found.split_whitespace();
+                let line = words.next()?.parse().ok()?;
+                let marker = match words.next() {
+                    Some("REVOKED") => Marker::Revoked,
+                    Some("CA") => Marker::CertAuthority,
+                    _ => Marker::None,
+                };
+                Some((line, marker))
+            })
+            .collect()
+    }
+
+    /// Differential: which lines name a host, for a few hundred generated
+    /// files, against OpenSSH's own reader (`ssh-keygen -F`).
+    #[test]
+    fn the_lines_that_name_a_host_are_those_ssh_keygen_finds() {
+        if !have_program("ssh-keygen") {
+            return;
+        }
+        let seed = std::env::var("SSH_DIAL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed_0008);
+        let mut rng = Rng::new(seed);
+        let names = [
+            "foo.example",
+            "[foo.example]:2222",
+            "10.0.0.1",
+            "[10.0.0.1]:2222",
+            "bar.example",
+        ];
+        let keys = [ED1, ED2, EC1];
+        let dir = tempfile::tempdir().unwrap();
+        let mut divergences = Vec::new();
+        let files = 300;
+        for n in 0..files {
+            let mut text = Vec::new();
+            for _ in 0..rng.below(8) + 1 {
+                text.extend_from_slice(&random_line(&mut rng, &names, &keys));
+                text.push(b'\n');
+            }
+            let path = dir.path().join(format!("kh{n}"));
+            std::fs::write(&path, &text).unwrap();
+            for lookup in names {
+                let theirs = ssh_keygen_finds(&path, lookup);
+                let mut found = Found::default();
+                found.load(&text, lookup, 0);
+                let ours: Vec<(usize, Marker)> =
+                    found.entries.iter().map(|e| (e.line, e.marker)).collect();
+                if ours != theirs {
+                    divergences.push(format!(
+                        "file {n}, {lookup}: ours {ours:?}, ssh-keygen {theirs:?}\n{}",
+                        String::from_utf8_lossy(&text)
+                    ));
+                }
+            }
+        }
+        assert!(
+            divergences.is_empty(),
+            "{} divergences (seed {seed}):\n{}",
+            divergences.len(),
+            divergences.join("\n")
+        );
     }
 
     #[test]

@@ -44,8 +44,8 @@ impl InvalidTarget {
 /// set, plus the pattern and marker syntax of known_hosts (`*?!#[]@`) and
 /// the path separator.
 const FORBIDDEN: &[char] = &[
-    '\'', '`', '"', '$', '\\', ';', '&', '<', '>', '|', '(', ')', '{', '}', ',', '*', '?', '!', '#',
-    '[', ']', '@', '/',
+    '\'', '`', '"', '$', '\\', ';', '&', '<', '>', '|', '(', ')', '{', '}', ',', '*', '?', '!',
+    '#', '[', ']', '@', '/',
 ];
 
 /// The longest host name DNS can carry.
@@ -82,7 +82,10 @@ impl Target {
             });
         }
         if let Some(why) = invalid_host_name(host) {
-            return Err(invalid(format!("{:?} is not a host name: {why}", Short(host))));
+            return Err(invalid(format!(
+                "{:?} is not a host name: {why}",
+                Short(host)
+            )));
         }
         Ok(Target {
             host: host.to_owned(),
@@ -106,10 +109,7 @@ impl Target {
                 .split_once(']')
                 .ok_or_else(|| invalid("missing ']'".into()))?;
             if host.parse::<Ipv6Addr>().is_err() {
-                return Err(invalid(format!(
-                    "{:?} is not an IPv6 address",
-                    Short(host)
-                )));
+                return Err(invalid(format!("{:?} is not an IPv6 address", Short(host))));
             }
             let port = match after {
                 "" => 22,
@@ -337,7 +337,10 @@ mod tests {
         assert_eq!(t("::1"), Some(("::1".into(), 22)));
         assert_eq!(t("[::1]"), Some(("::1".into(), 22)));
         assert_eq!(t("host:022"), Some(("host".into(), 22)));
-        assert_eq!(t("xn--bcher-kva.example"), Some(("xn--bcher-kva.example".into(), 22)));
+        assert_eq!(
+            t("xn--bcher-kva.example"),
+            Some(("xn--bcher-kva.example".into(), 22))
+        );
     }
 
     #[test]
@@ -359,10 +362,7 @@ mod tests {
         for name in ["1.2.3.4.5", "256.1.1.1", "08.1.1.1", "0x", "1..2"] {
             assert_eq!(parse_inet_aton(name), None, "{name}");
         }
-        assert_eq!(
-            ("127.1", 2222).to_target().unwrap().host(),
-            "127.0.0.1"
-        );
+        assert_eq!(("127.1", 2222).to_target().unwrap().host(), "127.0.0.1");
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ssh_dial::testing::{ssh_keygen, SshAgent, Sshd};
+use ssh_dial::testing::{ssh_keygen, SshAgent, Sshd, TestServer};
 use ssh_dial::{Auth, DialError, Dialer, HostKeys, Phase};
 
 async fn dial(sshd: &Sshd, auth: Auth) -> Result<ssh_dial::Client, DialError> {
@@ -184,4 +184,90 @@ async fn the_dial_example_uses_the_agent_like_ssh() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+async fn dial_test_server(
+    server: &TestServer,
+    user: &str,
+    auth: Auth,
+) -> Result<ssh_dial::Client, DialError> {
+    Dialer::builder()
+        .timeout(Duration::from_secs(10))
+        .host_keys(server.host_keys())
+        .build()
+        .dial(server.addr(), user, auth)
+        .await
+}
+
+#[tokio::test]
+async fn a_password_answers_only_a_password_prompt() {
+    let server = TestServer::builder()
+        .keyboard_interactive("otp", &[&[("Verification code: ", false, "123456")]])
+        .keyboard_interactive("pam", &[&[], &[("Password: ", false, "pw-9c1e")]])
+        .keyboard_interactive(
+            "two",
+            &[&[
+                ("Password: ", false, "pw-9c1e"),
+                ("Duo passcode: ", false, "777"),
+            ]],
+        )
+        .start()
+        .unwrap();
+    for user in ["otp", "two"] {
+        let err = dial_test_server(&server, user, Auth::password("pw-9c1e"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.phase(), Phase::Auth);
+        assert!(err.is_auth_rejected(), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("not a password prompt") && msg.contains("code") | msg.contains("Duo"),
+            "{msg}"
+        );
+        assert!(!msg.contains("pw-9c1e") && !format!("{err:?}").contains("pw-9c1e"));
+    }
+    assert!(
+        server.keyboard_answers().is_empty(),
+        "the password went to a prompt that did not ask for it: {:?}",
+        server.keyboard_answers()
+    );
+    // A PAM-style exchange: an empty round, then `Password: `.
+    dial_test_server(&server, "pam", Auth::password("pw-9c1e"))
+        .await
+        .expect("the password answers a password prompt");
+    // Other prompts are answered by the caller.
+    let otp = Auth::keyboard_interactive(|challenge| {
+        challenge
+            .prompts()
+            .iter()
+            .map(|p| {
+                p.text()
+                    .contains("Verification code")
+                    .then(|| "123456".to_owned())
+            })
+            .collect()
+    });
+    dial_test_server(&server, "otp", otp)
+        .await
+        .expect("the caller answers the code");
+    let wrong = Auth::keyboard_interactive(|c| Some(vec!["000000".to_owned(); c.prompts().len()]));
+    let err = dial_test_server(&server, "otp", wrong).await.unwrap_err();
+    assert!(err.is_auth_rejected(), "{err}");
+}
+
+#[tokio::test]
+async fn methods_the_server_does_not_offer_are_not_tried() {
+    let key = ssh_dial::testing::ed25519_key().unwrap();
+    let server = TestServer::builder()
+        .authorized_key("u", key.public_key().clone())
+        .start()
+        .unwrap();
+    dial_test_server(
+        &server,
+        "u",
+        Auth::password("pw-never-sent").or(Auth::key(key)),
+    )
+    .await
+    .expect("the key gets in");
+    assert_eq!(server.auth_methods(), ["none", "publickey"]);
 }

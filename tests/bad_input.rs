@@ -22,6 +22,9 @@ async fn unparseable_addresses_fail_in_resolve() {
         "[::1]x",
         "two words:22",
         "host:",
+        "host:22:33",
+        "1.2.3.4:22:33",
+        "host:+22",
     ] {
         let err = dialer()
             .dial(bad, "u", Auth::password("p"))
@@ -157,4 +160,38 @@ async fn huge_timeouts_mean_no_limit_not_a_panic() {
 fn invalid_pins_are_rejected_when_built() {
     let err = HostKeys::pinned(["SHA256:not base64!", "ssh-ed25519"]).unwrap_err();
     assert!(err.to_string().contains("invalid pinned host key"), "{err}");
+}
+
+/// A host written into known_hosts as a pattern (`*`, `a,b`, `!x`) would
+/// vouch for other hosts: such names are refused before any connection,
+/// and accept-new writes nothing.
+#[tokio::test]
+async fn pattern_syntax_in_a_host_is_invalid_input_and_never_learned() {
+    let server = TestServer::builder().password("u", "p").start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("known_hosts");
+    let dialer = Dialer::builder()
+        .timeout(Duration::from_secs(3))
+        .host_keys(HostKeys::accept_new(&path))
+        .build();
+    let port = server.addr().port();
+    for host in [
+        "*",
+        "evil,*",
+        "127.0.0.1,*",
+        "!x",
+        "h?st",
+        "#h",
+        "-oProxyCommand=x",
+        "a|b",
+    ] {
+        let err = dialer
+            .dial((host, port), "u", Auth::password("p"))
+            .await
+            .unwrap_err();
+        assert!(err.is_invalid_input(), "{host:?}: {err}");
+        assert_eq!(err.remote_addr(), None, "{host:?}: connected");
+    }
+    assert_eq!(server.auth_attempts(), 0);
+    assert!(!path.exists(), "nothing learned");
 }

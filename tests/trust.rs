@@ -11,6 +11,7 @@ use std::time::Duration;
 use ssh_dial::testing::TestServer;
 use ssh_dial::testing::{ssh_keygen, Sshd};
 use ssh_dial::{Auth, DialError, Dialer, HostKeys, Phase};
+use support::{dial_verdict, ssh_verdict, Verdict};
 
 async fn dial(sshd: &Sshd, host_keys: HostKeys) -> Result<ssh_dial::Client, DialError> {
     Dialer::builder()
@@ -68,24 +69,206 @@ async fn files_written_by_ssh_keyscan_and_hashed_by_ssh_keygen_verify() {
         .expect("hashed file verifies");
 }
 
+/// Both clients on the same file: the verdicts must agree.
+async fn assert_same_verdict(
+    sshd: &Sshd,
+    host: &str,
+    known_hosts: &Path,
+    expected: Verdict,
+) -> Option<DialError> {
+    let (ssh, stderr) = ssh_verdict(sshd, host, known_hosts, None, "yes", &[]);
+    assert_eq!(ssh, expected, "ssh: {stderr}");
+    let (ours, err) = dial_verdict(sshd, host, HostKeys::known_hosts(known_hosts), false).await;
+    assert_eq!(ours, expected, "ssh-dial: {err:?}");
+    err
+}
+
 #[tokio::test]
-async fn bracketed_entries_match_only_their_port() {
+async fn a_plain_entry_serves_another_port_only_for_its_very_key_as_in_openssh() {
     let sshd = Sshd::start().unwrap();
-    let other_port = sshd.addr().port() + 1;
-    let path = sshd
+    let port = sshd.addr().port();
+    // `ssh` checks `[host]:port` first, then the plain host with the same
+    // key ("found matching key w/out port").
+    let plain = sshd
+        .write_file("plain", &format!("127.0.0.1 {}", sshd.host_key()))
+        .unwrap();
+    assert_same_verdict(&sshd, "127.0.0.1", &plain, Verdict::Trusted).await;
+    // A plain line with another key does not make the port "changed".
+    let other = sshd.dir().join("other_key");
+    ssh_keygen(&other, "ed25519", "").unwrap();
+    let other_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let plain_other = sshd
+        .write_file("plain_other", &format!("127.0.0.1 {other_key}"))
+        .unwrap();
+    assert_same_verdict(&sshd, "127.0.0.1", &plain_other, Verdict::Unknown).await;
+    // A bracketed line is for its port only.
+    let other_port = sshd
         .write_file(
             "other_port",
-            &format!("[127.0.0.1]:{other_port} {}", sshd.host_key()),
+            &format!("[127.0.0.1]:{} {}", port + 1, sshd.host_key()),
         )
         .unwrap();
-    let err = dial(&sshd, HostKeys::known_hosts(&path)).await.unwrap_err();
-    assert!(err.is_host_key() && !err.is_host_key_mismatch(), "{err}");
-    // Without brackets an entry means port 22, not this one.
-    let path = sshd
-        .write_file("no_port", &format!("127.0.0.1 {}", sshd.host_key()))
+    assert_same_verdict(&sshd, "127.0.0.1", &other_port, Verdict::Unknown).await;
+    // A bracketed line with another key is a change, whatever plain says.
+    let both = sshd
+        .write_file(
+            "both",
+            &format!(
+                "127.0.0.1 {}\n[127.0.0.1]:{port} {other_key}",
+                sshd.host_key()
+            ),
+        )
         .unwrap();
-    let err = dial(&sshd, HostKeys::known_hosts(&path)).await.unwrap_err();
-    assert!(err.is_host_key() && !err.is_host_key_mismatch(), "{err}");
+    assert_same_verdict(&sshd, "127.0.0.1", &both, Verdict::Changed).await;
+}
+
+#[tokio::test]
+async fn a_key_of_another_type_is_a_changed_key_as_in_openssh() {
+    let sshd = Sshd::start().unwrap();
+    let port = sshd.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("known_hosts");
+    std::fs::write(&path, format!("{}\n", sshd.known_hosts_line())).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    drop(sshd);
+    // The same address now offers only an ECDSA key.
+    let impostor = Sshd::builder()
+        .port(port)
+        .host_key_types(&["ecdsa"])
+        .start()
+        .unwrap();
+    for strict in ["yes", "accept-new"] {
+        let (ssh, stderr) = ssh_verdict(&impostor, "127.0.0.1", &path, None, strict, &[]);
+        assert_eq!(ssh, Verdict::Changed, "ssh {strict}: {stderr}");
+    }
+    for policy in [HostKeys::known_hosts(&path), HostKeys::accept_new(&path)] {
+        let (ours, err) = dial_verdict(&impostor, "127.0.0.1", policy, false).await;
+        assert_eq!(ours, Verdict::Changed, "{err:?}");
+        let msg = err.unwrap().to_string();
+        let offered = impostor.host_key_of("ecdsa").unwrap();
+        let offered = russh::keys::PublicKey::from_openssh(offered)
+            .unwrap()
+            .fingerprint(russh::keys::HashAlg::Sha256)
+            .to_string();
+        assert!(
+            msg.contains(&offered) && msg.contains(&format!("{}:1", path.display())),
+            "{msg}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "nothing learned"
+    );
+    assert!(
+        !impostor.log().contains("userauth-request"),
+        "a credential reached the impostor"
+    );
+}
+
+#[tokio::test]
+async fn the_key_types_on_file_are_asked_for_first_as_in_openssh() {
+    let sshd = Sshd::builder()
+        .host_key_types(&["ed25519", "ecdsa", "rsa"])
+        .start()
+        .unwrap();
+    let port = sshd.addr().port();
+    for kind in ["ecdsa", "rsa"] {
+        let line = format!("[127.0.0.1]:{port} {}", sshd.host_key_of(kind).unwrap());
+        let path = sshd.write_file(&format!("only_{kind}"), &line).unwrap();
+        assert_same_verdict(&sshd, "127.0.0.1", &path, Verdict::Trusted).await;
+        // accept-new does not learn the Ed25519 key beside it.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (ours, err) =
+            dial_verdict(&sshd, "127.0.0.1", HostKeys::accept_new(&path), false).await;
+        assert_eq!(ours, Verdict::Trusted, "{err:?}");
+        let (ssh, stderr) = ssh_verdict(&sshd, "127.0.0.1", &path, None, "accept-new", &[]);
+        assert_eq!(ssh, Verdict::Trusted, "{stderr}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn junk_and_latin1_lines_spoil_nothing_as_in_openssh() {
+    let sshd = Sshd::start().unwrap();
+    let mut text = b"# caf\xe9 cr\xe8me, a Latin-1 comment\n".to_vec();
+    text.extend_from_slice(b"\xff\xfe garbage\n@bogus * ssh-ed25519 AAAA\nhost ssh-ed25519\n");
+    text.extend_from_slice(format!("{} caf\u{e9}", sshd.known_hosts_line()).as_bytes());
+    text.extend_from_slice(b" \xe9t\xe9\r\n");
+    let path = sshd.dir().join("latin1");
+    std::fs::write(&path, &text).unwrap();
+    assert_same_verdict(&sshd, "127.0.0.1", &path, Verdict::Trusted).await;
+}
+
+#[tokio::test]
+async fn address_literals_are_learned_in_canonical_form_as_in_openssh() {
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("known_hosts");
+    let (ours, err) = dial_verdict(&sshd, "127.1", HostKeys::accept_new(&path), false).await;
+    assert_eq!(ours, Verdict::Trusted, "{err:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text, format!("{}\n", sshd.known_hosts_line()));
+    for spelling in ["127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1"] {
+        assert_same_verdict(&sshd, spelling, &path, Verdict::Trusted).await;
+    }
+}
+
+#[tokio::test]
+async fn accept_new_checks_the_global_files_as_in_openssh() {
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("known_hosts");
+    let global = sshd
+        .write_file("global", &format!("@revoked * {}", sshd.host_key()))
+        .unwrap();
+    let (ssh, stderr) = ssh_verdict(&sshd, "127.0.0.1", &path, Some(&global), "accept-new", &[]);
+    assert_eq!(ssh, Verdict::Revoked, "{stderr}");
+    let policy = HostKeys::accept_new(&path).global_files([&global]);
+    let (ours, err) = dial_verdict(&sshd, "127.0.0.1", policy, false).await;
+    assert_eq!(ours, Verdict::Revoked, "{err:?}");
+    assert!(!path.exists(), "nothing learned");
+    assert!(!sshd.log().contains("userauth-request"));
+}
+
+/// Run by `the_default_files_come_from_the_passwd_home_without_home` in a
+/// child process with `HOME` unset: prints the files the default policy read.
+#[tokio::test]
+#[ignore = "run by another test, in a process without HOME"]
+async fn print_default_files() {
+    let server = TestServer::builder().password("u", "p").start().unwrap();
+    let err = Dialer::new()
+        .dial(server.addr(), "u", Auth::password("p"))
+        .await
+        .unwrap_err();
+    println!("DEFAULT-FILES {err}");
+}
+
+#[test]
+fn the_default_files_come_from_the_passwd_home_without_home() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "print_default_files", "--nocapture"])
+        .env_remove("HOME")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("DEFAULT-FILES"))
+        .unwrap_or_else(|| panic!("{stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let home = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 5 && f[2] == uid.trim())
+        .map(|f| f[5].to_owned())
+        .expect("a passwd entry for this user");
+    let files = format!(
+        "{home}/.ssh/known_hosts, {home}/.ssh/known_hosts2, \
+         /etc/ssh/ssh_known_hosts, /etc/ssh/ssh_known_hosts2"
+    );
+    assert!(line.contains(&files), "{line}");
 }
 
 #[tokio::test]
@@ -345,4 +528,109 @@ async fn a_host_certificate_for_another_name_is_refused() {
         !sshd.log().contains("userauth-request"),
         "auth reached a host with a bad certificate"
     );
+}
+
+#[tokio::test]
+async fn certificate_principals_match_the_host_in_any_case_as_in_openssh() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (ca, line) = certificate_authority(ca_dir.path(), "[localhost]:*");
+    let sshd = Sshd::builder()
+        .host_certificate(&ca, "localhost")
+        .start()
+        .unwrap();
+    let path = sshd.write_file("ca_only", &line).unwrap();
+    for host in ["localhost", "LOCALHOST", "LocalHost"] {
+        let (ssh, stderr) = ssh_verdict(&sshd, host, &path, None, "yes", &[]);
+        assert_eq!(ssh, Verdict::Trusted, "ssh {host}: {stderr}");
+        let (ours, err) = dial_verdict(&sshd, host, HostKeys::known_hosts(&path), true).await;
+        assert_eq!(ours, Verdict::Trusted, "{host}: {err:?}");
+    }
+}
+
+/// Counts what russh asks a handler: host key checks and finished key
+/// exchanges.
+struct Counting {
+    checks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    kexes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl russh::client::Handler for Counting {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(true)
+    }
+
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        _names: &russh::Names,
+        _session: &mut russh::client::Session,
+    ) -> Result<(), Self::Error> {
+        self.kexes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// What a re-key does (README, "Trust and authentication"): russh asks
+/// about the host key in the first key exchange only, so a key presented in
+/// a re-key is not checked; ssh-dial can see only its algorithm, and its
+/// sessions go on through re-keys that keep it.
+#[tokio::test]
+async fn a_rekey_is_not_asked_about_the_host_key() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let sshd = Sshd::builder()
+        .config_line("RekeyLimit 64K")
+        .start()
+        .unwrap();
+    let (checks, kexes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let handler = Counting {
+        checks: checks.clone(),
+        kexes: kexes.clone(),
+    };
+    let mut handle = russh::client::connect(
+        Arc::new(russh::client::Config::default()),
+        sshd.addr(),
+        handler,
+    )
+    .await
+    .unwrap();
+    let key = russh::keys::PrivateKeyWithHashAlg::new(Arc::new(sshd.user_key().clone()), None);
+    assert!(handle
+        .authenticate_publickey(sshd.user(), key)
+        .await
+        .unwrap()
+        .success());
+    let mut channel = handle.channel_open_session().await.unwrap();
+    channel
+        .exec(true, "head -c 400000 /dev/zero")
+        .await
+        .unwrap();
+    let mut received = 0;
+    while let Some(msg) = channel.wait().await {
+        if let russh::ChannelMsg::Data { data } = msg {
+            received += data.len();
+        }
+    }
+    assert_eq!(received, 400_000);
+    assert!(
+        kexes.load(Ordering::SeqCst) >= 3,
+        "control: the sshd re-keyed ({} key exchanges)",
+        kexes.load(Ordering::SeqCst)
+    );
+    assert_eq!(checks.load(Ordering::SeqCst), 1, "asked once, in the first");
+
+    let known = sshd
+        .write_file("known_hosts", &sshd.known_hosts_line())
+        .unwrap();
+    let client = dial(&sshd, HostKeys::known_hosts(known)).await.unwrap();
+    let out = client.exec("head -c 400000 /dev/zero").await.unwrap();
+    assert_eq!(out.stdout.len(), 400_000, "the session survives re-keys");
 }

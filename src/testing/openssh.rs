@@ -48,7 +48,8 @@ pub struct Sshd {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
-    host_key: String,
+    /// `(kind, "type base64")` for each host key, in the builder's order.
+    host_keys: Vec<(String, String)>,
     user: String,
     user_key: PrivateKey,
 }
@@ -60,6 +61,7 @@ pub struct SshdBuilder {
     listen: IpAddr,
     port: Option<u16>,
     certify: Option<(PathBuf, String)>,
+    host_key_types: Vec<String>,
     wrapper: Vec<OsString>,
     config: String,
 }
@@ -70,6 +72,7 @@ impl Default for SshdBuilder {
             listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: None,
             certify: None,
+            host_key_types: vec!["ed25519".into()],
             wrapper: Vec::new(),
             config: String::new(),
         }
@@ -89,8 +92,16 @@ impl SshdBuilder {
         self
     }
 
+    /// The types of host key the server has, each as `ssh-keygen -t` names
+    /// it (`"ed25519"`, `"ecdsa"`, `"rsa"`), fresh for this server.
+    /// Default is `["ed25519"]`.
+    pub fn host_key_types(mut self, kinds: &[&str]) -> Self {
+        self.host_key_types = kinds.iter().map(|k| (*k).to_owned()).collect();
+        self
+    }
+
     /// Gives the server a host certificate for `principal`, signed with the
-    /// CA private key at `ca_key`.
+    /// CA private key at `ca_key`, for its first host key.
     pub fn host_certificate(mut self, ca_key: impl Into<PathBuf>, principal: &str) -> Self {
         self.certify = Some((ca_key.into(), principal.to_owned()));
         self
@@ -128,12 +139,30 @@ impl SshdBuilder {
                 ),
             ));
         }
+        if self.host_key_types.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "sshd needs at least one host key type",
+            ));
+        }
         let dir = tempfile::tempdir()?;
         let d = dir.path();
-        ssh_keygen(&d.join("host_ed25519"), "ed25519", "")?;
+        let mut host_keys = Vec::new();
+        let mut host_key_lines = String::new();
+        for kind in &self.host_key_types {
+            let path = d.join(format!("host_{kind}"));
+            ssh_keygen(&path, kind, "")?;
+            host_keys.push((kind.clone(), public_line(&path.with_extension("pub"))?));
+            host_key_lines.push_str(&format!("HostKey {}\n", path.display()));
+        }
+        let first_host_key = d.join(format!(
+            "host_{}",
+            self.host_key_types
+                .first()
+                .map_or("ed25519", String::as_str)
+        ));
         ssh_keygen(&d.join("user_ed25519"), "ed25519", "")?;
         std::fs::copy(d.join("user_ed25519.pub"), d.join("authorized_keys"))?;
-        let host_key = public_line(&d.join("host_ed25519.pub"))?;
         let user_key =
             russh::keys::load_secret_key(d.join("user_ed25519"), None).map_err(io::Error::other)?;
         // Privilege separation needs it; the package makes it only when the
@@ -154,17 +183,16 @@ impl SshdBuilder {
                     "-V",
                     "-5m:+1h",
                 ])
-                .arg(d.join("host_ed25519.pub"))
+                .arg(first_host_key.with_extension("pub"))
                 .status()?;
             if !status.success() {
                 return Err(io::Error::other(
                     "ssh-keygen -s could not sign the host key",
                 ));
             }
-            config.push_str(&format!(
-                "HostCertificate {}\n",
-                d.join("host_ed25519-cert.pub").display()
-            ));
+            let mut cert = first_host_key.into_os_string();
+            cert.push("-cert.pub");
+            config.push_str(&format!("HostCertificate {}\n", Path::new(&cert).display()));
         }
         let port = match self.port {
             Some(p) => p,
@@ -177,7 +205,7 @@ impl SshdBuilder {
         std::fs::write(
             &config_path,
             format!(
-                "{config}Port {port}\nListenAddress {listen}\nHostKey {hk}\nPidFile none\n\
+                "{config}Port {port}\nListenAddress {listen}\n{host_key_lines}PidFile none\n\
                  AuthorizedKeysFile {ak}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
                  LogLevel DEBUG1\nMaxStartups 1000\nMaxSessions 100\nSetEnv SHLVL=1\n",
@@ -185,7 +213,6 @@ impl SshdBuilder {
                     IpAddr::V6(ip) => format!("[{ip}]"),
                     ip => ip.to_string(),
                 },
-                hk = d.join("host_ed25519").display(),
                 ak = d.join("authorized_keys").display(),
             ),
         )?;
@@ -216,7 +243,7 @@ impl SshdBuilder {
             child,
             addr,
             dir,
-            host_key,
+            host_keys,
             user: current_user()?,
             user_key,
         };
@@ -281,9 +308,18 @@ impl Sshd {
         self.dir.path()
     }
 
-    /// The host key as `ssh-ed25519 AAAA...`.
+    /// The first host key as `ssh-ed25519 AAAA...`.
     pub fn host_key(&self) -> &str {
-        &self.host_key
+        &self.host_keys[0].1
+    }
+
+    /// The host key of this `ssh-keygen -t` type (`"ecdsa"`, ...), if the
+    /// server has one.
+    pub fn host_key_of(&self, kind: &str) -> Option<&str> {
+        self.host_keys
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, line)| line.as_str())
     }
 
     /// The server's line for a known_hosts file: `[IP]:PORT ssh-ed25519
@@ -291,7 +327,7 @@ impl Sshd {
     pub fn known_hosts_line(&self) -> String {
         let ip = self.addr.ip().to_string();
         let host_port = crate::known_hosts::host_port(&ip, self.addr.port());
-        format!("{host_port} {}", self.host_key)
+        format!("{host_port} {}", self.host_key())
     }
 
     /// The user that can log in: whoever runs this process.

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session};
-use russh::{Channel, ChannelId, Sig};
+use russh::{Channel, ChannelId, MethodKind, MethodSet, Sig};
 use tokio::sync::oneshot;
 
 use super::{accept_loop, ServerThread};
@@ -63,6 +63,7 @@ pub struct TestServer {
     addr: SocketAddr,
     host_key: PublicKey,
     auth_attempts: Arc<AtomicUsize>,
+    received: Arc<Mutex<Received>>,
     _thread: ServerThread,
 }
 
@@ -74,10 +75,14 @@ pub struct TestServerBuilder {
     host_key: Option<PrivateKey>,
 }
 
+/// Keyboard-interactive rounds, each prompt a (text, echo, expected answer).
+type Rounds = Vec<Vec<(String, bool, String)>>;
+
 #[derive(Clone, Default)]
 struct Users {
     passwords: HashMap<String, String>,
     keys: HashMap<String, Vec<PublicKey>>,
+    keyboard: HashMap<String, Rounds>,
 }
 
 impl std::fmt::Debug for Users {
@@ -85,8 +90,36 @@ impl std::fmt::Debug for Users {
         f.debug_struct("Users")
             .field("password_users", &self.passwords.keys().collect::<Vec<_>>())
             .field("key_users", &self.keys.keys().collect::<Vec<_>>())
+            .field("keyboard_users", &self.keyboard.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+impl Users {
+    /// The methods the server offers: those some user can pass.
+    fn methods(&self) -> MethodSet {
+        let mut methods = MethodSet::empty();
+        if !self.passwords.is_empty() {
+            methods.push(MethodKind::Password);
+        }
+        if !self.keys.is_empty() {
+            methods.push(MethodKind::PublicKey);
+        }
+        if !self.keyboard.is_empty() {
+            methods.push(MethodKind::KeyboardInteractive);
+        }
+        methods
+    }
+}
+
+/// What a [`TestServer`] received, in order, for tests that must show what
+/// a client sent or withheld.
+#[derive(Debug, Default)]
+struct Received {
+    /// Each authentication request's method: `none`, `password`, ...
+    methods: Vec<String>,
+    /// Every keyboard-interactive answer.
+    answers: Vec<String>,
 }
 
 impl TestServerBuilder {
@@ -108,6 +141,23 @@ impl TestServerBuilder {
         self
     }
 
+    /// Lets `user` in through keyboard-interactive authentication after
+    /// `rounds` of prompts, each prompt a `(text, echo, expected answer)`.
+    /// Any wrong answer ends the attempt.
+    pub fn keyboard_interactive(mut self, user: &str, rounds: &[&[(&str, bool, &str)]]) -> Self {
+        let rounds = rounds
+            .iter()
+            .map(|round| {
+                round
+                    .iter()
+                    .map(|&(p, echo, a)| (p.to_owned(), echo, a.to_owned()))
+                    .collect()
+            })
+            .collect();
+        self.users.keyboard.insert(user.to_owned(), rounds);
+        self
+    }
+
     /// Uses this host key instead of a random Ed25519 one.
     pub fn host_key(mut self, key: PrivateKey) -> Self {
         self.host_key = Some(key);
@@ -126,10 +176,14 @@ impl TestServerBuilder {
             None => super::ed25519_key()?,
         };
         let public = host_key.public_key().clone();
-        let config = Arc::new(russh_config(host_key));
+        let mut config = russh_config(host_key);
+        config.methods = self.users.methods();
+        let config = Arc::new(config);
         let users = Arc::new(self.users);
         let auth_attempts = Arc::new(AtomicUsize::new(0));
         let counter = auth_attempts.clone();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let record = received.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let thread = ServerThread::spawn("ssh-dial-test-server", listener, move |l| {
@@ -138,6 +192,8 @@ impl TestServerBuilder {
                 let handler = Shell {
                     users: users.clone(),
                     auth_attempts: counter.clone(),
+                    received: record.clone(),
+                    keyboard_round: 0,
                     running: HashMap::new(),
                 };
                 async move {
@@ -151,6 +207,7 @@ impl TestServerBuilder {
             addr,
             host_key: public,
             auth_attempts,
+            received,
             _thread: thread,
         })
     }
@@ -179,6 +236,25 @@ impl TestServer {
         self.auth_attempts.load(Ordering::SeqCst)
     }
 
+    /// The method of each authentication request received, in order
+    /// (`"none"`, `"password"`, `"publickey"`, `"keyboard-interactive"`).
+    pub fn auth_methods(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .methods
+            .clone()
+    }
+
+    /// Every keyboard-interactive answer received, in order.
+    pub fn keyboard_answers(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .answers
+            .clone()
+    }
+
     /// A policy that trusts exactly this server's host key.
     pub fn host_keys(&self) -> HostKeys {
         HostKeys::pinned_keys([self.host_key.clone()])
@@ -197,6 +273,9 @@ impl TestServer {
 struct Shell {
     users: Arc<Users>,
     auth_attempts: Arc<AtomicUsize>,
+    received: Arc<Mutex<Received>>,
+    /// The keyboard-interactive round under way.
+    keyboard_round: usize,
     running: HashMap<ChannelId, oneshot::Sender<()>>,
 }
 
@@ -204,15 +283,15 @@ impl server::Handler for Shell {
     type Error = russh::Error;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        self.auth_attempts.fetch_add(1, Ordering::SeqCst);
-        Ok(Auth::reject())
+        self.attempt("none");
+        Ok(self.reject())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        self.auth_attempts.fetch_add(1, Ordering::SeqCst);
+        self.attempt("password");
         Ok(match self.users.passwords.get(user) {
             Some(p) if p == password => Auth::Accept,
-            _ => Auth::reject(),
+            _ => self.reject(),
         })
     }
 
@@ -221,8 +300,55 @@ impl server::Handler for Shell {
         user: &str,
         offer: server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        self.auth_attempts.fetch_add(1, Ordering::SeqCst);
+        self.attempt("publickey");
         Ok(self.key_auth(user, offer.public_key))
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(rounds) = self.users.keyboard.get(user).cloned() else {
+            self.attempt("keyboard-interactive");
+            return Ok(self.reject());
+        };
+        match response {
+            None => {
+                self.attempt("keyboard-interactive");
+                self.keyboard_round = 0;
+            }
+            Some(response) => {
+                let answers: Vec<String> = response
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .collect();
+                self.received
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .answers
+                    .extend(answers.iter().cloned());
+                let expected = rounds
+                    .get(self.keyboard_round)
+                    .map(|round| round.iter().map(|(_, _, a)| a.clone()).collect::<Vec<_>>());
+                if expected.as_ref() != Some(&answers) {
+                    return Ok(self.reject());
+                }
+                self.keyboard_round += 1;
+            }
+        }
+        match rounds.get(self.keyboard_round) {
+            None => Ok(Auth::Accept),
+            Some(round) => Ok(Auth::Partial {
+                name: "".into(),
+                instructions: "".into(),
+                prompts: round
+                    .iter()
+                    .map(|(p, echo, _)| (p.clone().into(), *echo))
+                    .collect::<Vec<_>>()
+                    .into(),
+            }),
+        }
     }
 
     async fn auth_publickey(
@@ -274,6 +400,24 @@ impl server::Handler for Shell {
 }
 
 impl Shell {
+    /// A rejection that lists every method still offered, as OpenSSH's
+    /// sshd does (russh's own default would drop the method just tried).
+    fn reject(&self) -> Auth {
+        Auth::Reject {
+            proceed_with_methods: Some(self.users.methods()),
+            partial_success: false,
+        }
+    }
+
+    fn attempt(&self, method: &str) {
+        self.auth_attempts.fetch_add(1, Ordering::SeqCst);
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .methods
+            .push(method.to_owned());
+    }
+
     fn key_auth(&self, user: &str, key: &PublicKey) -> Auth {
         let ok = self
             .users
@@ -283,7 +427,7 @@ impl Shell {
         if ok {
             Auth::Accept
         } else {
-            Auth::reject()
+            self.reject()
         }
     }
 }

@@ -105,3 +105,104 @@ pub fn counting_fds<F: std::future::Future<Output = ()>>(
     runtime.block_on(test());
     drop(runtime);
 }
+
+/// What a client made of a server's host key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Trusted,
+    Changed,
+    Revoked,
+    Unknown,
+}
+
+/// What the real `ssh` makes of `known_hosts` (as its only
+/// `UserKnownHostsFile`, with `global` as `GlobalKnownHostsFile`) when
+/// connecting to `host` on the sshd's port with `StrictHostKeyChecking`
+/// set to `strict`, and its stderr.
+pub fn ssh_verdict(
+    sshd: &ssh_dial::testing::Sshd,
+    host: &str,
+    known_hosts: &std::path::Path,
+    global: Option<&std::path::Path>,
+    strict: &str,
+    extra: &[&str],
+) -> (Verdict, String) {
+    let out = std::process::Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "CheckHostIP=no",
+        ])
+        .args(["-o", "UpdateHostKeys=no", "-o", "IdentitiesOnly=yes"])
+        .args(["-o", "ConnectTimeout=10"])
+        // The key exchange does not change the verdict; curve25519 costs
+        // ssh far less CPU than its default sntrup761.
+        .args(["-o", "KexAlgorithms=curve25519-sha256"])
+        .arg("-o")
+        .arg(format!("StrictHostKeyChecking={strict}"))
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg("-o")
+        .arg(format!(
+            "GlobalKnownHostsFile={}",
+            global.map_or("/dev/null".into(), |g| g.display().to_string())
+        ))
+        .args(extra)
+        .arg("-i")
+        .arg(sshd.user_key_path())
+        .args(["-p", &sshd.addr().port().to_string()])
+        .arg(format!("{}@{host}", sshd.user()))
+        .arg("true")
+        .stdin(std::process::Stdio::null())
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("ssh runs (install openssh-client)");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The last word counts: a key revoked for the plain host name warns,
+    // then ssh goes on to find `[host]:port` unknown.
+    let verdict = if out.status.success() {
+        Verdict::Trusted
+    } else if stderr.contains("host key is known for") {
+        Verdict::Unknown
+    } else if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        Verdict::Changed
+    } else if stderr.contains("REVOKED HOST KEY") {
+        Verdict::Revoked
+    } else if stderr.contains("Host key verification failed") {
+        Verdict::Unknown
+    } else {
+        panic!("ssh failed for another reason: {stderr}");
+    };
+    (verdict, stderr)
+}
+
+/// What ssh-dial makes of the host key of the sshd, dialed as `host` on
+/// its port under `policy`, and the error if it refused.
+pub async fn dial_verdict(
+    sshd: &ssh_dial::testing::Sshd,
+    host: &str,
+    policy: ssh_dial::HostKeys,
+    certificates: bool,
+) -> (Verdict, Option<ssh_dial::DialError>) {
+    let result = ssh_dial::Dialer::builder()
+        .timeout(Duration::from_secs(10))
+        .host_keys(policy)
+        .host_certificates(certificates)
+        .build()
+        .dial(
+            (host, sshd.addr().port()),
+            sshd.user(),
+            ssh_dial::Auth::key(sshd.user_key().clone()),
+        )
+        .await;
+    match result {
+        Ok(_) => (Verdict::Trusted, None),
+        Err(e) if e.is_host_key_revoked() => (Verdict::Revoked, Some(e)),
+        Err(e) if e.is_host_key_mismatch() => (Verdict::Changed, Some(e)),
+        Err(e) if e.is_host_key() => (Verdict::Unknown, Some(e)),
+        Err(e) => panic!("the dial failed for another reason: {e}"),
+    }
+}
