@@ -8,15 +8,10 @@ use russh::client::Handle;
 use russh::{ChannelMsg, Disconnect, Sig};
 use tokio::time::Instant;
 
-use crate::deadline::Switch;
+use crate::deadline::{Switch, GRACE};
 use crate::dialer::DialTimings;
 use crate::error::{ExecError, ExecKind};
 use crate::handshake::ClientHandler;
-
-/// How long a tripped session may take to let go of its socket, and how
-/// long closing a timed-out channel may take. Both are in practice one turn
-/// of the scheduler; this only bounds a session stuck elsewhere.
-pub(crate) const GRACE: Duration = Duration::from_secs(1);
 
 /// An authenticated SSH connection, returned by [`Dialer::dial`](crate::Dialer::dial).
 ///

@@ -11,10 +11,22 @@
 //! woken, so whichever future owns the stream (the caller's, or russh's
 //! session task) errors out and drops it, closing the socket.
 //!
-//! The timer itself lives in the dial (one `sleep_until` per dial); the stream
-//! only needs the switch. [`Switch::closed`] resolves once the stream has been
-//! dropped, which is how the dial knows the socket is gone before it returns.
+//! The timer itself lives in the dial (one `sleep_until` per dial, in
+//! [`race`]); the stream only needs the switch. The switch's `closed`
+//! receiver resolves once the stream has been dropped, which is how the dial
+//! knows the socket is gone before it returns.
+//!
+//! The socket is not the only thing russh's session task waits on. It also
+//! waits on the [`Handle`](russh::client::Handle) (a keyboard-interactive
+//! answer, an agent signature) and on our handler (the host key check,
+//! which may wait for a lock on known_hosts). So when the deadline fires,
+//! [`race`] drops the phase's future at once instead of letting it unwind,
+//! the dial drops the handle, which fails every wait on it, and the handler
+//! races its own work against the [`TripWire`]. Then nothing the session
+//! task waits on can outlast the trip, and `Switch::shut` finds the socket
+//! gone within a turn of the scheduler; its grace period is only a fallback.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,13 +35,24 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+
+use crate::error::Phase;
+
+/// How long cleanup waits for a tripped session to let go of its socket
+/// before giving up with a warning. A fallback, not a schedule: every wait
+/// of the session task ends at the trip, so in practice this takes one turn
+/// of the scheduler.
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Shared {
     tripped: AtomicBool,
-    /// Set, with the time, once the peer's version line has been read: the
-    /// version exchange is over and key exchange has begun.
+    /// Wakes [`TripWire::tripped`] waiters.
+    trip: Notify,
+    /// Set, with the time, once russh has accepted the peer's version line:
+    /// the version exchange is over and key exchange has begun.
     banner_seen: AtomicBool,
     banner_at: std::sync::OnceLock<std::time::Instant>,
     read_waker: Mutex<Option<Waker>>,
@@ -62,8 +85,10 @@ impl Shared {
 pub(crate) struct GuardedStream<S> {
     inner: S,
     shared: Arc<Shared>,
-    banner: BannerScan,
-    /// Dropped with the stream; [`Switch::closed`] waits for that.
+    /// Whether our own version line has been written whole (it ends with
+    /// the first `\n` we write).
+    sent_version: bool,
+    /// Dropped with the stream; [`Switch::shut`] waits for that.
     _closed: oneshot::Sender<()>,
 }
 
@@ -83,7 +108,7 @@ pub(crate) fn guard<S>(inner: S) -> (GuardedStream<S>, Switch) {
     let stream = GuardedStream {
         inner,
         shared: shared.clone(),
-        banner: BannerScan::default(),
+        sent_version: false,
         _closed: tx,
     };
     (
@@ -103,6 +128,15 @@ impl Switch {
         if !self.shared.tripped.swap(true, Ordering::AcqRel) {
             Shared::wake(&self.shared.read_waker);
             Shared::wake(&self.shared.write_waker);
+            self.shared.trip.notify_waiters();
+        }
+    }
+
+    /// A handle for code that runs inside russh's session task (our
+    /// handler) to stop waiting when the switch trips.
+    pub(crate) fn wire(&self) -> TripWire {
+        TripWire {
+            shared: self.shared.clone(),
         }
     }
 
@@ -111,12 +145,12 @@ impl Switch {
         self.shared.is_tripped()
     }
 
-    /// Whether the peer's SSH version line has been read.
+    /// Whether russh has accepted the peer's SSH version line.
     pub(crate) fn banner_seen(&self) -> bool {
         self.shared.banner_seen.load(Ordering::Acquire)
     }
 
-    /// When the peer's version line was read, if it was.
+    /// When russh accepted the peer's version line, if it did.
     pub(crate) fn banner_at(&self) -> Option<std::time::Instant> {
         self.shared.banner_at.get().copied()
     }
@@ -189,7 +223,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check()?;
-        let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Pending => {
                 Shared::park(&this.shared.read_waker, cx.waker());
@@ -197,14 +230,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
                 this.check()?;
                 Poll::Pending
             }
-            Poll::Ready(Ok(())) => {
-                if !this.banner.done() && this.banner.feed(&buf.filled()[before..]) {
-                    let _ = this.shared.banner_at.set(std::time::Instant::now());
-                    this.shared.banner_seen.store(true, Ordering::Release);
-                }
-                Poll::Ready(Ok(()))
-            }
-            other => other,
+            ready => ready,
         }
     }
 }
@@ -227,28 +253,51 @@ impl<S: AsyncWrite + Unpin> GuardedStream<S> {
     }
 }
 
+impl<S> GuardedStream<S> {
+    /// Notes what is being written. russh writes our version line, then
+    /// reads the server's, and writes nothing more (its KEXINIT) unless it
+    /// accepted that line: so the first byte written after our own version
+    /// line marks the end of the version exchange, by russh's own rules
+    /// (which lines count as pre-banner text, UTF-8, length) rather than a
+    /// second reading of them.
+    fn saw_written(&mut self, written: &[u8]) {
+        if self.shared.banner_seen.load(Ordering::Relaxed) {
+            return;
+        }
+        let rest = if self.sent_version {
+            written
+        } else {
+            match written.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    self.sent_version = true;
+                    &written[end + 1..]
+                }
+                None => return,
+            }
+        };
+        if !rest.is_empty() {
+            let _ = self.shared.banner_at.set(std::time::Instant::now());
+            self.shared.banner_seen.store(true, Ordering::Release);
+        }
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_op(cx, |s, cx| s.poll_write(cx, buf))
+        let this = self.get_mut();
+        let written = this.poll_write_op(cx, |s, cx| s.poll_write(cx, buf));
+        if let Poll::Ready(Ok(n)) = written {
+            this.saw_written(&buf[..n]);
+        }
+        written
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_op(cx, |s, cx| s.poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
+    // Not vectored: the version scan needs the bytes in one slice, and russh
+    // writes from one buffer anyway.
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().poll_write_op(cx, |s, cx| s.poll_flush(cx))
@@ -260,38 +309,101 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
     }
 }
 
-/// Finds the end of the peer's version line (RFC 4253 §4.2: a line starting
-/// `SSH-2.0-` or `SSH-1.99-`, as russh accepts; other lines may come first)
-/// in the bytes as they arrive, however they are split.
-#[derive(Debug, Default, Clone, Copy)]
-struct BannerScan {
-    /// The first bytes of the current line.
-    head: [u8; 9],
-    len: u8,
-    done: bool,
+/// A handle on the switch for the session task's own waits.
+#[derive(Debug, Clone)]
+pub(crate) struct TripWire {
+    shared: Arc<Shared>,
 }
 
-impl BannerScan {
-    fn done(&self) -> bool {
-        self.done
+impl TripWire {
+    /// A wire no switch will trip, for tests.
+    #[cfg(test)]
+    pub(crate) fn never() -> TripWire {
+        TripWire {
+            shared: Arc::new(Shared::default()),
+        }
     }
 
-    /// Feeds bytes; returns true once the version line has ended.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
-            if b == b'\n' {
-                let head = &self.head[..usize::from(self.len)];
-                if head.starts_with(b"SSH-2.0-") || head.starts_with(b"SSH-1.99-") {
-                    self.done = true;
-                    return true;
-                }
-                self.len = 0;
-            } else if usize::from(self.len) < self.head.len() {
-                self.head[usize::from(self.len)] = b;
-                self.len += 1;
+    /// Whether the switch has tripped.
+    pub(crate) fn is_tripped(&self) -> bool {
+        self.shared.is_tripped()
+    }
+
+    /// Resolves once the switch trips (at once if it has).
+    pub(crate) async fn tripped(&self) {
+        loop {
+            let notified = self.shared.trip.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a trip in between is not missed.
+            notified.as_mut().enable();
+            if self.is_tripped() {
+                return;
             }
+            notified.await;
         }
-        false
+    }
+}
+
+/// Trips the switch when dropped, unless defused: a dial future dropped
+/// mid-handshake takes russh's session task and the socket down with it.
+pub(crate) struct Armed(Option<Switch>);
+
+impl Armed {
+    pub(crate) fn new(switch: Switch) -> Self {
+        Armed(Some(switch))
+    }
+
+    pub(crate) fn switch(&mut self) -> &mut Switch {
+        self.0.as_mut().expect("switch present until defused")
+    }
+
+    pub(crate) fn defuse(mut self) -> Switch {
+        self.0.take().expect("switch present until defused")
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.trip();
+        }
+    }
+}
+
+/// How [`race`] ended.
+pub(crate) enum Raced<T> {
+    Done(T),
+    /// The deadline passed; the phase is read at that instant.
+    TimedOut(Phase),
+}
+
+/// Runs `fut` until `deadline`. If the deadline comes first, trips the
+/// switch and drops `fut` at once, whatever it was waiting on: the caller
+/// then drops the session handle and waits for the socket with
+/// [`Switch::shut`].
+pub(crate) async fn race<F: Future>(
+    fut: F,
+    deadline: Instant,
+    switch: &Switch,
+) -> Raced<F::Output> {
+    tokio::select! {
+        biased;
+        out = fut => Raced::Done(out),
+        () = tokio::time::sleep_until(deadline) => {
+            let phase = handshake_phase(switch);
+            switch.trip();
+            Raced::TimedOut(phase)
+        }
+    }
+}
+
+/// Before russh has accepted the server's version line, the handshake is in
+/// version exchange; after it, in key exchange.
+pub(crate) fn handshake_phase(switch: &Switch) -> Phase {
+    if switch.banner_seen() {
+        Phase::KeyExchange
+    } else {
+        Phase::VersionExchange
     }
 }
 
@@ -299,22 +411,6 @@ impl BannerScan {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[test]
-    fn banner_scan_finds_version_line_split_anywhere() {
-        let text = b"hello\r\nSSH-not\nxSSH-2.0-no\r\nSSH-2.0-OpenSSH_9.6\r\nrest";
-        for split in 0..text.len() {
-            let mut scan = BannerScan::default();
-            let (a, b) = text.split_at(split);
-            let done = scan.feed(a) || scan.feed(b);
-            assert!(done, "split at {split}");
-        }
-        let mut scan = BannerScan::default();
-        assert!(!scan.feed(b"SSH-2.0-partial"));
-        assert!(scan.feed(b"\r\n"));
-        let mut scan = BannerScan::default();
-        assert!(!scan.feed(b"SSH-3.0-no\nSSH-\nSSH-2.0\ngarbage\nmore garbage"));
-    }
 
     #[tokio::test]
     async fn trip_fails_a_parked_read_and_wakes_it() {
@@ -346,14 +442,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn untripped_stream_passes_bytes_and_sees_banner() {
+    async fn untripped_stream_passes_bytes_and_the_first_write_after_our_version_ends_the_exchange()
+    {
         let (a, mut b) = tokio::io::duplex(64);
         let (mut stream, switch) = guard(a);
         b.write_all(b"SSH-2.0-x\r\n").await.unwrap();
         let mut buf = [0u8; 11];
         stream.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"SSH-2.0-x\r\n");
-        assert!(switch.banner_seen());
+        assert!(!switch.banner_seen(), "reading is not accepting");
+        stream.write_all(b"SSH-2.0-us").await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+        assert!(!switch.banner_seen(), "our own version line");
+        stream.write_all(b"\x00\x00\x01").await.unwrap();
+        assert!(switch.banner_seen(), "russh's KEXINIT");
         assert!(!switch.is_tripped());
+    }
+
+    #[tokio::test]
+    async fn the_trip_wire_wakes_its_waiters() {
+        let (a, _b) = tokio::io::duplex(64);
+        let (_stream, switch) = guard(a);
+        let wire = switch.wire();
+        let waiter = tokio::spawn(async move { wire.tripped().await });
+        tokio::task::yield_now().await;
+        switch.trip();
+        waiter.await.unwrap();
+        // And at once, once tripped.
+        switch.wire().tripped().await;
     }
 }

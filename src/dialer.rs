@@ -1,7 +1,6 @@
 //! The dialer: one deadline over resolve, connect, version exchange, key
 //! exchange and auth.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +8,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::auth::{self, Auth, AuthFailure};
-use crate::client::{Client, GRACE};
-use crate::deadline::{self, Switch};
+use crate::client::Client;
+use crate::deadline::{self, race, Armed, Raced, GRACE};
 use crate::error::{DialError, Kind, Phase};
 use crate::handshake::{self, classify};
 use crate::host_keys::HostKeys;
@@ -212,28 +211,6 @@ struct Attempt<'a> {
     remote_addr: Option<std::net::SocketAddr>,
 }
 
-/// Trips the switch when dropped, unless defused: a dial future dropped
-/// mid-handshake takes russh's session task and the socket down with it.
-struct Armed(Option<Switch>);
-
-impl Armed {
-    fn switch(&mut self) -> &mut Switch {
-        self.0.as_mut().expect("switch present until defused")
-    }
-
-    fn defuse(mut self) -> Switch {
-        self.0.take().expect("switch present until defused")
-    }
-}
-
-impl Drop for Armed {
-    fn drop(&mut self) {
-        if let Some(s) = &self.0 {
-            s.trip();
-        }
-    }
-}
-
 impl Attempt<'_> {
     fn fail(&self, phase: Phase, kind: Kind) -> DialError {
         DialError::new(
@@ -294,7 +271,8 @@ impl Attempt<'_> {
         let read_files = connected.elapsed();
 
         let (stream, switch) = deadline::guard(tcp);
-        let mut armed = Armed(Some(switch));
+        let wire = switch.wire();
+        let mut armed = Armed::new(switch);
 
         // Boxed, like the auth below: only the phase under way takes memory,
         // instead of the dial future carrying room for all of them.
@@ -302,13 +280,14 @@ impl Attempt<'_> {
             self.config.russh.clone(),
             stream,
             host_keys,
+            wire,
         ));
         let mut handle = match race(handshake, self.deadline, armed.switch()).await {
             Raced::Done(Ok(h)) => h,
             Raced::Done(Err(kind)) => {
                 let phase = match kind {
                     Kind::HostKey(_) => Phase::KeyExchange,
-                    _ => handshake_phase(armed.switch()),
+                    _ => deadline::handshake_phase(armed.switch()),
                 };
                 armed.switch().shut(GRACE).await;
                 return Err(self.fail(phase, kind));
@@ -362,9 +341,11 @@ impl Attempt<'_> {
             Raced::TimedOut(_) => Some(self.timed_out(Phase::Auth)),
         };
         if let Some(err) = failure {
+            // Dropping the handle ends any wait of the session task on it
+            // (a keyboard-interactive answer, an agent signature); the trip
+            // ends any wait on the socket.
             armed.switch().trip();
-            // The handle joins russh's session task.
-            let _ = tokio::time::timeout(GRACE, &mut handle).await;
+            drop(handle);
             armed.switch().shut(GRACE).await;
             return Err(err);
         }
@@ -380,39 +361,6 @@ impl Attempt<'_> {
             self.config.close_timeout,
             timings,
         ))
-    }
-}
-
-enum Raced<T> {
-    Done(T),
-    /// The deadline passed; the phase is read at that instant.
-    TimedOut(Phase),
-}
-
-/// Runs `fut` until `deadline`. If the deadline comes first, trips the
-/// switch and then lets `fut` unwind (bounded by [`GRACE`]): tripped I/O
-/// makes russh end its session task, and `connect_stream` joins it.
-async fn race<F: Future>(fut: F, deadline: Instant, switch: &mut Switch) -> Raced<F::Output> {
-    tokio::pin!(fut);
-    tokio::select! {
-        biased;
-        out = &mut fut => Raced::Done(out),
-        () = tokio::time::sleep_until(deadline) => {
-            let phase = handshake_phase(switch);
-            switch.trip();
-            let _ = tokio::time::timeout(GRACE, fut).await;
-            Raced::TimedOut(phase)
-        }
-    }
-}
-
-/// Before the server's version line has been read, the handshake is in
-/// version exchange; after it, in key exchange.
-fn handshake_phase(switch: &Switch) -> Phase {
-    if switch.banner_seen() {
-        Phase::KeyExchange
-    } else {
-        Phase::VersionExchange
     }
 }
 

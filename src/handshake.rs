@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use russh::client::{self, Handle};
 use tokio::net::TcpStream;
 
-use crate::deadline::GuardedStream;
+use crate::deadline::{GuardedStream, TripWire};
 use crate::error::Kind;
 use crate::host_keys::{HostKeyFailure, Prepared, ServerKey};
 
@@ -17,6 +17,7 @@ use crate::host_keys::{HostKeyFailure, Prepared, ServerKey};
 /// It appears only as the type parameter of [`Client::handle`](crate::Client::handle).
 pub struct ClientHandler {
     host_keys: Prepared,
+    wire: TripWire,
     verdict: Arc<Mutex<Option<HostKeyFailure>>>,
     /// The host key algorithm of the first key exchange.
     negotiated: Option<russh::keys::Algorithm>,
@@ -45,7 +46,17 @@ impl client::Handler for ClientHandler {
                 ServerKey::Certificate(Box::new(c.clone()))
             }
         };
-        match self.host_keys.check(&key).await {
+        // The check may wait (for a lock on known_hosts); the session task
+        // waits on it, so it must end when the dial does.
+        let checked = tokio::select! {
+            biased;
+            () = self.wire.tripped() => return Err(russh::Error::IO(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "dial deadline passed or dial abandoned",
+            ))),
+            checked = self.host_keys.check(&key, &self.wire) => checked,
+        };
+        match checked {
             Ok(()) => Ok(true),
             Err(failure) => {
                 tracing::debug!(error = %failure, "host key rejected");
@@ -114,6 +125,7 @@ pub(crate) async fn handshake(
     mut config: Arc<client::Config>,
     stream: GuardedStream<TcpStream>,
     host_keys: Prepared,
+    wire: TripWire,
 ) -> Result<Handle<ClientHandler>, Kind> {
     if let Some(preferred) = host_keys.preferred(&config.preferred) {
         tracing::debug!(host_key_algorithms = ?preferred.key, "preferring the key types on file");
@@ -122,6 +134,7 @@ pub(crate) async fn handshake(
     let verdict = Arc::new(Mutex::new(None));
     let handler = ClientHandler {
         host_keys,
+        wire,
         verdict: verdict.clone(),
         negotiated: None,
     };

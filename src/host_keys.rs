@@ -19,6 +19,7 @@ use russh::keys::ssh_key::Fingerprint;
 use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
 use russh::Preferred;
 
+use crate::deadline::TripWire;
 use crate::known_hosts::{self, Found, Learned, Offer, Status};
 
 /// What a server presented in key exchange.
@@ -431,8 +432,13 @@ impl Prepared {
         }
     }
 
-    /// Checks the key the server presented.
-    pub(crate) async fn check(&self, server: &ServerKey) -> Result<(), HostKeyFailure> {
+    /// Checks the key the server presented. Learning a new host gives up
+    /// waiting for the file's lock once `wire` trips.
+    pub(crate) async fn check(
+        &self,
+        server: &ServerKey,
+        wire: &TripWire,
+    ) -> Result<(), HostKeyFailure> {
         let key = server.key();
         let offered = Offered::new(&self.host, self.port, &key);
         match (&*self.policy, &self.known) {
@@ -461,7 +467,8 @@ impl Prepared {
                     &key,
                     now,
                 );
-                self.verdict(judged, known, files, offered, &key).await
+                self.verdict(judged, known, files, offered, &key, wire)
+                    .await
             }
             (Policy::KnownHosts(_), None) => Err(HostKeyFailure::NotPinned { offered }),
         }
@@ -528,6 +535,7 @@ impl Prepared {
         files: &Files,
         offered: Offered,
         key: &PublicKey,
+        wire: &TripWire,
     ) -> Result<(), HostKeyFailure> {
         let entry_at = |found: &Found, i: usize| {
             let e = &found.entries[i];
@@ -575,11 +583,12 @@ impl Prepared {
             });
         };
         let (path, host_port, key) = (learn.clone(), offered.host_port.clone(), key.clone());
-        let hash = files.hash;
-        let learned =
-            tokio::task::spawn_blocking(move || known_hosts::learn(&path, &host_port, &key, hash))
-                .await
-                .unwrap_or_else(|join| Err(io::Error::other(join)));
+        let (hash, wire) = (files.hash, wire.clone());
+        let learned = tokio::task::spawn_blocking(move || {
+            known_hosts::learn(&path, &host_port, &key, hash, &|| wire.is_tripped())
+        })
+        .await
+        .unwrap_or_else(|join| Err(io::Error::other(join)));
         match learned {
             Ok(Learned::Added) => {
                 tracing::info!(host = %offered.host_port, key = %offered.fingerprint, file = %learn.display(), "permanently added host key");
@@ -736,7 +745,10 @@ mod tests {
         policy
             .prepare(host, port)
             .await?
-            .check(&ServerKey::Plain(PublicKey::from_openssh(key).unwrap()))
+            .check(
+                &ServerKey::Plain(PublicKey::from_openssh(key).unwrap()),
+                &TripWire::never(),
+            )
             .await
     }
 

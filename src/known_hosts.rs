@@ -424,12 +424,23 @@ pub(crate) fn entry_line(host_port: &str, key: &PublicKey, hashed: bool) -> io::
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Takes an exclusive lock, polling, so that a lock someone never lets go
-/// of fails the learning instead of blocking a thread for ever.
-fn lock_within(file: &std::fs::File, wait: std::time::Duration) -> io::Result<()> {
+/// of fails the learning instead of blocking a thread for ever, and so
+/// does a dial that ended meanwhile (`abandoned`).
+fn lock_within(
+    file: &std::fs::File,
+    wait: std::time::Duration,
+    abandoned: &dyn Fn() -> bool,
+) -> io::Result<()> {
     let end = std::time::Instant::now() + wait;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if abandoned() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the dial ended while waiting for the file's lock",
+                ))
+            }
             Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < end => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
@@ -466,6 +477,7 @@ pub(crate) fn learn(
     host_port: &str,
     key: &PublicKey,
     hashed: bool,
+    abandoned: &dyn Fn() -> bool,
 ) -> io::Result<Learned> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
@@ -481,7 +493,14 @@ pub(crate) fn learn(
         .append(true)
         .create(true)
         .open(path)?;
-    lock_within(&file, LOCK_WAIT)?;
+    lock_within(&file, LOCK_WAIT, abandoned)?;
+    if abandoned() {
+        file.unlock()?;
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the dial ended while waiting for the file's lock",
+        ));
+    }
     let mut text = Vec::new();
     file.seek(SeekFrom::Start(0))?;
     file.read_to_end(&mut text)?;
@@ -814,11 +833,17 @@ pub(crate) mod tests {
             .open(&path)
             .unwrap();
         let start = std::time::Instant::now();
-        let err = lock_within(&other, std::time::Duration::from_millis(100)).unwrap_err();
+        let err =
+            lock_within(&other, std::time::Duration::from_millis(100), &|| false).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        // A dial that ended stops waiting at once.
+        let start = std::time::Instant::now();
+        let err = lock_within(&other, std::time::Duration::from_secs(5), &|| true).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() < std::time::Duration::from_millis(100));
         holder.unlock().unwrap();
-        lock_within(&other, std::time::Duration::from_millis(100)).unwrap();
+        lock_within(&other, std::time::Duration::from_millis(100), &|| false).unwrap();
     }
 
     #[test]
@@ -826,16 +851,16 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("known_hosts");
         assert_eq!(
-            learn(&path, "[h]:2", &key(ED1), false).unwrap(),
+            learn(&path, "[h]:2", &key(ED1), false, &|| false).unwrap(),
             Learned::Added
         );
         assert_eq!(
-            learn(&path, "[h]:2", &key(ED1), false).unwrap(),
+            learn(&path, "[h]:2", &key(ED1), false, &|| false).unwrap(),
             Learned::AlreadyKnown
         );
         for other in [ED2, EC1] {
             assert_eq!(
-                learn(&path, "[h]:2", &key(other), false).unwrap(),
+                learn(&path, "[h]:2", &key(other), false, &|| false).unwrap(),
                 Learned::Refused {
                     line: 1,
                     revoked: false

@@ -29,9 +29,9 @@ fn a_mixed_fleet_finishes_on_time_with_every_host_in_its_phase() {
         let tasks_before = alive_tasks();
         let fds_before = open_fds();
 
-        // 100 hosts: the good server and the eight sick ones, in turn.
+        // 100 hosts: the good server and every sick one, in turn.
         let hosts: Vec<Host> = (0..100)
-            .map(|i| match i % 9 {
+            .map(|i| match i % (sick.len() + 1) {
                 0 => Host::new(good.addr(), "u").unwrap(),
                 k => Host::new(sick[k - 1].addr(), "u").unwrap(),
             })

@@ -18,6 +18,8 @@ async fn dial_mode(mode: Mode) {
         .timeout(DEADLINE)
         .host_keys(HostKeys::insecure_accept_any())
         .build();
+    // The black hole's own queue-filling connection is one of ours.
+    let sockets_before = support::sockets_to(server.addr());
     let start = Instant::now();
     let err = dialer
         .dial(server.addr(), "test", Auth::password("test"))
@@ -25,6 +27,11 @@ async fn dial_mode(mode: Mode) {
         .expect_err("a misbehaving peer cannot be dialed");
     let took = start.elapsed();
     let msg = err.to_string();
+    assert_eq!(
+        support::sockets_to(server.addr()),
+        sockets_before,
+        "{mode}: a socket to the peer is still open as the dial returns: {msg}"
+    );
 
     assert!(
         took <= DEADLINE + SLACK,
@@ -182,4 +189,135 @@ async fn localhost_tries_every_resolved_address() {
         );
     }
     assert!(err.is_refused(), "{msg}");
+}
+
+#[tokio::test]
+async fn a_keyboard_interactive_storm_is_given_up_at_once() {
+    dial_mode(Mode::KeyboardInteractiveStorm).await;
+    let server = MisbehavingServer::start(Mode::KeyboardInteractiveStorm).unwrap();
+    let start = Instant::now();
+    let err = Dialer::builder()
+        .timeout(Duration::from_secs(5))
+        .host_keys(HostKeys::insecure_accept_any())
+        .build()
+        .dial(server.addr(), "test", Auth::password("test"))
+        .await
+        .unwrap_err();
+    assert!(err.is_auth_rejected(), "{err}");
+    assert!(err.to_string().contains("rounds"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_version_line_that_is_not_utf8_stalls_version_exchange() {
+    dial_mode(Mode::NonUtf8Banner).await;
+}
+
+/// An ssh-agent on `path` that lists `key` and never answers a request to
+/// sign with it. Its threads live as long as the test process.
+fn stalling_agent(path: &std::path::Path, key: &russh::keys::PublicKey) {
+    use std::io::{Read, Write};
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let blob = key.to_bytes().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let blob = blob.clone();
+            std::thread::spawn(move || loop {
+                let mut len = [0u8; 4];
+                if conn.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let mut msg = vec![0u8; u32::from_be_bytes(len) as usize];
+                if conn.read_exact(&mut msg).is_err() {
+                    return;
+                }
+                if msg.first() == Some(&11) {
+                    // SSH_AGENT_IDENTITIES_ANSWER with one key.
+                    let mut body = vec![12u8];
+                    body.extend_from_slice(&1u32.to_be_bytes());
+                    body.extend_from_slice(&(blob.len() as u32).to_be_bytes());
+                    body.extend_from_slice(&blob);
+                    body.extend_from_slice(&0u32.to_be_bytes());
+                    let mut reply = (body.len() as u32).to_be_bytes().to_vec();
+                    reply.extend_from_slice(&body);
+                    if conn.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+                // A signing request is never answered.
+            });
+        }
+    });
+}
+
+/// At the deadline russh's session task is waiting on the handle (for the
+/// agent's signature), not on the socket: the dial still returns on time
+/// with the socket closed.
+#[tokio::test]
+async fn a_stalled_agent_signature_times_out_on_time_with_nothing_left() {
+    let key = ssh_dial::testing::ed25519_key().unwrap();
+    let server = ssh_dial::testing::TestServer::builder()
+        .authorized_key("u", key.public_key().clone())
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    stalling_agent(&socket, key.public_key());
+    let start = Instant::now();
+    let err = Dialer::builder()
+        .timeout(DEADLINE)
+        .host_keys(server.host_keys())
+        .build()
+        .dial(server.addr(), "u", Auth::agent_at(&socket))
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(err.is_timeout() && err.phase() == Phase::Auth, "{err}");
+    assert!(took <= DEADLINE + SLACK, "returned after {took:?}");
+    assert!(
+        support::sockets_to(server.addr()).is_empty(),
+        "a socket to the server is still open as the dial returns"
+    );
+}
+
+/// At the deadline russh's session task is waiting on our host key check,
+/// which waits for another writer's lock on known_hosts (accept-new): the
+/// dial still returns on time, with the socket closed and nothing learned.
+#[tokio::test]
+async fn a_host_key_check_waiting_for_a_lock_times_out_on_time() {
+    let server = ssh_dial::testing::TestServer::builder()
+        .password("u", "p")
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("known_hosts");
+    let holder = std::fs::File::create(&path).unwrap();
+    holder.lock().unwrap();
+    let start = Instant::now();
+    let err = Dialer::builder()
+        .timeout(DEADLINE)
+        .host_keys(HostKeys::accept_new(&path).global_files(Vec::<std::path::PathBuf>::new()))
+        .build()
+        .dial(server.addr(), "u", Auth::password("p"))
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        err.is_timeout() && err.phase() == Phase::KeyExchange,
+        "{err}"
+    );
+    assert!(took <= DEADLINE + SLACK, "returned after {took:?}");
+    assert!(support::sockets_to(server.addr()).is_empty());
+    assert_eq!(server.auth_attempts(), 0);
+    holder.unlock().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "",
+        "nothing learned"
+    );
 }

@@ -41,11 +41,19 @@ pub enum Mode {
     /// A listener whose accept queue is full, so the kernel drops the SYNs
     /// of new connections and `connect` never completes.
     BlackHole,
+    /// A real russh server that offers only keyboard-interactive
+    /// authentication and answers every response with another prompt, for
+    /// ever: a client must give up, not loop or hang.
+    KeyboardInteractiveStorm,
+    /// Sends a version line whose comment is not UTF-8 (Latin-1
+    /// `SSH-2.0-OpenSSH_9.6 D\xe9bian`), then nothing. russh skips such a
+    /// line as text before the banner, so the version exchange never ends.
+    NonUtf8Banner,
 }
 
 impl Mode {
     /// Every mode.
-    pub const ALL: [Mode; 8] = [
+    pub const ALL: [Mode; 10] = [
         Mode::Silent,
         Mode::Drip,
         Mode::StallAfterBanner,
@@ -54,6 +62,8 @@ impl Mode {
         Mode::ResetAfterBanner,
         Mode::Garbage,
         Mode::BlackHole,
+        Mode::KeyboardInteractiveStorm,
+        Mode::NonUtf8Banner,
     ];
 
     /// A short name, e.g. `"stall-after-kexinit"`.
@@ -67,13 +77,19 @@ impl Mode {
             Mode::ResetAfterBanner => "reset-after-banner",
             Mode::Garbage => "garbage",
             Mode::BlackHole => "black-hole",
+            Mode::KeyboardInteractiveStorm => "keyboard-interactive-storm",
+            Mode::NonUtf8Banner => "non-utf8-banner",
         }
     }
 
     /// True for the modes that stall, so that a dial against them times
-    /// out; false for those that fail it outright (reset, garbage).
+    /// out; false for those that fail it outright (reset, garbage, a
+    /// keyboard-interactive storm the client gives up on).
     pub fn stalls(self) -> bool {
-        !matches!(self, Mode::ResetAfterBanner | Mode::Garbage)
+        !matches!(
+            self,
+            Mode::ResetAfterBanner | Mode::Garbage | Mode::KeyboardInteractiveStorm
+        )
     }
 
     /// The phase a dial against this mode fails in. For
@@ -82,11 +98,13 @@ impl Mode {
     /// and [`Phase::VersionExchange`] otherwise.
     pub fn expected_phase(self) -> Phase {
         match self {
-            Mode::Silent | Mode::Drip | Mode::Garbage => Phase::VersionExchange,
+            Mode::Silent | Mode::Drip | Mode::Garbage | Mode::NonUtf8Banner => {
+                Phase::VersionExchange
+            }
             Mode::StallAfterBanner | Mode::StallAfterKexInit | Mode::ResetAfterBanner => {
                 Phase::KeyExchange
             }
-            Mode::StallAuth => Phase::Auth,
+            Mode::StallAuth | Mode::KeyboardInteractiveStorm => Phase::Auth,
             Mode::BlackHole => Phase::Connect,
         }
     }
@@ -136,6 +154,20 @@ impl MisbehavingServer {
             let config = Arc::new(super::server::russh_config(super::ed25519_key()?));
             ServerThread::spawn("ssh-dial-stall-auth", listener, move |l| {
                 accept_loop(l, move |s| stall_auth(config.clone(), s))
+            })?
+        } else if mode == Mode::KeyboardInteractiveStorm {
+            let mut config = super::server::russh_config(super::ed25519_key()?);
+            config.methods = [russh::MethodKind::KeyboardInteractive][..].into();
+            let config = Arc::new(config);
+            ServerThread::spawn("ssh-dial-storm", listener, move |l| {
+                accept_loop(l, move |s| {
+                    let config = config.clone();
+                    async move {
+                        if let Ok(session) = russh::server::run_stream(config, s, Storm).await {
+                            let _ = session.await;
+                        }
+                    }
+                })
             })?
         } else {
             ServerThread::spawn("ssh-dial-misbehaving", listener, move |l| {
@@ -243,7 +275,18 @@ async fn misbehave(mode: Mode, mut socket: TcpStream) {
                 let _ = socket.set_zero_linger();
             }
         }
-        Mode::StallAuth | Mode::BlackHole => unreachable!("served elsewhere"),
+        Mode::NonUtf8Banner => {
+            if socket
+                .write_all(b"SSH-2.0-OpenSSH_9.6 D\xe9bian\r\n")
+                .await
+                .is_ok()
+            {
+                drain(socket).await
+            }
+        }
+        Mode::StallAuth | Mode::BlackHole | Mode::KeyboardInteractiveStorm => {
+            unreachable!("served elsewhere")
+        }
     }
 }
 
@@ -347,5 +390,25 @@ impl russh::server::Handler for StallAuth {
         _: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<russh::server::Auth, Self::Error> {
         self.stall().await
+    }
+}
+
+/// [`Mode::KeyboardInteractiveStorm`]: every answer earns another prompt.
+struct Storm;
+
+impl russh::server::Handler for Storm {
+    type Error = russh::Error;
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        _: &str,
+        _: &str,
+        _: Option<russh::server::Response<'a>>,
+    ) -> Result<russh::server::Auth, Self::Error> {
+        Ok(russh::server::Auth::Partial {
+            name: "".into(),
+            instructions: "".into(),
+            prompts: vec![("Password: ".into(), false)].into(),
+        })
     }
 }
