@@ -582,7 +582,7 @@ impl Session<'_> {
                     }
                 }
                 // The agent would not sign with this key; try the next.
-                Err(e) => tracing::debug!(error = %e, "agent did not sign"),
+                Err(e) => tracing::debug!(error = %crate::error::Escaped(&e), "agent did not sign"),
             }
             if self.handle.is_closed() {
                 return Err(AuthFailure::Transport(None));

@@ -70,7 +70,9 @@ impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExitStatus::Code(c) => write!(f, "exit status {c}"),
-            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
+            ExitStatus::Signal(s) => {
+                write!(f, "killed by signal {}", crate::error::PeerText::new(s))
+            }
         }
     }
 }

@@ -84,9 +84,9 @@ pub(crate) enum Kind {
     },
     #[error("connection closed by peer")]
     Closed,
-    #[error("{}", fmt_io(.0))]
+    #[error("{}", PeerText::new(&fmt_io(.0)))]
     Io(#[source] io::Error),
-    #[error("ssh protocol error: {0}")]
+    #[error("ssh protocol error: {}", PeerText::new(&.0.to_string()))]
     Protocol(#[source] russh::Error),
 }
 
@@ -135,6 +135,38 @@ impl fmt::Display for PeerText<'_> {
 impl fmt::Debug for PeerText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{self}\"")
+    }
+}
+
+/// Shows `T`'s `Display` with everything that is not printable ASCII
+/// escaped: the last line of defence, under every message this crate
+/// writes, for peer text that reached it by a way [`PeerText`] did not
+/// cover (a library quoting the peer, a path, a signal name).
+pub(crate) struct Escaped<T>(pub(crate) T);
+
+impl<T: fmt::Display> fmt::Display for Escaped<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        write!(Escaping(f), "{}", self.0)
+    }
+}
+
+/// A writer that escapes what is not printable ASCII on its way to `f`.
+struct Escaping<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+impl fmt::Write for Escaping<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if s.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+            return self.0.write_str(s);
+        }
+        for c in s.chars() {
+            if c == ' ' || c.is_ascii_graphic() {
+                self.0.write_char(c)?;
+            } else {
+                write!(self.0, "{}", c.escape_default())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -300,25 +332,47 @@ impl DialError {
 
 impl fmt::Debug for DialError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        write!(Escaping(f), "{:?}", Raw(self))
+    }
+}
+
+/// `DialError`'s fields, before escaping.
+struct Raw<'a>(&'a DialError);
+
+impl fmt::Debug for Raw<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let error = self.0;
         f.debug_struct("DialError")
-            .field("target", &self.inner.target)
-            .field("phase", &self.inner.phase)
-            .field("kind", &self.inner.kind)
-            .field("remote_addr", &self.inner.remote_addr)
-            .field("elapsed", &self.inner.elapsed)
+            .field("target", &error.inner.target)
+            .field("phase", &error.inner.phase)
+            .field("kind", &error.inner.kind)
+            .field("remote_addr", &error.inner.remote_addr)
+            .field("elapsed", &error.inner.elapsed)
             .finish()
     }
 }
 
 impl fmt::Display for DialError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let i = &self.inner;
+        use fmt::Write;
+        write!(Escaping(f), "{}", Line(self))
+    }
+}
+
+/// `DialError`'s one line, before escaping.
+struct Line<'a>(&'a DialError);
+
+impl fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let error = self.0;
+        let i = &error.inner;
         write!(f, "dial {}", i.target)?;
         match i.remote_addr {
             Some(addr) if !i.target.contains(&addr.ip().to_string()) => write!(f, " ({addr})")?,
             _ => {}
         }
-        if self.is_timeout() {
+        if error.is_timeout() {
             write!(
                 f,
                 ": {} timed out after {:.2}s",
@@ -371,7 +425,7 @@ impl From<DialError> for io::Error {
 /// A command that ran and exited non-zero is not an error: see
 /// [`Output::status`](crate::Output::status).
 #[derive(Debug, thiserror::Error)]
-#[error("{}", self.describe())]
+#[error("{}", Escaped(self.describe()))]
 pub struct ExecError {
     kind: ExecKind,
     elapsed: Duration,
@@ -404,7 +458,7 @@ impl ExecError {
             ExecKind::SessionClosed => format!("exec: ssh session closed after {secs:.2}s"),
             ExecKind::Refused => "exec: server refused the channel or the command".into(),
             ExecKind::NoExitStatus => "exec: channel closed without an exit status".into(),
-            ExecKind::Ssh(e) => format!("exec: ssh error: {e}"),
+            ExecKind::Ssh(e) => format!("exec: ssh error: {}", PeerText::new(&e.to_string())),
         }
     }
 

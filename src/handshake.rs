@@ -59,7 +59,7 @@ impl client::Handler for ClientHandler {
         match checked {
             Ok(()) => Ok(true),
             Err(failure) => {
-                tracing::debug!(error = %failure, "host key rejected");
+                tracing::debug!(error = %crate::error::Escaped(&failure), "host key rejected");
                 *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
                 Ok(false)
             }

@@ -321,3 +321,27 @@ async fn a_host_key_check_waiting_for_a_lock_times_out_on_time() {
         "nothing learned"
     );
 }
+
+/// Peer-written text (here a host key algorithm name carrying a terminal
+/// escape and a forged second line) never reaches a message raw.
+#[tokio::test]
+async fn peer_text_in_errors_is_one_escaped_line() {
+    dial_mode(Mode::ForgedKeyName).await;
+    let server = MisbehavingServer::start(Mode::ForgedKeyName).unwrap();
+    let err = Dialer::builder()
+        .timeout(DEADLINE)
+        .host_keys(HostKeys::insecure_accept_any())
+        .build()
+        .dial(server.addr(), "test", Auth::password("test"))
+        .await
+        .unwrap_err();
+    for shown in [err.to_string(), format!("{err:?}"), format!("{err:#?}")] {
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n') && !shown.contains("\ndial"),
+            "{shown:?}"
+        );
+    }
+    let line = err.to_string();
+    assert!(!line.contains('\n'), "{line:?}");
+    eprintln!("{line}");
+}

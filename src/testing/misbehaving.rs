@@ -49,11 +49,15 @@ pub enum Mode {
     /// `SSH-2.0-OpenSSH_9.6 D\xe9bian`), then nothing. russh skips such a
     /// line as text before the banner, so the version exchange never ends.
     NonUtf8Banner,
+    /// Answers key exchange with a host key whose algorithm name is a
+    /// forged log line: a terminal escape, a newline and
+    /// `dial 10.9.9.9:22: ok`. A client must not print it raw.
+    ForgedKeyName,
 }
 
 impl Mode {
     /// Every mode.
-    pub const ALL: [Mode; 10] = [
+    pub const ALL: [Mode; 11] = [
         Mode::Silent,
         Mode::Drip,
         Mode::StallAfterBanner,
@@ -64,6 +68,7 @@ impl Mode {
         Mode::BlackHole,
         Mode::KeyboardInteractiveStorm,
         Mode::NonUtf8Banner,
+        Mode::ForgedKeyName,
     ];
 
     /// A short name, e.g. `"stall-after-kexinit"`.
@@ -79,6 +84,7 @@ impl Mode {
             Mode::BlackHole => "black-hole",
             Mode::KeyboardInteractiveStorm => "keyboard-interactive-storm",
             Mode::NonUtf8Banner => "non-utf8-banner",
+            Mode::ForgedKeyName => "forged-key-name",
         }
     }
 
@@ -88,7 +94,10 @@ impl Mode {
     pub fn stalls(self) -> bool {
         !matches!(
             self,
-            Mode::ResetAfterBanner | Mode::Garbage | Mode::KeyboardInteractiveStorm
+            Mode::ResetAfterBanner
+                | Mode::Garbage
+                | Mode::KeyboardInteractiveStorm
+                | Mode::ForgedKeyName
         )
     }
 
@@ -101,9 +110,10 @@ impl Mode {
             Mode::Silent | Mode::Drip | Mode::Garbage | Mode::NonUtf8Banner => {
                 Phase::VersionExchange
             }
-            Mode::StallAfterBanner | Mode::StallAfterKexInit | Mode::ResetAfterBanner => {
-                Phase::KeyExchange
-            }
+            Mode::StallAfterBanner
+            | Mode::StallAfterKexInit
+            | Mode::ResetAfterBanner
+            | Mode::ForgedKeyName => Phase::KeyExchange,
             Mode::StallAuth | Mode::KeyboardInteractiveStorm => Phase::Auth,
             Mode::BlackHole => Phase::Connect,
         }
@@ -275,6 +285,19 @@ async fn misbehave(mode: Mode, mut socket: TcpStream) {
                 let _ = socket.set_zero_linger();
             }
         }
+        Mode::ForgedKeyName => {
+            let mut hello = BANNER.to_vec();
+            hello.extend_from_slice(&kexinit_packet());
+            if socket.write_all(&hello).await.is_err() {
+                return;
+            }
+            // The client's version line, KEXINIT and key exchange init.
+            if read_line_and_packets(&mut socket, 2).await.is_ok()
+                && socket.write_all(&forged_kex_reply()).await.is_ok()
+            {
+                drain(socket).await
+            }
+        }
         Mode::NonUtf8Banner => {
             if socket
                 .write_all(b"SSH-2.0-OpenSSH_9.6 D\xe9bian\r\n")
@@ -312,6 +335,56 @@ fn kexinit_packet() -> Vec<u8> {
     }
     payload.push(0); // first_kex_packet_follows
     payload.extend_from_slice(&0u32.to_be_bytes());
+    packet(&payload)
+}
+
+/// An SSH string: length, then bytes.
+fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// A `KEX_ECDH_REPLY` whose host key names its algorithm with a forged
+/// log line.
+fn forged_kex_reply() -> Vec<u8> {
+    let mut key = Vec::new();
+    put_string(&mut key, b"\x1b[32m\ndial 10.9.9.9:22: ok\x1b[0m");
+    put_string(&mut key, &[7u8; 32]);
+    let mut signature = Vec::new();
+    put_string(&mut signature, b"ssh-ed25519");
+    put_string(&mut signature, &[9u8; 64]);
+    let mut payload = vec![31u8]; // SSH_MSG_KEX_ECDH_REPLY
+    put_string(&mut payload, &key);
+    put_string(&mut payload, &[5u8; 32]);
+    put_string(&mut payload, &signature);
+    packet(&payload)
+}
+
+/// Reads a version line, then `count` binary packets (unencrypted).
+async fn read_line_and_packets(socket: &mut TcpStream, count: usize) -> io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    loop {
+        socket.read_exact(&mut byte).await?;
+        if byte[0] == b'\n' {
+            break;
+        }
+    }
+    for _ in 0..count {
+        let mut len = [0u8; 4];
+        socket.read_exact(&mut len).await?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > 64 * 1024 {
+            return Err(io::Error::other("packet too long"));
+        }
+        let mut body = vec![0u8; len];
+        socket.read_exact(&mut body).await?;
+    }
+    Ok(())
+}
+
+/// Frames `payload` as an unencrypted binary packet (RFC 4253 §6).
+fn packet(payload: &[u8]) -> Vec<u8> {
     let mut padding = 8 - (5 + payload.len()) % 8;
     if padding < 4 {
         padding += 8;
@@ -319,7 +392,7 @@ fn kexinit_packet() -> Vec<u8> {
     let mut packet = Vec::with_capacity(5 + payload.len() + padding);
     packet.extend_from_slice(&((1 + payload.len() + padding) as u32).to_be_bytes());
     packet.push(padding as u8);
-    packet.extend_from_slice(&payload);
+    packet.extend_from_slice(payload);
     packet.resize(packet.len() + padding, 0);
     packet
 }
