@@ -130,12 +130,17 @@ impl Client {
     /// status; `None` waits as long as the command runs.
     ///
     /// A non-zero exit is not an error: look at [`Output::status`]. Output is
-    /// held in memory in full.
+    /// held in memory in full. The command is over once the server has sent
+    /// its exit status and EOF, whether or not it then closes the channel.
     ///
     /// # Errors
     ///
-    /// [`ExecError::is_timeout`] if the deadline passed: the channel is then
-    /// closed and the client stays usable for other commands.
+    /// [`ExecError::is_timeout`] if the deadline passed: a `signal` request
+    /// (KILL) is sent and the channel closed, and the client stays usable
+    /// for other commands. OpenSSH's sshd (7.9 and later) then kills the
+    /// command's process group, except for root logins, where it refuses
+    /// signals; there, and on servers without signal support, the command
+    /// runs on until it ends or notices its closed pipes.
     /// [`ExecError::is_closed`] if the session is gone. Otherwise the server
     /// refused the channel or the command, or ended the channel without an
     /// exit status.
@@ -173,9 +178,16 @@ impl Client {
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut status = None;
+        let mut eof = false;
         let ran = within(deadline, async {
             channel.exec(true, command).await?;
-            while let Some(msg) = channel.wait().await {
+            // Data ends at EOF and the status may come on either side of
+            // it; with both in hand the command is over, whether or not the
+            // server ever closes the channel.
+            while !(eof && status.is_some()) {
+                let Some(msg) = channel.wait().await else {
+                    break;
+                };
                 match msg {
                     ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
                     ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
@@ -188,6 +200,7 @@ impl Client {
                     ChannelMsg::Failure if status.is_none() => {
                         return Err(russh::Error::RequestDenied)
                     }
+                    ChannelMsg::Eof => eof = true,
                     _ => {}
                 }
             }
@@ -196,18 +209,32 @@ impl Client {
         .await;
         match ran {
             None => {
-                // Bounded: a healthy session takes the close at once.
-                let _ = tokio::time::timeout(GRACE, channel.close()).await;
+                // The command would run on after its channel closes (sshd
+                // closes its pipes, which a command that does not use them
+                // never notices); a `signal` request kills its process group
+                // on servers that honour it (OpenSSH's sshd since 7.9). Both
+                // are bounded: a healthy session takes them at once.
+                let _ = tokio::time::timeout(GRACE, async {
+                    let _ = channel.signal(Sig::KILL).await;
+                    let _ = channel.close().await;
+                })
+                .await;
                 Err(fail(ExecKind::TimedOut))
             }
             Some(Err(russh::Error::RequestDenied)) => Err(closed_or(ExecKind::Refused)),
             Some(Err(e)) => Err(closed_or(ExecKind::Ssh(e))),
             Some(Ok(())) => match status {
-                Some(status) => Ok(Output {
-                    stdout,
-                    stderr,
-                    status,
-                }),
+                Some(status) => {
+                    if !self.handle.is_closed() {
+                        // Ours to close if the server did not.
+                        let _ = tokio::time::timeout(GRACE, channel.close()).await;
+                    }
+                    Ok(Output {
+                        stdout,
+                        stderr,
+                        status,
+                    })
+                }
                 None => Err(closed_or(ExecKind::NoExitStatus)),
             },
         }

@@ -13,6 +13,7 @@ use crate::deadline::{self, race, Armed, Raced, GRACE};
 use crate::error::{DialError, Kind, Phase};
 use crate::handshake::{self, classify};
 use crate::host_keys::HostKeys;
+use crate::resolve::{ResolveError, Resolver};
 use crate::target::{Target, ToTarget};
 use crate::tcp::{self, TcpConfig};
 
@@ -46,6 +47,7 @@ pub struct Dialer {
 #[derive(Clone, Debug)]
 struct Config {
     timeout: Duration,
+    resolver: Resolver,
     tcp: TcpConfig,
     keepalive_interval: Option<Duration>,
     keepalive_max: usize,
@@ -59,6 +61,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             timeout: Duration::from_secs(30),
+            resolver: Resolver::default(),
             tcp: TcpConfig::default(),
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 3,
@@ -238,9 +241,15 @@ impl Attempt<'_> {
             ..DialTimings::default()
         };
 
-        let addrs = match tokio::time::timeout_at(self.deadline, tcp::resolve(target)).await {
+        let resolve = self.config.resolver.resolve(target);
+        let addrs = match tokio::time::timeout_at(self.deadline, resolve).await {
             Err(_) => return Err(self.timed_out(Phase::Resolve)),
-            Ok(Err(e)) => return Err(self.fail(Phase::Resolve, Kind::Resolve(e))),
+            Ok(Err(ResolveError::Failed(e))) => {
+                return Err(self.fail(Phase::Resolve, Kind::Resolve(e)))
+            }
+            Ok(Err(ResolveError::Busy { max })) => {
+                return Err(self.fail(Phase::Resolve, Kind::ResolverBusy { max }))
+            }
             Ok(Ok(a)) if a.is_empty() => return Err(self.fail(Phase::Resolve, Kind::NoAddresses)),
             Ok(Ok(a)) => a,
         };
@@ -372,6 +381,23 @@ impl DialerBuilder {
     /// Default is 30 seconds.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = timeout;
+        self
+    }
+
+    /// The most name lookups this dialer (and its clones) runs at once.
+    /// Lookups run on threads of their own, never on the runtime's blocking
+    /// pool, since `getaddrinfo` cannot be cancelled: a lookup whose DNS
+    /// server never answers holds its thread until the system resolver
+    /// gives up (`resolv.conf`'s timeout × attempts), after its dial has
+    /// returned. Identical lookups in flight share a thread, and names in
+    /// `/etc/hosts` (when nsswitch reads it first) need none. Past this
+    /// bound a dial fails at once with
+    /// [`DialError::is_resolver_busy`](crate::DialError::is_resolver_busy)
+    /// rather than waiting.
+    ///
+    /// Default is 64.
+    pub fn max_concurrent_lookups(mut self, max: usize) -> Self {
+        self.config.resolver = Resolver::new(max);
         self
     }
 

@@ -64,6 +64,10 @@ pub(crate) enum Kind {
     Resolve(#[source] io::Error),
     #[error("host resolved to no addresses")]
     NoAddresses,
+    #[error(
+        "resolver busy: {max} lookups already in flight (DialerBuilder::max_concurrent_lookups)"
+    )]
+    ResolverBusy { max: usize },
     #[error("{}", fmt_attempts(.0))]
     Connect(Vec<ConnectAttempt>),
     #[error("{0}")]
@@ -254,6 +258,13 @@ impl DialError {
     pub fn is_refused(&self) -> bool {
         matches!(&self.inner.kind, Kind::Connect(a)
             if !a.is_empty() && a.iter().all(|a| a.error.kind() == io::ErrorKind::ConnectionRefused))
+    }
+
+    /// True if every lookup slot of the dialer was taken by lookups in
+    /// flight (names whose DNS is slow or down), so this one was not
+    /// started: another try may well succeed.
+    pub fn is_resolver_busy(&self) -> bool {
+        matches!(self.inner.kind, Kind::ResolverBusy { .. })
     }
 
     /// True if the address could not be parsed or the host not resolved.

@@ -103,8 +103,8 @@ impl fmt::Display for Host {
 
 /// How to retry a failed dial. Only failures that another try may cure are
 /// retried (see [`is_retriable`]): a failed TCP connect (refused, timed out,
-/// reset, unreachable), a version exchange that timed out, a connection
-/// closed or reset during the handshake. Rejected
+/// reset, unreachable), a busy resolver, a version exchange that timed out,
+/// a connection closed or reset during the handshake. Rejected
 /// credentials, host key failures and bad input are not; neither is a failed
 /// command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +163,9 @@ impl Default for Retry {
 
 /// Whether another attempt may cure `e`.
 pub fn is_retriable(e: &DialError) -> bool {
+    if e.is_resolver_busy() {
+        return true;
+    }
     match e.phase() {
         Phase::Connect => true,
         Phase::VersionExchange => e.is_timeout() || e.is_closed(),

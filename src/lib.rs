@@ -47,6 +47,7 @@ mod handshake;
 mod host_keys;
 mod known_hosts;
 mod metrics;
+mod resolve;
 mod target;
 mod tcp;
 

@@ -2,7 +2,7 @@
 //! with keepalive, `TCP_USER_TIMEOUT` and `TCP_NODELAY` set before connect.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
@@ -10,17 +10,6 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use crate::error::ConnectAttempt;
-use crate::target::Target;
-
-/// Resolves the target; IP literals skip the resolver.
-pub(crate) async fn resolve(target: &Target) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(ip) = target.host().parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, target.port())]);
-    }
-    Ok(tokio::net::lookup_host((target.host(), target.port()))
-        .await?
-        .collect())
-}
 
 /// Socket options applied before each connect.
 #[derive(Debug, Clone, PartialEq, Eq)]

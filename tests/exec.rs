@@ -156,3 +156,20 @@ async fn exec_on_a_closed_session_says_so() {
     let err = client.exec("true").await.unwrap_err();
     assert!(err.is_closed() && !err.is_timeout(), "{err}");
 }
+
+#[tokio::test]
+async fn a_status_and_eof_end_the_command_without_the_servers_close() {
+    let server = server();
+    let client = connect(&server, Some(Duration::from_secs(10))).await;
+    let start = Instant::now();
+    let out = client.exec("echo hi; exit-no-close 3").await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.stdout, b"hi\n");
+    assert_eq!(out.status, ExitStatus::Code(3));
+    // The client closed the channel: it goes on working.
+    assert!(client.exec("true").await.unwrap().status.success());
+}

@@ -150,3 +150,65 @@ async fn exec_timeout_against_sshd_leaves_the_client_usable() {
     assert!(err.is_timeout(), "{err}");
     assert_eq!(client.exec("echo again").await.unwrap().stdout, b"again\n");
 }
+
+/// Processes whose command line is exactly `cmdline` (NUL-separated).
+fn processes_running(cmdline: &[u8]) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == cmdline))
+        .count()
+}
+
+/// A timed-out exec sends a `signal` request (KILL) before closing its
+/// channel. sshd (7.9 and later) kills the command's process group, for
+/// users other than root: for a root login it runs the session without
+/// privilege separation and refuses ("session signalling requires privilege
+/// separation"), and the command runs on after its channel is closed.
+#[tokio::test]
+async fn a_timed_out_command_is_sent_a_kill_signal() {
+    let sshd = Sshd::start().unwrap();
+    let known = sshd
+        .write_file("known_hosts", &sshd.known_hosts_line())
+        .unwrap();
+    let client = dialer(&known)
+        .dial(sshd.addr(), sshd.user(), Auth::key(sshd.user_key().clone()))
+        .await
+        .unwrap();
+    let cmdline = b"sleep\x0031.4159\x00";
+    let err = client
+        .exec_with_timeout("exec sleep 31.4159", Some(Duration::from_millis(500)))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        support::wait_until(Duration::from_secs(3), || sshd.log().contains("req signal")).await,
+        "no signal request reached sshd: {}",
+        sshd.log()
+    );
+    // SAFETY: getuid(2) has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        assert!(
+            sshd.log()
+                .contains("session signalling requires privilege separation"),
+            "{}",
+            sshd.log()
+        );
+    } else {
+        assert!(
+            support::wait_until(Duration::from_secs(3), || processes_running(cmdline) == 0).await,
+            "the command runs on after its exec timed out: {}",
+            sshd.log()
+        );
+    }
+    assert!(client.exec("true").await.unwrap().status.success());
+    // Not left for the next test.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == cmdline) {
+            if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() {
+                // SAFETY: kill(2) on a pid we just read; at worst it is gone.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}

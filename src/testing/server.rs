@@ -37,6 +37,7 @@ pub(super) fn russh_config(host_key: PrivateKey) -> server::Config {
 /// |---|---|
 /// | `echo WORDS` | prints `WORDS` and a newline; `echo WORDS >&2` prints to stderr |
 /// | `exit N` | stops, with status `N` |
+/// | `exit-no-close N` | sends status `N` and EOF but never closes the channel |
 /// | `sleep SECS` | waits (fractions allowed) |
 /// | `true`, `false` | status 0, 1 |
 /// | `kill SIG` | ends the command by signal `SIG` (e.g. `KILL`) |
@@ -453,6 +454,13 @@ async fn run_script(script: &str, channel: ChannelId, handle: &server::Handle) {
             "exit" => {
                 status = rest.parse().unwrap_or(255);
                 break;
+            }
+            "exit-no-close" => {
+                let status = rest.parse().unwrap_or(255);
+                let _ = handle.exit_status_request(channel, status).await;
+                let _ = handle.eof(channel).await;
+                // Never CHANNEL_CLOSE: held until the client closes it.
+                return std::future::pending().await;
             }
             "sleep" => {
                 let secs = rest.parse::<f64>().unwrap_or(0.0).clamp(0.0, 3600.0);
