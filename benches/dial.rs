@@ -44,7 +44,7 @@ fn dial(c: &mut Criterion) {
         .timeout(Duration::from_secs(10))
         .host_keys(server.host_keys())
         // As in russh's default config, so both sides do the same work.
-        .keepalive_interval(None)
+        .ssh_keepalive_interval(None)
         .build();
     let config = Arc::new(russh::client::Config::default());
 

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ssh_dial::fleet::{Fleet, Host, HostReport, Retry};
+use ssh_dial::fleet::{FailedIn, Fleet, Host, HostReport, Retry};
 use ssh_dial::{Auth, Dialer, ExitStatus, HostKeys};
 
 struct Args {
@@ -187,7 +187,7 @@ fn json(r: &HostReport) -> serde_json::Value {
     serde_json::json!({
         "host": r.host.to_string(),
         "ok": r.is_success(),
-        "phase": r.failed_phase(),
+        "phase": r.failed_in().map(FailedIn::as_str),
         "error": r.outcome.as_ref().err().map(|e| e.to_string()),
         "exit_status": exit_status,
         "signal": signal,
@@ -202,7 +202,10 @@ fn summary(reports: &[HostReport]) -> String {
     let ok = reports.iter().filter(|r| r.is_success()).count();
     let ran = reports.iter().filter(|r| r.outcome.is_ok()).count();
     let mut by_phase: BTreeMap<&str, usize> = BTreeMap::new();
-    for phase in reports.iter().filter_map(HostReport::failed_phase) {
+    for phase in reports
+        .iter()
+        .filter_map(|r| r.failed_in().map(FailedIn::as_str))
+    {
         *by_phase.entry(phase).or_default() += 1;
     }
     let mut s = format!(

@@ -538,9 +538,9 @@ impl Session<'_> {
                 let why = match (e, path) {
                     (russh::keys::Error::EnvVar(_), _) => "SSH_AUTH_SOCK is not set".to_owned(),
                     (russh::keys::Error::IO(io), Some(p)) => {
-                        format!("{}: {}", p.display(), crate::error::fmt_io(&io))
+                        format!("{}: {}", p.display(), crate::text::fmt_io(&io))
                     }
-                    (russh::keys::Error::IO(io), None) => crate::error::fmt_io(&io),
+                    (russh::keys::Error::IO(io), None) => crate::text::fmt_io(&io),
                     (other, _) => other.to_string(),
                 };
                 self.notes.push(format!("agent unavailable: {why}"));
@@ -582,7 +582,7 @@ impl Session<'_> {
                     }
                 }
                 // The agent would not sign with this key; try the next.
-                Err(e) => tracing::debug!(error = %crate::error::Escaped(&e), "agent did not sign"),
+                Err(e) => tracing::debug!(error = %crate::text::Escaped(&e), "agent did not sign"),
             }
             if self.handle.is_closed() {
                 return Err(AuthFailure::Transport(None));
@@ -617,7 +617,7 @@ impl Answer<'_> {
                 [only] if is_password_prompt(only) => Ok(vec![secret.0.clone()]),
                 _ => Err(format!(
                     "keyboard-interactive: not a password prompt: {}",
-                    crate::error::PeerText::new(
+                    crate::text::PeerText::new(
                         &prompts
                             .iter()
                             .map(|p| p.text())

@@ -9,8 +9,7 @@ use russh::{ChannelMsg, Disconnect, Sig};
 use tokio::time::Instant;
 
 use crate::deadline::{Switch, GRACE};
-use crate::dialer::DialTimings;
-use crate::error::{ExecError, ExecKind};
+use crate::error::{ExecError, ExecKind, Phase};
 use crate::handshake::ClientHandler;
 
 /// An authenticated SSH connection, returned by [`Dialer::dial`](crate::Dialer::dial).
@@ -28,6 +27,40 @@ pub struct Client {
     exec_timeout: Option<Duration>,
     close_timeout: Duration,
     timings: DialTimings,
+}
+
+/// How long each phase of a successful dial took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DialTimings {
+    /// Resolving the host name (zero for an address literal).
+    pub resolve: Duration,
+    /// The TCP connect, over every address tried.
+    pub connect: Duration,
+    /// Sending our version line and reading the server's.
+    pub version_exchange: Duration,
+    /// Key exchange, with the host key check.
+    pub key_exchange: Duration,
+    /// Loading the key (if from a file) and authentication.
+    pub auth: Duration,
+}
+
+impl DialTimings {
+    /// The whole dial.
+    pub fn total(&self) -> Duration {
+        self.resolve + self.connect + self.version_exchange + self.key_exchange + self.auth
+    }
+
+    /// Each phase with its time, in order.
+    pub(crate) fn phases(&self) -> [(Phase, Duration); 5] {
+        [
+            (Phase::Resolve, self.resolve),
+            (Phase::Connect, self.connect),
+            (Phase::VersionExchange, self.version_exchange),
+            (Phase::KeyExchange, self.key_exchange),
+            (Phase::Auth, self.auth),
+        ]
+    }
 }
 
 /// What a command printed and how it ended.
@@ -71,7 +104,7 @@ impl fmt::Display for ExitStatus {
         match self {
             ExitStatus::Code(c) => write!(f, "exit status {c}"),
             ExitStatus::Signal(s) => {
-                write!(f, "killed by signal {}", crate::error::PeerText::new(s))
+                write!(f, "killed by signal {}", crate::text::PeerText::new(s))
             }
         }
     }
@@ -144,6 +177,11 @@ impl Client {
     /// [`ExecError::is_closed`] if the session is gone. Otherwise the server
     /// refused the channel or the command, or ended the channel without an
     /// exit status.
+    ///
+    /// # Panics
+    ///
+    /// If polled outside a Tokio runtime with its time driver enabled
+    /// (`enable_time` or `enable_all`, as `#[tokio::main]` does).
     ///
     /// # Cancellation
     ///
@@ -244,6 +282,11 @@ impl Client {
     /// `close_timeout`, for the session to end; then closes the socket
     /// whether or not the server answered. The session task and socket are
     /// gone when this returns.
+    ///
+    /// # Panics
+    ///
+    /// If polled outside a Tokio runtime with its time driver enabled
+    /// (`enable_time` or `enable_all`, as `#[tokio::main]` does).
     pub async fn close(mut self) {
         let goodbye = async {
             let _ = self

@@ -316,14 +316,6 @@ pub(crate) struct TripWire {
 }
 
 impl TripWire {
-    /// A wire no switch will trip, for tests.
-    #[cfg(test)]
-    pub(crate) fn never() -> TripWire {
-        TripWire {
-            shared: Arc::new(Shared::default()),
-        }
-    }
-
     /// Whether the switch has tripped.
     pub(crate) fn is_tripped(&self) -> bool {
         self.shared.is_tripped()

@@ -7,11 +7,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::auth::{self, Auth, AuthFailure};
-use crate::client::Client;
+use std::net::SocketAddr;
+
+use russh::client::Handle;
+use tokio::net::TcpStream;
+
+use crate::auth::{self, Auth, AuthFailure, Credential};
+use crate::client::{Client, DialTimings};
 use crate::deadline::{self, race, Armed, Raced, GRACE};
 use crate::error::{DialError, Kind, Phase};
-use crate::handshake::{self, classify};
+use crate::handshake::{self, ClientHandler};
 use crate::host_keys::HostKeys;
 use crate::resolve::{ResolveError, Resolver};
 use crate::target::{Target, ToTarget};
@@ -49,8 +54,7 @@ struct Config {
     timeout: Duration,
     resolver: Resolver,
     tcp: TcpConfig,
-    keepalive_interval: Option<Duration>,
-    keepalive_max: usize,
+    /// Built in `build`, with the SSH keepalive settings in it.
     russh: Arc<russh::client::Config>,
     host_keys: HostKeys,
     exec_timeout: Option<Duration>,
@@ -63,9 +67,6 @@ impl Default for Config {
             timeout: Duration::from_secs(30),
             resolver: Resolver::default(),
             tcp: TcpConfig::default(),
-            keepalive_interval: Some(Duration::from_secs(15)),
-            keepalive_max: 3,
-            // Replaced in `build`, where the keepalive settings go in.
             russh: Arc::new(russh::client::Config::default()),
             host_keys: HostKeys::default(),
             exec_timeout: Some(Duration::from_secs(60)),
@@ -80,36 +81,28 @@ impl Default for Dialer {
     }
 }
 
-/// How long each phase of a successful dial took.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DialTimings {
-    /// Resolving the host name (zero for an address literal).
-    pub resolve: Duration,
-    /// The TCP connect, over every address tried.
-    pub connect: Duration,
-    /// Sending our version line and reading the server's.
-    pub version_exchange: Duration,
-    /// Key exchange, with the host key check.
-    pub key_exchange: Duration,
-    /// Loading the key (if from a file) and authentication.
-    pub auth: Duration,
-}
-
-impl DialTimings {
-    /// The whole dial.
-    pub fn total(&self) -> Duration {
-        self.resolve + self.connect + self.version_exchange + self.key_exchange + self.auth
-    }
-}
-
 /// Builds a [`Dialer`]. Every setting has a default; see each method.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct DialerBuilder {
     config: Config,
+    // Read only by `build`, which puts them in the russh config.
     russh: Option<russh::client::Config>,
+    ssh_keepalive_interval: Option<Duration>,
+    ssh_keepalive_max: usize,
     host_certificates: bool,
+}
+
+impl Default for DialerBuilder {
+    fn default() -> Self {
+        DialerBuilder {
+            config: Config::default(),
+            russh: None,
+            ssh_keepalive_interval: Some(Duration::from_secs(15)),
+            ssh_keepalive_max: 3,
+            host_certificates: false,
+        }
+    }
 }
 
 impl Dialer {
@@ -156,6 +149,11 @@ impl Dialer {
     /// input each have their predicate. When it returns an error, the socket
     /// is closed and russh's session task has finished.
     ///
+    /// # Panics
+    ///
+    /// If polled outside a Tokio runtime with its time driver enabled
+    /// (`enable_time` or `enable_all`, as `#[tokio::main]` does).
+    ///
     /// # Cancellation
     ///
     /// Dropping the returned future at any point aborts the dial: the socket
@@ -184,34 +182,47 @@ impl Dialer {
         };
         let label = target.display();
         let _in_flight = crate::metrics::InFlight::start();
-        let span = tracing::debug_span!("ssh_dial::dial", target = %label, user = %user);
+        let span = tracing::debug_span!(
+            "ssh_dial::dial",
+            target = %label,
+            user = %crate::text::Escaped(&user)
+        );
         let result = Attempt {
             config: &self.config,
             start,
             deadline: deadline::deadline_after(start, self.config.timeout),
             label: &label,
             remote_addr: None,
+            lap: start,
         }
         .run(&target, &user, auth)
         .instrument(span.clone())
         .await;
         span.in_scope(|| match &result {
             Ok(_) => tracing::debug!(elapsed = ?start.elapsed(), "dialed"),
-            Err(e) if e.is_timeout() => tracing::warn!(error = %e, "dial timed out"),
+            // The caller's result, not a fault of ours: a fleet with 10,000
+            // sick hosts must not write 10,000 warnings.
+            Err(e) if e.is_timeout() => tracing::debug!(error = %e, "dial timed out"),
             Err(e) => tracing::debug!(error = %e, "dial failed"),
         });
-        crate::metrics::dial_finished(&result, start.elapsed());
+        crate::metrics::dial_finished(
+            result.as_ref().map(|c| c.timings().phases()),
+            start.elapsed(),
+        );
         result
     }
 }
 
-/// One dial in progress.
+/// One dial in progress: the phases in order, each a method that returns
+/// what the next needs or the dial's error.
 struct Attempt<'a> {
     config: &'a Config,
     start: Instant,
     deadline: Instant,
     label: &'a str,
     remote_addr: Option<std::net::SocketAddr>,
+    /// When the phase under way began.
+    lap: Instant,
 }
 
 impl Attempt<'_> {
@@ -229,18 +240,47 @@ impl Attempt<'_> {
         self.fail(phase, Kind::TimedOut(Vec::new()))
     }
 
-    async fn run(mut self, target: &Target, user: &str, auth: Auth) -> Result<Client, DialError> {
-        let credentials = match tokio::time::timeout_at(self.deadline, auth.load()).await {
-            Err(_) => return Err(self.timed_out(Phase::Auth)),
-            Ok(Err(kind)) => return Err(self.fail(Phase::Auth, kind)),
-            Ok(Ok(c)) => c,
-        };
-        let loaded = Instant::now();
-        let mut timings = DialTimings {
-            auth: loaded - self.start,
-            ..DialTimings::default()
-        };
+    /// Time since the last lap; starts the next.
+    fn lap(&mut self) -> Duration {
+        let now = Instant::now();
+        let took = now - self.lap;
+        self.lap = now;
+        took
+    }
 
+    async fn run(mut self, target: &Target, user: &str, auth: Auth) -> Result<Client, DialError> {
+        let mut timings = DialTimings::default();
+        let credentials = self.load(&auth).await?;
+        timings.auth = self.lap();
+        let addrs = self.resolve(target).await?;
+        timings.resolve = self.lap();
+        let (tcp, remote) = self.connect(&addrs).await?;
+        timings.connect = self.lap();
+        let (handle, armed) = self.handshake(target, tcp, &mut timings).await?;
+        let (handle, armed) = self.authenticate(handle, armed, user, &credentials).await?;
+        timings.auth += self.lap();
+        tracing::debug!(elapsed = ?timings.auth, "authenticated");
+        Ok(Client::new(
+            handle,
+            armed.defuse(),
+            self.label.to_owned(),
+            remote,
+            self.config.exec_timeout,
+            self.config.close_timeout,
+            timings,
+        ))
+    }
+
+    /// Reads and decrypts key files (counted as auth).
+    async fn load(&self, auth: &Auth) -> Result<Vec<Credential>, DialError> {
+        match tokio::time::timeout_at(self.deadline, auth.load()).await {
+            Err(_) => Err(self.timed_out(Phase::Auth)),
+            Ok(Err(kind)) => Err(self.fail(Phase::Auth, kind)),
+            Ok(Ok(c)) => Ok(c),
+        }
+    }
+
+    async fn resolve(&self, target: &Target) -> Result<Vec<SocketAddr>, DialError> {
         let resolve = self.config.resolver.resolve(target);
         let addrs = match tokio::time::timeout_at(self.deadline, resolve).await {
             Err(_) => return Err(self.timed_out(Phase::Resolve)),
@@ -253,11 +293,15 @@ impl Attempt<'_> {
             Ok(Ok(a)) if a.is_empty() => return Err(self.fail(Phase::Resolve, Kind::NoAddresses)),
             Ok(Ok(a)) => a,
         };
-        let resolved = Instant::now();
-        timings.resolve = resolved - loaded;
-        tracing::debug!(elapsed = ?timings.resolve, addresses = addrs.len(), "resolved");
+        tracing::debug!(elapsed = ?self.lap.elapsed(), addresses = addrs.len(), "resolved");
+        Ok(addrs)
+    }
 
-        let (tcp, remote) = match tcp::connect(&addrs, &self.config.tcp, self.deadline).await {
+    async fn connect(
+        &mut self,
+        addrs: &[SocketAddr],
+    ) -> Result<(TcpStream, SocketAddr), DialError> {
+        let (tcp, remote) = match tcp::connect(addrs, &self.config.tcp, self.deadline).await {
             Ok(c) => c,
             Err(attempts) if Instant::now() >= self.deadline => {
                 return Err(self.fail(Phase::Connect, Kind::TimedOut(attempts)))
@@ -265,10 +309,18 @@ impl Attempt<'_> {
             Err(attempts) => return Err(self.fail(Phase::Connect, Kind::Connect(attempts))),
         };
         self.remote_addr = Some(remote);
-        let connected = Instant::now();
-        timings.connect = connected - resolved;
-        tracing::debug!(%remote, elapsed = ?timings.connect, "connected");
+        tracing::debug!(%remote, elapsed = ?self.lap.elapsed(), "connected");
+        Ok((tcp, remote))
+    }
 
+    /// Version exchange and key exchange with the host key check, on the
+    /// socket behind the deadline's switch.
+    async fn handshake(
+        &mut self,
+        target: &Target,
+        tcp: TcpStream,
+        timings: &mut DialTimings,
+    ) -> Result<(Handle<ClientHandler>, Armed), DialError> {
         // The known_hosts files, read while the server's banner is on its
         // way; the time counts as key exchange, where it is used.
         let prepare = self.config.host_keys.prepare(target.host(), target.port());
@@ -277,12 +329,12 @@ impl Attempt<'_> {
             Ok(Err(failure)) => return Err(self.fail(Phase::KeyExchange, Kind::HostKey(failure))),
             Ok(Ok(p)) => p,
         };
-        let read_files = connected.elapsed();
+        let started = Instant::now();
+        let read_files = started - self.lap;
 
         let (stream, switch) = deadline::guard(tcp);
         let wire = switch.wire();
         let mut armed = Armed::new(switch);
-
         // Boxed, like the auth below: only the phase under way takes memory,
         // instead of the dial future carrying room for all of them.
         let handshake = Box::pin(handshake::handshake(
@@ -291,7 +343,7 @@ impl Attempt<'_> {
             host_keys,
             wire,
         ));
-        let mut handle = match race(handshake, self.deadline, armed.switch()).await {
+        let handle = match race(handshake, self.deadline, armed.switch()).await {
             Raced::Done(Ok(h)) => h,
             Raced::Done(Err(kind)) => {
                 let phase = match kind {
@@ -307,7 +359,6 @@ impl Attempt<'_> {
             }
         };
         let exchanged = Instant::now();
-        let started = connected + read_files;
         let banner = armed
             .switch()
             .banner_at()
@@ -316,60 +367,55 @@ impl Attempt<'_> {
             .clamp(started, exchanged);
         timings.version_exchange = banner - started;
         timings.key_exchange = exchanged - banner + read_files;
+        self.lap = exchanged;
         tracing::debug!(
             version_exchange = ?timings.version_exchange,
             key_exchange = ?timings.key_exchange,
             "handshake done"
         );
+        Ok((handle, armed))
+    }
 
+    /// User authentication. On failure the session is ended before the
+    /// error returns: the handle is dropped, which ends any wait of russh's
+    /// session task on it (a keyboard-interactive answer, an agent
+    /// signature), and the switch ends any wait on the socket.
+    async fn authenticate(
+        &self,
+        mut handle: Handle<ClientHandler>,
+        mut armed: Armed,
+        user: &str,
+        credentials: &[Credential],
+    ) -> Result<(Handle<ClientHandler>, Armed), DialError> {
         let authed = race(
-            Box::pin(auth::authenticate(&mut handle, user, &credentials)),
+            Box::pin(auth::authenticate(&mut handle, user, credentials)),
             self.deadline,
             armed.switch(),
         )
         .await;
-        let failure = match authed {
-            Raced::Done(Ok(())) => None,
-            Raced::Done(Err(AuthFailure::Rejected { tried, allowed })) => Some(self.fail(
+        let err = match authed {
+            Raced::Done(Ok(())) => return Ok((handle, armed)),
+            Raced::Done(Err(AuthFailure::Rejected { tried, allowed })) => self.fail(
                 Phase::Auth,
                 Kind::AuthRejected {
                     user: user.to_owned(),
                     tried,
                     allowed,
                 },
-            )),
+            ),
             Raced::Done(Err(AuthFailure::NothingToOffer(notes))) => {
-                Some(self.fail(Phase::Auth, Kind::NoCredentials(notes)))
+                self.fail(Phase::Auth, Kind::NoCredentials(notes))
             }
             Raced::Done(Err(AuthFailure::Transport(Some(e)))) => {
-                Some(self.fail(Phase::Auth, classify(e)))
+                self.fail(Phase::Auth, Kind::from_russh(e))
             }
-            Raced::Done(Err(AuthFailure::Transport(None))) => {
-                Some(self.fail(Phase::Auth, Kind::Closed))
-            }
-            Raced::TimedOut(_) => Some(self.timed_out(Phase::Auth)),
+            Raced::Done(Err(AuthFailure::Transport(None))) => self.fail(Phase::Auth, Kind::Closed),
+            Raced::TimedOut(_) => self.timed_out(Phase::Auth),
         };
-        if let Some(err) = failure {
-            // Dropping the handle ends any wait of the session task on it
-            // (a keyboard-interactive answer, an agent signature); the trip
-            // ends any wait on the socket.
-            armed.switch().trip();
-            drop(handle);
-            armed.switch().shut(GRACE).await;
-            return Err(err);
-        }
-
-        timings.auth += exchanged.elapsed();
-        tracing::debug!(elapsed = ?timings.auth, "authenticated");
-        Ok(Client::new(
-            handle,
-            armed.defuse(),
-            self.label.to_owned(),
-            remote,
-            self.config.exec_timeout,
-            self.config.close_timeout,
-            timings,
-        ))
+        armed.switch().trip();
+        drop(handle);
+        armed.switch().shut(GRACE).await;
+        Err(err)
     }
 }
 
@@ -467,26 +513,30 @@ impl DialerBuilder {
         self
     }
 
-    /// Interval of SSH keepalive requests once authenticated (russh's
-    /// `keepalive_interval`); after [`keepalive_max`](Self::keepalive_max)
-    /// unanswered ones the session ends.
+    /// Interval of SSH-level keepalive requests once authenticated
+    /// (russh's `keepalive_interval`; not TCP keepalive, see
+    /// [`tcp_keepalive`](Self::tcp_keepalive)); after
+    /// [`ssh_keepalive_max`](Self::ssh_keepalive_max) unanswered ones the
+    /// session ends. This is what notices a peer whose kernel still answers
+    /// but whose sshd is frozen.
     ///
     /// If `None`, off. Default is 15 seconds.
-    pub fn keepalive_interval(mut self, interval: Option<Duration>) -> Self {
-        self.config.keepalive_interval = interval;
+    pub fn ssh_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ssh_keepalive_interval = interval;
         self
     }
 
-    /// Unanswered SSH keepalives before the session ends. Default is 3.
-    pub fn keepalive_max(mut self, max: usize) -> Self {
-        self.config.keepalive_max = max;
+    /// Unanswered SSH keepalive requests before the session ends. Default is 3.
+    pub fn ssh_keepalive_max(mut self, max: usize) -> Self {
+        self.ssh_keepalive_max = max;
         self
     }
 
     /// The russh client configuration for everything ssh-dial does not set
     /// itself (algorithms, window sizes, client version string, ...). Its
     /// `keepalive_interval` and `keepalive_max` are replaced by this
-    /// builder's; its `nodelay` is unused (see [`tcp_nodelay`](Self::tcp_nodelay)).
+    /// builder's [`ssh_keepalive_interval`](Self::ssh_keepalive_interval)
+    /// and [`ssh_keepalive_max`](Self::ssh_keepalive_max); its `nodelay` is unused (see [`tcp_nodelay`](Self::tcp_nodelay)).
     ///
     /// Default is `russh::client::Config::default()`.
     pub fn russh_config(mut self, config: russh::client::Config) -> Self {
@@ -533,8 +583,8 @@ impl DialerBuilder {
     /// Builds the dialer.
     pub fn build(mut self) -> Dialer {
         let mut russh = self.russh.take().unwrap_or_default();
-        russh.keepalive_interval = self.config.keepalive_interval;
-        russh.keepalive_max = self.config.keepalive_max;
+        russh.keepalive_interval = self.ssh_keepalive_interval;
+        russh.keepalive_max = self.ssh_keepalive_max;
         if self.host_certificates {
             russh.preferred.host_key_certificates = russh.preferred.key.clone();
         } else {

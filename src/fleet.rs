@@ -256,15 +256,44 @@ impl HostReport {
         matches!(&self.outcome, Ok(out) if out.status.success())
     }
 
-    /// Where it failed: a dial phase (`"connect"`, `"auth"`, ...), `"exec"`,
-    /// or `"cancelled"`; `None` if the command ran (whatever its exit status).
-    pub fn failed_phase(&self) -> Option<&'static str> {
+    /// Where it failed; `None` if the command ran (whatever its exit status).
+    pub fn failed_in(&self) -> Option<FailedIn> {
         match &self.outcome {
             Ok(_) => None,
-            Err(HostError::Dial(e)) => Some(e.phase().as_str()),
-            Err(HostError::Exec(_)) => Some("exec"),
-            Err(HostError::Cancelled) => Some("cancelled"),
+            Err(HostError::Dial(e)) => Some(FailedIn::Dial(e.phase())),
+            Err(HostError::Exec(_)) => Some(FailedIn::Exec),
+            Err(HostError::Cancelled) => Some(FailedIn::Cancelled),
         }
+    }
+}
+
+/// Where a host's run failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailedIn {
+    /// This phase of the dial.
+    Dial(Phase),
+    /// Running the command.
+    Exec,
+    /// The run was cancelled (its deadline passed) before the host finished.
+    Cancelled,
+}
+
+impl FailedIn {
+    /// The name used in messages: the dial phase's (`"connect"`, `"auth"`,
+    /// ...), `"exec"` or `"cancelled"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailedIn::Dial(phase) => phase.as_str(),
+            FailedIn::Exec => "exec",
+            FailedIn::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for FailedIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -299,7 +328,12 @@ impl Fleet {
     }
 
     /// Starts running `command` on every host, at most `concurrency` at a
-    /// time, and returns at once. Must be called within a Tokio runtime.
+    /// time, and returns at once.
+    ///
+    /// # Panics
+    ///
+    /// If called outside a Tokio runtime with its time driver enabled
+    /// (`enable_time` or `enable_all`, as `#[tokio::main]` does).
     ///
     /// # Cancellation
     ///

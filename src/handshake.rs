@@ -54,12 +54,15 @@ impl client::Handler for ClientHandler {
                 std::io::ErrorKind::TimedOut,
                 "dial deadline passed or dial abandoned",
             ))),
-            checked = self.host_keys.check(&key, &self.wire) => checked,
+            checked = self.host_keys.check(&key, {
+                let wire = self.wire.clone();
+                move || wire.is_tripped()
+            }) => checked,
         };
         match checked {
             Ok(()) => Ok(true),
             Err(failure) => {
-                tracing::debug!(error = %crate::error::Escaped(&failure), "host key rejected");
+                tracing::debug!(error = %crate::text::Escaped(&failure), "host key rejected");
                 *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
                 Ok(false)
             }
@@ -144,18 +147,8 @@ pub(crate) async fn handshake(
             let failure = verdict.lock().unwrap_or_else(|e| e.into_inner()).take();
             Err(match failure {
                 Some(f) => Kind::HostKey(f),
-                None => classify(e),
+                None => Kind::from_russh(e),
             })
         }
-    }
-}
-
-/// Maps a russh error from the handshake or auth to our kinds.
-pub(crate) fn classify(e: russh::Error) -> Kind {
-    match e {
-        russh::Error::Disconnect | russh::Error::HUP => Kind::Closed,
-        russh::Error::IO(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Kind::Closed,
-        russh::Error::IO(io) => Kind::Io(io),
-        other => Kind::Protocol(other),
     }
 }

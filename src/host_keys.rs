@@ -19,7 +19,6 @@ use russh::keys::ssh_key::Fingerprint;
 use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
 use russh::Preferred;
 
-use crate::deadline::TripWire;
 use crate::known_hosts::{self, Found, Learned, Offer, Status};
 
 /// What a server presented in key exchange.
@@ -433,11 +432,11 @@ impl Prepared {
     }
 
     /// Checks the key the server presented. Learning a new host gives up
-    /// waiting for the file's lock once `wire` trips.
+    /// waiting for the file's lock once `abandoned` says the dial is over.
     pub(crate) async fn check(
         &self,
         server: &ServerKey,
-        wire: &TripWire,
+        abandoned: impl Fn() -> bool + Send + 'static,
     ) -> Result<(), HostKeyFailure> {
         let key = server.key();
         let offered = Offered::new(&self.host, self.port, &key);
@@ -467,7 +466,7 @@ impl Prepared {
                     &key,
                     now,
                 );
-                self.verdict(judged, known, files, offered, &key, wire)
+                self.verdict(judged, known, files, offered, &key, abandoned)
                     .await
             }
             (Policy::KnownHosts(_), None) => Err(HostKeyFailure::NotPinned { offered }),
@@ -535,7 +534,7 @@ impl Prepared {
         files: &Files,
         offered: Offered,
         key: &PublicKey,
-        wire: &TripWire,
+        abandoned: impl Fn() -> bool + Send + 'static,
     ) -> Result<(), HostKeyFailure> {
         let entry_at = |found: &Found, i: usize| {
             let e = &found.entries[i];
@@ -583,9 +582,9 @@ impl Prepared {
             });
         };
         let (path, host_port, key) = (learn.clone(), offered.host_port.clone(), key.clone());
-        let (hash, wire) = (files.hash, wire.clone());
+        let hash = files.hash;
         let learned = tokio::task::spawn_blocking(move || {
-            known_hosts::learn(&path, &host_port, &key, hash, &|| wire.is_tripped())
+            known_hosts::learn(&path, &host_port, &key, hash, &abandoned)
         })
         .await
         .unwrap_or_else(|join| Err(io::Error::other(join)));
@@ -706,13 +705,13 @@ pub(crate) enum HostKeyFailure {
     },
     #[error("host key for {} ({} {}) is not among the pinned keys", .offered.host_port, .offered.algorithm, .offered.fingerprint)]
     NotPinned { offered: Offered },
-    #[error("cannot read known_hosts file {}: {}", .path.display(), crate::error::fmt_io(.error))]
+    #[error("cannot read known_hosts file {}: {}", .path.display(), crate::text::fmt_io(.error))]
     Unreadable {
         path: PathBuf,
         #[source]
         error: io::Error,
     },
-    #[error("cannot add the host key to {}: {}", .path.display(), crate::error::fmt_io(.error))]
+    #[error("cannot add the host key to {}: {}", .path.display(), crate::text::fmt_io(.error))]
     Unwritable {
         path: PathBuf,
         #[source]
@@ -747,7 +746,7 @@ mod tests {
             .await?
             .check(
                 &ServerKey::Plain(PublicKey::from_openssh(key).unwrap()),
-                &TripWire::never(),
+                || false,
             )
             .await
     }

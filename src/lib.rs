@@ -50,13 +50,14 @@ mod metrics;
 mod resolve;
 mod target;
 mod tcp;
+mod text;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use auth::{Auth, Challenge, Prompt};
-pub use client::{Client, ExitStatus, Output};
-pub use dialer::{DialTimings, Dialer, DialerBuilder};
+pub use client::{Client, DialTimings, ExitStatus, Output};
+pub use dialer::{Dialer, DialerBuilder};
 pub use error::{DialError, ExecError, Phase};
 pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::{Client, DialError};
+use crate::error::{DialError, Phase};
 
 /// Counts a dial in flight from `start` until dropped, however the dial ends.
 pub(crate) struct InFlight(());
@@ -33,7 +33,10 @@ mod imp {
         }
     }
 
-    pub(crate) fn dial_finished(result: &Result<Client, DialError>, elapsed: Duration) {
+    pub(crate) fn dial_finished(
+        result: Result<[(Phase, Duration); 5], &DialError>,
+        elapsed: Duration,
+    ) {
         let (outcome, phase) = match result {
             Ok(_) => ("ok", "none"),
             Err(e) if e.is_timeout() => ("timeout", e.phase().as_str()),
@@ -43,16 +46,9 @@ mod imp {
             .increment(1);
         metrics::histogram!("ssh_dial_dial_duration_seconds", "outcome" => outcome)
             .record(elapsed.as_secs_f64());
-        if let Ok(client) = result {
-            let t = client.timings();
-            for (phase, d) in [
-                ("resolve", t.resolve),
-                ("connect", t.connect),
-                ("version-exchange", t.version_exchange),
-                ("key-exchange", t.key_exchange),
-                ("auth", t.auth),
-            ] {
-                metrics::histogram!("ssh_dial_phase_duration_seconds", "phase" => phase)
+        if let Ok(phases) = result {
+            for (phase, d) in phases {
+                metrics::histogram!("ssh_dial_phase_duration_seconds", "phase" => phase.as_str())
                     .record(d.as_secs_f64());
             }
         }
@@ -77,7 +73,7 @@ mod imp {
         }
     }
 
-    pub(crate) fn dial_finished(_: &Result<Client, DialError>, _: Duration) {}
+    pub(crate) fn dial_finished(_: Result<[(Phase, Duration); 5], &DialError>, _: Duration) {}
     pub(crate) fn session_opened() {}
     pub(crate) fn session_closed() {}
 }

@@ -88,8 +88,8 @@ async fn a_frozen_sshd_is_noticed_by_ssh_keepalive() {
     let tasks_before = alive_tasks();
     let builder = || {
         Dialer::builder()
-            .keepalive_interval(Some(INTERVAL))
-            .keepalive_max(MAX)
+            .ssh_keepalive_interval(Some(INTERVAL))
+            .ssh_keepalive_max(MAX)
             .exec_timeout(None)
     };
     let idle = dial(&sshd, builder()).await;
@@ -256,7 +256,7 @@ async fn a_vanished_host_is_noticed_by_tcp_keepalive_and_user_timeout() {
             .tcp_keepalive(Some(Duration::from_secs(1)))
             .tcp_keepalive_interval(Some(Duration::from_secs(1)))
             .tcp_keepalive_retries(Some(2))
-            .keepalive_interval(None),
+            .ssh_keepalive_interval(None),
     )
     .await;
     // The seed incident's settings: nothing that would notice.
@@ -265,7 +265,7 @@ async fn a_vanished_host_is_noticed_by_tcp_keepalive_and_user_timeout() {
         Dialer::builder()
             .tcp_keepalive(None)
             .tcp_user_timeout(None)
-            .keepalive_interval(None),
+            .ssh_keepalive_interval(None),
     )
     .await;
     assert!(!guarded.is_closed() && !unguarded.is_closed());

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ssh_dial::fleet::{Fleet, Host, HostError, Retry};
+use ssh_dial::fleet::{FailedIn, Fleet, Host, HostError, Retry};
 use ssh_dial::testing::{MisbehavingServer, Mode, TestServer};
 use ssh_dial::{Auth, Dialer, HostKeys, Phase};
 use support::{alive_tasks, counting_fds, open_fds, sockets_to, wait_until};
@@ -162,7 +162,7 @@ async fn retries_cure_resets_but_not_rejections() {
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 
     let rejected = by_addr(good.addr());
-    assert_eq!(rejected.failed_phase(), Some("auth"));
+    assert_eq!(rejected.failed_in(), Some(FailedIn::Dial(Phase::Auth)));
     assert_eq!(rejected.attempts, 1, "an auth rejection is not retried");
 
     let refused = by_addr(closed);
