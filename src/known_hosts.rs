@@ -739,7 +739,12 @@ pub(crate) mod tests {
                 std::env::var_os("CI").is_none(),
                 "{name} is required in CI (apt-get install -y openssh-client)"
             );
-            eprintln!("skipped: {name} not found (apt-get install -y openssh-client)");
+            // Past the test harness's capture, so that it shows on a passing run.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {name} not found (apt-get install -y openssh-client)"
+            );
         }
         found
     }

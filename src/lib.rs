@@ -62,7 +62,6 @@ pub use error::{DialError, ExecError, Phase};
 pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};
 pub use target::{InvalidTarget, Target, ToTarget};
-pub use tcp::SocketOptions;
 
 /// russh, as used by this crate: for [`Client::handle`] and private keys.
 pub use russh;

@@ -29,6 +29,9 @@ fn new_key(sshd: &Sshd, name: &str) -> PathBuf {
 
 #[tokio::test]
 async fn agent_keys_are_tried_in_turn() {
+    if !support::openssh(&["ssh-add", "ssh-agent", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let agent = SshAgent::start().unwrap();
     // The first key the agent lists is not authorized; the second is.
@@ -45,6 +48,9 @@ async fn agent_keys_are_tried_in_turn() {
 
 #[tokio::test]
 async fn encrypted_keys_of_every_type_with_the_right_and_wrong_passphrase() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     for kind in ["ed25519", "ecdsa", "rsa"] {
         let path = sshd.dir().join(format!("id_{kind}"));
@@ -82,6 +88,9 @@ async fn encrypted_keys_of_every_type_with_the_right_and_wrong_passphrase() {
 
 #[tokio::test]
 async fn methods_are_tried_in_order_within_one_deadline() {
+    if !support::openssh(&["ssh-add", "ssh-agent", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let agent = SshAgent::start().unwrap();
     agent.add(&sshd.user_key_path()).unwrap();
@@ -95,6 +104,9 @@ async fn methods_are_tried_in_order_within_one_deadline() {
 
 #[tokio::test]
 async fn a_server_that_rejects_everything_lists_what_was_tried_and_skipped() {
+    if !support::openssh(&["ssh-add", "ssh-agent", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let agent = SshAgent::start().unwrap();
     agent.add(&new_key(&sshd, "agent_stranger")).unwrap();
@@ -126,6 +138,9 @@ async fn a_server_that_rejects_everything_lists_what_was_tried_and_skipped() {
 
 #[tokio::test]
 async fn no_agent_and_nothing_else_is_a_clear_error() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let err = dial(&sshd, Auth::agent_at(Path::new("/nonexistent/agent.sock")))
         .await
@@ -137,6 +152,9 @@ async fn no_agent_and_nothing_else_is_a_clear_error() {
 
 #[tokio::test]
 async fn the_dial_example_uses_the_agent_like_ssh() {
+    if !support::openssh(&["ssh-add", "ssh-agent", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let agent = SshAgent::start().unwrap();
     agent.add(&sshd.user_key_path()).unwrap();

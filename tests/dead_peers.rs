@@ -80,6 +80,9 @@ impl Drop for KillOnDrop {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_sshd_is_noticed_by_ssh_keepalive() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     const INTERVAL: Duration = Duration::from_secs(1);
     const MAX: usize = 2;
     let bound = INTERVAL * (MAX as u32 + 1) + Duration::from_secs(1);
@@ -236,6 +239,9 @@ impl Drop for Netns {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root and network namespaces (ip netns); .ci/run runs it with --ignored"]
 async fn a_vanished_host_is_noticed_by_tcp_keepalive_and_user_timeout() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let ns = Netns::create().unwrap_or_else(|why| {
         panic!("this test needs root and network namespaces, and could not make one: {why}")
     });

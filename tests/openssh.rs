@@ -19,6 +19,9 @@ fn dialer(known_hosts: &std::path::Path) -> Dialer {
 
 #[tokio::test]
 async fn key_auth_exec_output_and_exit_status() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let known = sshd
         .write_file("known_hosts", &sshd.known_hosts_line())
@@ -57,6 +60,9 @@ async fn key_auth_exec_output_and_exit_status() {
 
 #[tokio::test]
 async fn in_memory_key_works_too() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let known = sshd
         .write_file("known_hosts", &sshd.known_hosts_line())
@@ -70,6 +76,9 @@ async fn in_memory_key_works_too() {
 
 #[tokio::test]
 async fn wrong_host_key_fails_key_exchange_and_sshd_sees_no_auth() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let other = sshd.dir().join("other_host_key");
     ssh_keygen(&other, "ed25519", "").unwrap();
@@ -118,6 +127,9 @@ async fn wrong_host_key_fails_key_exchange_and_sshd_sees_no_auth() {
 
 #[tokio::test]
 async fn rejected_key_is_an_auth_error() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let known = sshd
         .write_file("known_hosts", &sshd.known_hosts_line())
@@ -135,6 +147,9 @@ async fn rejected_key_is_an_auth_error() {
 
 #[tokio::test]
 async fn exec_timeout_against_sshd_leaves_the_client_usable() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let known = sshd
         .write_file("known_hosts", &sshd.known_hosts_line())
@@ -167,6 +182,9 @@ fn processes_running(cmdline: &[u8]) -> usize {
 /// separation"), and the command runs on after its channel is closed.
 #[tokio::test]
 async fn a_timed_out_command_is_sent_a_kill_signal() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let known = sshd
         .write_file("known_hosts", &sshd.known_hosts_line())

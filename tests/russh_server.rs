@@ -50,6 +50,9 @@ async fn in_memory_key_auth() {
 
 #[tokio::test]
 async fn key_file_auth_with_and_without_passphrase() {
+    if !support::openssh(&["ssh-keygen"]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("id_plain");
     let locked = dir.path().join("id_locked");

@@ -4,8 +4,9 @@ mod support;
 
 use std::time::Duration;
 
+use ssh_dial::testing::SocketOptions;
 use ssh_dial::testing::TestServer;
-use ssh_dial::{Auth, Dialer, SocketOptions};
+use ssh_dial::{Auth, Dialer};
 use support::sockets_to;
 
 async fn options_of(dialer: Dialer) -> SocketOptions {

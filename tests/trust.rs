@@ -47,6 +47,9 @@ fn run_ok(cmd: &mut Command) {
 
 #[tokio::test]
 async fn files_written_by_ssh_keyscan_and_hashed_by_ssh_keygen_verify() {
+    if !support::openssh(&["ssh-keygen", "ssh-keyscan", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let path = sshd.dir().join("scanned");
     std::fs::write(&path, keyscan(&sshd)).unwrap();
@@ -85,6 +88,9 @@ async fn assert_same_verdict(
 
 #[tokio::test]
 async fn a_plain_entry_serves_another_port_only_for_its_very_key_as_in_openssh() {
+    if !support::openssh(&["ssh", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let port = sshd.addr().port();
     // `ssh` checks `[host]:port` first, then the plain host with the same
@@ -124,6 +130,9 @@ async fn a_plain_entry_serves_another_port_only_for_its_very_key_as_in_openssh()
 
 #[tokio::test]
 async fn a_key_of_another_type_is_a_changed_key_as_in_openssh() {
+    if !support::openssh(&["ssh", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let port = sshd.addr().port();
     let dir = tempfile::tempdir().unwrap();
@@ -168,6 +177,9 @@ async fn a_key_of_another_type_is_a_changed_key_as_in_openssh() {
 
 #[tokio::test]
 async fn the_key_types_on_file_are_asked_for_first_as_in_openssh() {
+    if !support::openssh(&["ssh", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::builder()
         .host_key_types(&["ed25519", "ecdsa", "rsa"])
         .start()
@@ -190,6 +202,9 @@ async fn the_key_types_on_file_are_asked_for_first_as_in_openssh() {
 
 #[tokio::test]
 async fn junk_and_latin1_lines_spoil_nothing_as_in_openssh() {
+    if !support::openssh(&["ssh", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let mut text = b"# caf\xe9 cr\xe8me, a Latin-1 comment\n".to_vec();
     text.extend_from_slice(b"\xff\xfe garbage\n@bogus * ssh-ed25519 AAAA\nhost ssh-ed25519\n");
@@ -202,6 +217,9 @@ async fn junk_and_latin1_lines_spoil_nothing_as_in_openssh() {
 
 #[tokio::test]
 async fn address_literals_are_learned_in_canonical_form_as_in_openssh() {
+    if !support::openssh(&["ssh", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("known_hosts");
@@ -216,6 +234,9 @@ async fn address_literals_are_learned_in_canonical_form_as_in_openssh() {
 
 #[tokio::test]
 async fn accept_new_checks_the_global_files_as_in_openssh() {
+    if !support::openssh(&["ssh", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("known_hosts");
@@ -273,6 +294,9 @@ fn the_default_files_come_from_the_passwd_home_without_home() {
 
 #[tokio::test]
 async fn revoked_key_is_refused_even_when_listed() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let text = format!(
         "{}\n@revoked * {}\n",
@@ -292,6 +316,9 @@ async fn revoked_key_is_refused_even_when_listed() {
 
 #[tokio::test]
 async fn user_and_global_files_are_read_together() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let sshd = Sshd::start().unwrap();
     let user = sshd.write_file("user", "# nothing here\n").unwrap();
     let global = sshd.write_file("global", &sshd.known_hosts_line()).unwrap();
@@ -326,6 +353,9 @@ fn openssh_accepts(sshd: &Sshd, known_hosts: &Path) -> bool {
 
 #[tokio::test]
 async fn accept_new_adds_a_line_openssh_trusts_and_refuses_an_impostor() {
+    if !support::openssh(&["ssh", "ssh-keygen", "sshd"]) {
+        return;
+    }
     for hashed in [false, true] {
         let sshd = Sshd::start().unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -475,6 +505,9 @@ async fn dial_asking_for_certificates(
 
 #[tokio::test]
 async fn a_cert_authority_vouches_for_host_certificates() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let ca_dir = tempfile::tempdir().unwrap();
     let (ca, line) = certificate_authority(ca_dir.path(), "[127.0.0.1]:*");
     let sshd = Sshd::builder()
@@ -508,6 +541,9 @@ async fn a_cert_authority_vouches_for_host_certificates() {
 
 #[tokio::test]
 async fn a_host_certificate_for_another_name_is_refused() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     let ca_dir = tempfile::tempdir().unwrap();
     let (ca, line) = certificate_authority(ca_dir.path(), "[127.0.0.1]:*");
     let sshd = Sshd::builder()
@@ -532,6 +568,9 @@ async fn a_host_certificate_for_another_name_is_refused() {
 
 #[tokio::test]
 async fn certificate_principals_match_the_host_in_any_case_as_in_openssh() {
+    if !support::openssh(&["ssh", "ssh-keygen", "sshd"]) {
+        return;
+    }
     let ca_dir = tempfile::tempdir().unwrap();
     let (ca, line) = certificate_authority(ca_dir.path(), "[localhost]:*");
     let sshd = Sshd::builder()
@@ -583,6 +622,9 @@ impl russh::client::Handler for Counting {
 /// sessions go on through re-keys that keep it.
 #[tokio::test]
 async fn a_rekey_is_not_asked_about_the_host_key() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 

@@ -32,10 +32,12 @@
 mod misbehaving;
 mod openssh;
 mod server;
+mod socket;
 
 pub use misbehaving::{MisbehavingServer, Mode};
-pub use openssh::{ssh_keygen, SshAgent, Sshd, SshdBuilder};
+pub use openssh::{find_program, ssh_keygen, SshAgent, Sshd, SshdBuilder};
 pub use server::{TestServer, TestServerBuilder};
+pub use socket::SocketOptions;
 
 use std::future::Future;
 use std::io;

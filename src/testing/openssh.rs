@@ -10,8 +10,38 @@ use std::time::{Duration, Instant};
 
 use russh::keys::PrivateKey;
 
-/// Where Debian and most Linux distributions put sshd.
-const SSHD: &str = "/usr/sbin/sshd";
+/// Where sshd lives when it is not on `PATH` (it usually is not, for
+/// users other than root).
+const SBIN: [&str; 3] = ["/usr/sbin", "/usr/local/sbin", "/sbin"];
+
+/// Finds an OpenSSH program (`sshd`, `ssh`, `ssh-keygen`, ...) on `PATH`
+/// or in the usual sbin directories.
+///
+/// # Errors
+///
+/// `NotFound`, saying which package to install.
+pub fn find_program(name: &str) -> io::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SBIN.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            let package = if name == "sshd" {
+                "openssh-server"
+            } else {
+                "openssh-client"
+            };
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{name} not found on PATH or in {}: install {package} (apt-get install -y {package})", SBIN.join(", ")),
+            )
+        })
+}
+
+/// The privilege separation directory Debian's sshd needs when run as
+/// root; its package creates it only when the service starts.
+const PRIVSEP_DIR: &str = "/run/sshd";
 
 /// A real OpenSSH `sshd` in the foreground, with a fresh Ed25519 host key
 /// and one authorized user key, all in a temporary directory; killed when
@@ -126,19 +156,17 @@ impl SshdBuilder {
 
     /// Starts sshd and waits, up to 10 s, until it accepts connections.
     ///
+    /// Everything it writes is in its temporary directory, except that, run
+    /// as root, it creates `/run/sshd` if missing: sshd refuses to start as
+    /// root without its privilege separation directory.
+    ///
     /// # Errors
     ///
-    /// `NotFound` if `/usr/sbin/sshd` or `ssh-keygen` is missing (install
-    /// `openssh-server`), or whatever kept sshd from starting, with its log.
+    /// `NotFound` if `sshd` or `ssh-keygen` is missing, saying what to
+    /// install, or whatever kept sshd from starting, with its log.
     pub fn start(self) -> io::Result<Sshd> {
-        if !Path::new(SSHD).exists() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "{SSHD} not found: install openssh-server (apt-get install -y openssh-server)"
-                ),
-            ));
-        }
+        let sshd = find_program("sshd")?;
+        find_program("ssh-keygen")?;
         if self.host_key_types.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -165,13 +193,13 @@ impl SshdBuilder {
         std::fs::copy(d.join("user_ed25519.pub"), d.join("authorized_keys"))?;
         let user_key =
             russh::keys::load_secret_key(d.join("user_ed25519"), None).map_err(io::Error::other)?;
-        // Privilege separation needs it; the package makes it only when the
-        // service starts.
-        let _ = std::fs::create_dir_all("/run/sshd");
+        if current_uid()? == 0 && !Path::new(PRIVSEP_DIR).is_dir() {
+            std::fs::create_dir_all(PRIVSEP_DIR)?;
+        }
 
         let mut config = self.config;
         if let Some((ca, principal)) = &self.certify {
-            let status = Command::new("ssh-keygen")
+            let status = Command::new(find_program("ssh-keygen")?)
                 .args(["-q", "-s"])
                 .arg(ca)
                 .args([
@@ -221,10 +249,10 @@ impl SshdBuilder {
             None => (OsString::new(), Vec::new()),
         };
         let mut command = if program.is_empty() {
-            Command::new(SSHD)
+            Command::new(&sshd)
         } else {
             let mut c = Command::new(program);
-            c.args(prefix).arg(SSHD);
+            c.args(prefix).arg(&sshd);
             c
         };
         // -E, not -e: with -e the session processes' debug lines would
@@ -401,7 +429,7 @@ impl SshAgent {
     pub fn start() -> io::Result<SshAgent> {
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("agent.sock");
-        let mut child = Command::new("ssh-agent")
+        let mut child = Command::new(find_program("ssh-agent")?)
             .arg("-D")
             .arg("-a")
             .arg(&socket)
@@ -435,7 +463,7 @@ impl SshAgent {
     ///
     /// If `ssh-add` fails.
     pub fn add(&self, key: &Path) -> io::Result<()> {
-        let status = Command::new("ssh-add")
+        let status = Command::new(find_program("ssh-add")?)
             .arg(key)
             .env("SSH_AUTH_SOCK", &self.socket)
             .stdout(Stdio::null())
@@ -466,7 +494,7 @@ impl Drop for SshAgent {
 ///
 /// If `ssh-keygen` is missing (install `openssh-client`) or fails.
 pub fn ssh_keygen(path: &Path, kind: &str, passphrase: &str) -> io::Result<()> {
-    let status = Command::new("ssh-keygen")
+    let status = Command::new(find_program("ssh-keygen")?)
         .args([
             "-q",
             "-t",
@@ -502,7 +530,24 @@ fn public_line(path: &Path) -> io::Result<String> {
         .join(" "))
 }
 
+/// This process's user id, as the kernel has it.
+fn current_uid() -> io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata("/proc/self")?.uid())
+}
+
+/// This process's user name, from the passwd file (then `$USER`).
 fn current_user() -> io::Result<String> {
-    let out = Command::new("id").arg("-un").output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let uid = current_uid()?.to_string();
+    let from_passwd = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.len() > 2 && fields[2] == uid).then(|| fields[0].to_owned())
+            })
+        });
+    from_passwd
+        .or_else(|| std::env::var("USER").ok())
+        .ok_or_else(|| io::Error::other(format!("no user name for uid {uid}")))
 }

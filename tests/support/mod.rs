@@ -206,3 +206,32 @@ pub async fn dial_verdict(
         Err(e) => panic!("the dial failed for another reason: {e}"),
     }
 }
+
+/// Whether these OpenSSH programs are installed (on `PATH` or in an sbin
+/// directory). Without them a test says in one line that it was skipped and
+/// what to install, and passes; with `CI` set they are required, and the
+/// test fails.
+pub fn openssh(programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| ssh_dial::testing::find_program(p).is_err())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let hint = "apt-get install -y openssh-server openssh-client";
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} required in CI: {hint}",
+        missing.join(", ")
+    );
+    // Past the test harness's capture, so that it shows on a passing run.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: needs {} ({hint})",
+        missing.join(", ")
+    );
+    false
+}
