@@ -27,15 +27,25 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Layout
+//! # Cargo features
 //!
-//! `tcp` resolves and connects; `deadline` is the switch that fails a
-//! stream from outside; `handshake` runs russh's version and key exchange;
-//! `host_keys` decides which server keys to trust; `auth` holds credentials
-//! and authenticates; `client` runs commands; `dialer` ties them under one
-//! deadline. With the `testing` feature, [`testing`] has misbehaving servers
-//! and a well-behaved one to test against.
+//! No feature is on by default.
+//!
+//! - `testing`: the [`testing`] module: peers that misbehave in every way a
+//!   sick host does, a well-behaved in-process server, and a harness for a
+//!   real OpenSSH `sshd`, to test your own code against.
+//! - `metrics`: dial and session metrics through the
+//!   [`metrics`](https://docs.rs/metrics) facade, so any exporter works:
+//!
+//!   | name | type | labels |
+//!   |---|---|---|
+//!   | `ssh_dial_dials_in_flight` | gauge | |
+//!   | `ssh_dial_sessions_open` | gauge | |
+//!   | `ssh_dial_dials_total` | counter | `outcome` (`ok`, `timeout`, `error`), `phase` (`none` or the failing phase) |
+//!   | `ssh_dial_dial_duration_seconds` | histogram | `outcome` |
+//!   | `ssh_dial_phase_duration_seconds` | histogram | `phase` (successful dials) |
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
 mod client;
@@ -53,6 +63,7 @@ mod tcp;
 mod text;
 
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use auth::{Auth, Challenge, Prompt};

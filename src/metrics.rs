@@ -1,13 +1,5 @@
-//! Metrics through the `metrics` facade (cargo feature `metrics`), so any
-//! exporter works. Without the feature these are no-ops.
-//!
-//! | name | type | labels |
-//! |---|---|---|
-//! | `ssh_dial_dials_in_flight` | gauge | |
-//! | `ssh_dial_sessions_open` | gauge | |
-//! | `ssh_dial_dials_total` | counter | `outcome` (`ok`, `timeout`, `error`), `phase` (`none` or the failing phase) |
-//! | `ssh_dial_dial_duration_seconds` | histogram | `outcome` |
-//! | `ssh_dial_phase_duration_seconds` | histogram | `phase` (successful dials) |
+//! Metrics through the `metrics` facade (cargo feature `metrics`; the names
+//! are listed in the crate docs). Without the feature these are no-ops.
 
 use std::time::Duration;
 

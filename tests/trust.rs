@@ -676,3 +676,167 @@ async fn a_rekey_is_not_asked_about_the_host_key() {
     let out = client.exec("head -c 400000 /dev/zero").await.unwrap();
     assert_eq!(out.stdout.len(), 400_000, "the session survives re-keys");
 }
+
+// Host keys against the in-process russh server.
+
+fn russh_dialer(host_keys: HostKeys) -> Dialer {
+    Dialer::builder()
+        .timeout(Duration::from_secs(5))
+        .host_keys(host_keys)
+        .build()
+}
+
+#[tokio::test]
+async fn wrong_pinned_key_fails_key_exchange_before_any_credential() {
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let other = ssh_dial::testing::ed25519_key().unwrap();
+    let err = russh_dialer(HostKeys::pinned_keys([other.public_key().clone()]))
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::KeyExchange, "{err}");
+    assert!(err.is_host_key() && !err.is_timeout(), "{err}");
+    assert!(
+        err.to_string().contains("not among the pinned keys"),
+        "{err}"
+    );
+    assert_eq!(
+        server.auth_attempts(),
+        0,
+        "a credential reached an untrusted server"
+    );
+
+    // The control: with the right key the same server does see auth.
+    russh_dialer(server.host_keys())
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap();
+    assert!(server.auth_attempts() > 0);
+}
+
+#[tokio::test]
+async fn pinned_fingerprint_is_accepted() {
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let fp = server
+        .host_key()
+        .fingerprint(russh::keys::HashAlg::Sha256)
+        .to_string();
+    russh_dialer(HostKeys::pinned([fp]).unwrap())
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn known_hosts_file_accepts_the_host_and_flags_a_changed_key() {
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let good = dir.path().join("good");
+    std::fs::write(
+        &good,
+        format!("# written by the test\n{}\n", server.known_hosts_line()),
+    )
+    .unwrap();
+    russh_dialer(HostKeys::known_hosts(&good))
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .expect("known host");
+
+    let impostor = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let changed = dir.path().join("changed");
+    // The impostor's address, with the real server's key on line 2.
+    let line = format!(
+        "[127.0.0.1]:{} {}",
+        impostor.addr().port(),
+        server.host_key().to_openssh().unwrap()
+    );
+    std::fs::write(
+        &changed,
+        format!("other.example ssh-ed25519 AAAA\n{line}\n"),
+    )
+    .unwrap();
+    let err = russh_dialer(HostKeys::known_hosts(&changed))
+        .dial(impostor.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::KeyExchange);
+    assert!(err.is_host_key_mismatch(), "{err}");
+    let msg = err.to_string();
+    let fp = impostor
+        .host_key()
+        .fingerprint(russh::keys::HashAlg::Sha256)
+        .to_string();
+    assert!(msg.contains(&fp), "offered fingerprint missing: {msg}");
+    assert!(
+        msg.contains(&format!("{}:2", changed.display())),
+        "file and line missing: {msg}"
+    );
+    assert_eq!(impostor.auth_attempts(), 0);
+}
+
+#[tokio::test]
+async fn unknown_host_is_refused() {
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let other_port = dir.path().join("other_port");
+    // Same key, but recorded for another port: `[host]:port` must match exactly.
+    let line = format!(
+        "[127.0.0.1]:{} {}",
+        server.addr().port() + 1,
+        server.host_key().to_openssh().unwrap()
+    );
+    std::fs::write(&other_port, line).unwrap();
+    let err = russh_dialer(HostKeys::known_hosts(&other_port))
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap_err();
+    assert!(err.is_host_key() && !err.is_host_key_mismatch(), "{err}");
+    assert!(err.to_string().contains("is not in"), "{err}");
+    assert_eq!(server.auth_attempts(), 0);
+}
+
+#[tokio::test]
+async fn a_name_is_matched_in_known_hosts_as_dialed_and_every_address_is_tried() {
+    // "localhost" may resolve to ::1 before 127.0.0.1; the server listens on
+    // 127.0.0.1 only, so any ::1 attempt is refused and the next one used.
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let key = server.host_key().to_openssh().unwrap();
+    std::fs::write(&kh, format!("[localhost]:{} {key}\n", server.addr().port())).unwrap();
+    let client = russh_dialer(HostKeys::known_hosts(&kh))
+        .dial(
+            ("localhost", server.addr().port()),
+            "alice",
+            Auth::password("pw"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(client.remote_addr(), server.addr());
+
+    // The address literal is another name as far as known_hosts goes.
+    let err = russh_dialer(HostKeys::known_hosts(&kh))
+        .dial(server.addr(), "alice", Auth::password("pw"))
+        .await
+        .unwrap_err();
+    assert!(err.is_host_key() && !err.is_host_key_mismatch(), "{err}");
+}
