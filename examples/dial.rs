@@ -1,207 +1,83 @@
 //! A copy-paste SSH client with ssh-like arguments, every step bounded.
 //!
 //! ```text
-//! cargo run --example dial -- [OPTIONS] [USER@]HOST[:PORT] [COMMAND...]
-//!
-//!   -p PORT                 port (default 22, or the one in HOST:PORT)
-//!   -i KEYFILE              private key, tried before the agent (default, with no
-//!                           other method: the agent if SSH_AUTH_SOCK is set, then
-//!                           those of ~/.ssh/id_ed25519, id_ecdsa, id_rsa that exist)
-//!   --passphrase-env VAR    the passphrase of KEYFILE is in environment variable VAR
-//!   --password-env VAR      authenticate with the password in environment variable VAR
-//!   --timeout SECS          total dial deadline, fractions allowed (default 30)
-//!   --connect-timeout SECS  deadline of each TCP connect attempt
-//!   --exec-timeout SECS     deadline of the command (default 60)
-//!   --known-hosts FILE      known_hosts file (default ~/.ssh/known_hosts)
-//!   --accept-new            add unknown hosts to the known_hosts file, refuse changed keys
-//!                           (OpenSSH's StrictHostKeyChecking=accept-new)
-//!   --accept-any-host-key   trust any host key (test servers only)
+//! cargo run --example dial -- --help
+//! cargo run --example dial -- -p 2222 --accept-any-host-key me@127.0.0.1 uname -a
 //! ```
 //!
 //! With a COMMAND it runs it, passes its stdout and stderr through and exits
 //! with its exit status. Without one it says whom it reached and exits 0.
 //! Any failure prints one line starting with `error:` and exits 255, like `ssh`.
-//!
-//! For example, against a throwaway local sshd:
-//!
-//! ```text
-//! cargo run --example dial -- -p 2222 --accept-any-host-key me@127.0.0.1 uname -a
-//! ```
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ssh_dial::{Auth, Dialer, ExitStatus, HostKeys};
+use clap::Parser;
+use ssh_dial::{Auth, Dialer, ExitStatus, HostKeys, ToTarget};
 
-const USAGE: &str = "usage: dial [-p PORT] [-i KEYFILE] [--passphrase-env VAR] [--password-env VAR] \
-[--timeout SECS] [--connect-timeout SECS] [--exec-timeout SECS] [--known-hosts FILE] [--accept-new] \
-[--accept-any-host-key] [USER@]HOST[:PORT] [COMMAND...]";
-
+/// Dial an SSH server under one deadline and run a command.
+#[derive(Parser)]
+#[command(name = "dial")]
 struct Args {
-    user: Option<String>,
-    host: String,
-    port: Option<u16>,
-    key: Option<PathBuf>,
-    passphrase_env: Option<String>,
-    password_env: Option<String>,
-    timeout: Duration,
-    connect_timeout: Option<Duration>,
-    exec_timeout: Option<Duration>,
-    known_hosts: Option<PathBuf>,
-    accept_new: bool,
-    accept_any: bool,
+    /// [USER@]HOST[:PORT]
+    destination: String,
+    /// The command to run; none: just connect.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+    /// Port (default 22, or the one in HOST:PORT).
+    #[arg(short = 'p')]
+    port: Option<u16>,
+    /// Private key file, tried before the agent. With no -i and no
+    /// --password-env: the agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
+    #[arg(short = 'i', value_name = "KEYFILE")]
+    key: Option<PathBuf>,
+    /// The passphrase of KEYFILE is in this environment variable.
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
+    /// Authenticate with the password in this environment variable.
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+    /// Total dial deadline in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = secs)]
+    timeout: Duration,
+    /// Deadline of each TCP connect attempt, in seconds.
+    #[arg(long, value_name = "SECS", value_parser = secs)]
+    connect_timeout: Option<Duration>,
+    /// Deadline of the command, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = secs)]
+    exec_timeout: Duration,
+    /// known_hosts file (default: OpenSSH's user and global files).
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Add unknown hosts to the known_hosts file, refuse changed keys
+    /// (StrictHostKeyChecking=accept-new).
+    #[arg(long)]
+    accept_new: bool,
+    /// Trust any host key (throwaway test servers only).
+    #[arg(long)]
+    accept_any_host_key: bool,
 }
 
-fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut args = Args {
-        user: None,
-        host: String::new(),
-        port: None,
-        key: None,
-        passphrase_env: None,
-        password_env: None,
-        timeout: Duration::from_secs(30),
-        connect_timeout: None,
-        exec_timeout: Some(Duration::from_secs(60)),
-        known_hosts: None,
-        accept_new: false,
-        accept_any: false,
-        command: Vec::new(),
-    };
-    fn value(flag: &str, v: Option<String>) -> Result<String, String> {
-        v.ok_or_else(|| format!("{flag} needs a value"))
-    }
-    fn secs(flag: &str, v: Option<String>) -> Result<Duration, String> {
-        let v = value(flag, v)?;
-        v.parse::<f64>()
-            .ok()
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .ok_or_else(|| format!("{flag}: {v:?} is not a number of seconds"))
-    }
-    while let Some(arg) = argv.next() {
-        match arg.as_str() {
-            "-h" | "--help" => return Err(String::new()),
-            "-p" => {
-                let v = value("-p", argv.next())?;
-                args.port = Some(v.parse().map_err(|_| format!("-p: {v:?} is not a port"))?);
-            }
-            "-i" => args.key = Some(value("-i", argv.next())?.into()),
-            "--password-env" => args.password_env = Some(value(&arg, argv.next())?),
-            "--passphrase-env" => args.passphrase_env = Some(value(&arg, argv.next())?),
-            "--accept-new" => args.accept_new = true,
-            "--timeout" => args.timeout = secs(&arg, argv.next())?,
-            "--connect-timeout" => args.connect_timeout = Some(secs(&arg, argv.next())?),
-            "--exec-timeout" => args.exec_timeout = Some(secs(&arg, argv.next())?),
-            "--known-hosts" => args.known_hosts = Some(value(&arg, argv.next())?.into()),
-            "--accept-any-host-key" => args.accept_any = true,
-            flag if flag.starts_with('-') && args.host.is_empty() => {
-                return Err(format!("unknown option {flag}"))
-            }
-            _ => {
-                let (user, host) = match arg.rsplit_once('@') {
-                    Some((u, h)) => (Some(u.to_owned()), h.to_owned()),
-                    None => (None, arg.clone()),
-                };
-                args.user = user;
-                args.host = host;
-                args.command = argv.collect();
-                break;
-            }
-        }
-    }
-    if args.host.is_empty() {
-        return Err("no host given".into());
-    }
-    Ok(args)
-}
-
-fn default_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "root".into())
-}
-
-fn env(var: &str) -> Result<String, String> {
-    std::env::var(var).map_err(|_| format!("auth: environment variable {var} is not set"))
-}
-
-/// Like ssh: an explicit key or password first, then the agent; with
-/// nothing given, the agent and the default key files.
-fn auth(args: &Args) -> Result<Auth, String> {
-    let agent = std::env::var_os("SSH_AUTH_SOCK").map(|_| Auth::agent());
-    let mut chosen: Option<Auth> = None;
-    let mut add = |a: Auth| {
-        chosen = Some(match chosen.take() {
-            Some(c) => c.or(a),
-            None => a,
-        })
-    };
-    if let Some(key) = &args.key {
-        let passphrase = args.passphrase_env.as_deref().map(env).transpose()?;
-        add(Auth::key_file(key, passphrase.as_deref()));
-    }
-    if let Some(var) = &args.password_env {
-        add(Auth::password(env(var)?));
-    }
-    let explicit = args.key.is_some() || args.password_env.is_some();
-    if let Some(agent) = agent {
-        add(agent);
-    }
-    if !explicit {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-            let path = home.join(".ssh").join(name);
-            if path.exists() {
-                add(Auth::key_file(path, None));
-            }
-        }
-    }
-    chosen.ok_or_else(|| {
-        "auth: no -i KEYFILE, no --password-env, no agent (SSH_AUTH_SOCK) and no ~/.ssh/id_* key".into()
-    })
-}
-
-/// The target as `host:port`, with `-p` overriding a port in HOST.
-fn target(args: &Args) -> Result<ssh_dial::Target, String> {
-    use ssh_dial::ToTarget;
-    let parsed = args.host.as_str().to_target().map_err(|e| e.to_string())?;
-    match args.port {
-        Some(port) => (parsed.host(), port).to_target().map_err(|e| e.to_string()),
-        None => Ok(parsed),
-    }
-}
-
-fn exit_code(status: &ExitStatus) -> u8 {
-    match status {
-        ExitStatus::Code(c) => (*c & 0xff) as u8,
-        ExitStatus::Signal(name) => match name.as_str() {
-            "HUP" => 129,
-            "INT" => 130,
-            "KILL" => 137,
-            "SEGV" => 139,
-            "PIPE" => 141,
-            "TERM" => 143,
-            _ => 255,
-        },
-        _ => 255,
-    }
+fn secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("{s:?} is not a number of seconds"))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(why) if why.is_empty() => {
-            println!("{USAGE}");
+    // Like ssh: any failure, bad arguments included, exits 255.
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(why) => {
-            eprintln!("error: {why}\n{USAGE}");
+        Err(e) => {
+            let _ = e.print();
             return ExitCode::from(255);
         }
     };
@@ -215,28 +91,34 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<u8, String> {
-    let target = target(&args).map_err(|why| format!("resolve: invalid address: {why}"))?;
-    let default_file = || {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        home.join(".ssh").join("known_hosts")
+    let (user, host) = match args.destination.rsplit_once('@') {
+        Some((user, host)) => (user.to_owned(), host),
+        None => (
+            std::env::var("USER").unwrap_or_else(|_| "root".into()),
+            args.destination.as_str(),
+        ),
     };
-    let host_keys = match (&args.known_hosts, args.accept_new, args.accept_any) {
-        (_, _, true) => HostKeys::insecure_accept_any(),
-        (Some(path), true, false) => HostKeys::accept_new(path),
-        (None, true, false) => HostKeys::accept_new(default_file()),
-        (Some(path), false, false) => HostKeys::known_hosts(path),
-        (None, false, false) => HostKeys::default(),
+    let mut target = host
+        .to_target()
+        .map_err(|e| format!("resolve: invalid address: {e}"))?;
+    if let Some(port) = args.port {
+        target = (target.host(), port)
+            .to_target()
+            .map_err(|e| e.to_string())?;
+    }
+    let host_keys = match (&args.known_hosts, args.accept_new) {
+        _ if args.accept_any_host_key => HostKeys::insecure_accept_any(),
+        (Some(path), true) => HostKeys::accept_new(path),
+        (None, true) => HostKeys::accept_new(home().join(".ssh/known_hosts")),
+        (Some(path), false) => HostKeys::known_hosts(path),
+        (None, false) => HostKeys::default(),
     };
-    let dialer = Dialer::builder()
+    let client = Dialer::builder()
         .timeout(args.timeout)
         .connect_timeout(args.connect_timeout)
-        .exec_timeout(args.exec_timeout)
+        .exec_timeout(Some(args.exec_timeout))
         .host_keys(host_keys)
-        .build();
-    let user = args.user.clone().unwrap_or_else(default_user);
-    let client = dialer
+        .build()
         .dial(&target, user.as_str(), auth(&args)?)
         .await
         .map_err(|e| e.to_string())?;
@@ -258,5 +140,45 @@ async fn run(args: Args) -> Result<u8, String> {
     client.close().await;
     let _ = std::io::stdout().write_all(&out.stdout);
     let _ = std::io::stderr().write_all(&out.stderr);
-    Ok(exit_code(&out.status))
+    Ok(match out.status {
+        ExitStatus::Code(c) => (c & 0xff) as u8,
+        _ => 255,
+    })
+}
+
+fn home() -> PathBuf {
+    std::env::home_dir().unwrap_or_default()
+}
+
+fn env(var: &str) -> Result<String, String> {
+    std::env::var(var).map_err(|_| format!("auth: environment variable {var} is not set"))
+}
+
+/// Like ssh: an explicit key or password first, then the agent; with
+/// neither, the agent and the default key files.
+fn auth(args: &Args) -> Result<Auth, String> {
+    let mut methods = Vec::new();
+    if let Some(key) = &args.key {
+        let passphrase = args.passphrase_env.as_deref().map(env).transpose()?;
+        methods.push(Auth::key_file(key, passphrase.as_deref()));
+    }
+    if let Some(var) = &args.password_env {
+        methods.push(Auth::password(env(var)?));
+    }
+    let explicit = !methods.is_empty();
+    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        methods.push(Auth::agent());
+    }
+    if !explicit {
+        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            let path = home().join(".ssh").join(name);
+            if path.exists() {
+                methods.push(Auth::key_file(path, None));
+            }
+        }
+    }
+    methods.into_iter().reduce(Auth::or).ok_or_else(|| {
+        "auth: no -i KEYFILE, no --password-env, no agent (SSH_AUTH_SOCK) and no ~/.ssh/id_* key"
+            .into()
+    })
 }

@@ -3,20 +3,12 @@
 //! summary, or one JSON object per host.
 //!
 //! ```text
-//! cargo run --example fleet -- [OPTIONS] --hosts FILE -- COMMAND...
-//!
-//!   --hosts FILE            one [user@]host[:port] per line; '#' starts a comment
-//!   --concurrency N         hosts at once (default 20)
-//!   --timeout SECS          per host, dial + command, fractions allowed (default 30)
-//!   -i KEYFILE              private key (default: the ssh-agent)
-//!   --password-env VAR      password from environment variable VAR
-//!   --known-hosts FILE      known_hosts file (default ~/.ssh/known_hosts)
-//!   --accept-any-host-key   trust any host key (test servers only)
-//!   --retries N             retry a host up to N more times on retriable failures
-//!   --json                  one JSON object per host on stdout, summary on stderr
+//! cargo run --example fleet -- --help
+//! cargo run --example fleet -- --hosts hosts.txt --concurrency 50 -- uptime
 //! ```
 //!
-//! Exits 0 if the command succeeded (exit status 0) on every host, 1 otherwise.
+//! Exits 0 if the command succeeded (exit status 0) on every host, 1
+//! otherwise, 2 on bad arguments.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,76 +16,51 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use ssh_dial::fleet::{FailedIn, Fleet, Host, HostReport, Retry};
 use ssh_dial::{Auth, Dialer, ExitStatus, HostKeys};
 
+/// Run one command on many hosts, each under its own deadline.
+#[derive(Parser)]
+#[command(name = "fleet")]
 struct Args {
+    /// One [user@]host[:port] per line; '#' starts a comment.
+    #[arg(long, value_name = "FILE")]
     hosts: PathBuf,
+    /// Hosts at once.
+    #[arg(long, value_name = "N", default_value_t = 20)]
     concurrency: usize,
+    /// Per host, dial + command, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = secs)]
     timeout: Duration,
+    /// Private key (default: the ssh-agent).
+    #[arg(short = 'i', value_name = "KEYFILE")]
     key: Option<PathBuf>,
+    /// Password from this environment variable.
+    #[arg(long, value_name = "VAR")]
     password_env: Option<String>,
+    /// known_hosts file (default: OpenSSH's user and global files).
+    #[arg(long, value_name = "FILE")]
     known_hosts: Option<PathBuf>,
-    accept_any: bool,
+    /// Trust any host key (throwaway test servers only).
+    #[arg(long)]
+    accept_any_host_key: bool,
+    /// Retry a host up to N more times on retriable failures.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     retries: u32,
+    /// One JSON object per host on stdout, the summary on stderr.
+    #[arg(long)]
     json: bool,
+    /// The command, after `--`.
+    #[arg(last = true, required = true)]
     command: Vec<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut argv = std::env::args().skip(1);
-    let mut hosts = None;
-    let mut args = Args {
-        hosts: PathBuf::new(),
-        concurrency: 20,
-        timeout: Duration::from_secs(30),
-        key: None,
-        password_env: None,
-        known_hosts: None,
-        accept_any: false,
-        retries: 0,
-        json: false,
-        command: Vec::new(),
-    };
-    let value = |flag: &str, v: Option<String>| v.ok_or_else(|| format!("{flag} needs a value"));
-    while let Some(arg) = argv.next() {
-        match arg.as_str() {
-            "--hosts" => hosts = Some(PathBuf::from(value(&arg, argv.next())?)),
-            "--concurrency" => {
-                args.concurrency = value(&arg, argv.next())?
-                    .parse()
-                    .map_err(|_| "--concurrency takes a number")?
-            }
-            "--timeout" => {
-                let v = value(&arg, argv.next())?;
-                args.timeout = v
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                    .ok_or(format!("--timeout: {v:?} is not a number of seconds"))?;
-            }
-            "-i" => args.key = Some(value(&arg, argv.next())?.into()),
-            "--password-env" => args.password_env = Some(value(&arg, argv.next())?),
-            "--known-hosts" => args.known_hosts = Some(value(&arg, argv.next())?.into()),
-            "--accept-any-host-key" => args.accept_any = true,
-            "--retries" => {
-                args.retries = value(&arg, argv.next())?
-                    .parse()
-                    .map_err(|_| "--retries takes a number")?
-            }
-            "--json" => args.json = true,
-            "--" => {
-                args.command = argv.by_ref().collect();
-                break;
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    args.hosts = hosts.ok_or("--hosts FILE is required")?;
-    if args.command.is_empty() {
-        return Err("no command given after --".into());
-    }
-    Ok(args)
+fn secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("{s:?} is not a number of seconds"))
 }
 
 fn read_hosts(path: &PathBuf) -> Result<Vec<Host>, String> {
@@ -119,7 +86,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<bool, String> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let hosts = read_hosts(&args.hosts)?;
     let auth = match (&args.key, &args.password_env) {
         (Some(key), _) => Auth::key_file(key, None),
@@ -128,7 +95,7 @@ async fn run() -> Result<bool, String> {
         }
         (None, None) => Auth::agent(),
     };
-    let host_keys = match (&args.known_hosts, args.accept_any) {
+    let host_keys = match (&args.known_hosts, args.accept_any_host_key) {
         (_, true) => HostKeys::insecure_accept_any(),
         (Some(p), false) => HostKeys::known_hosts(p),
         (None, false) => HostKeys::default(),

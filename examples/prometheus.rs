@@ -14,16 +14,24 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::Parser;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use ssh_dial::testing::{MisbehavingServer, Mode, TestServer};
 use ssh_dial::{Auth, Dialer, HostKeys};
 
+/// Serve ssh-dial's metrics for Prometheus while dialing the embedded good
+/// and misbehaving servers in a loop.
+#[derive(Parser)]
+#[command(name = "prometheus")]
+struct Args {
+    /// Where to serve /metrics.
+    #[arg(default_value = "127.0.0.1:9184")]
+    listen: SocketAddr,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let listen: SocketAddr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9184".into())
-        .parse()?;
+    let listen = Args::parse().listen;
     PrometheusBuilder::new()
         .with_http_listener(listen)
         .install()?;

@@ -99,7 +99,15 @@ pub(crate) struct Switch {
     closed: oneshot::Receiver<()>,
     /// The receiver must not be polled again once it has completed.
     closed_seen: bool,
+    /// Resolves when the [`SessionGuard`] (held by russh's session task,
+    /// in our handler) is dropped, the last thing that task does.
+    ended: Option<oneshot::Receiver<()>>,
 }
+
+/// Held by the handler that russh's session task owns; dropped when that
+/// task ends, which [`Switch::shut`] waits for after the socket.
+#[derive(Debug)]
+pub(crate) struct SessionGuard(#[allow(dead_code)] oneshot::Sender<()>);
 
 /// Wraps `inner`, returning the stream and the switch that controls it.
 pub(crate) fn guard<S>(inner: S) -> (GuardedStream<S>, Switch) {
@@ -117,6 +125,7 @@ pub(crate) fn guard<S>(inner: S) -> (GuardedStream<S>, Switch) {
             shared,
             closed: rx,
             closed_seen: false,
+            ended: None,
         },
     )
 }
@@ -130,6 +139,14 @@ impl Switch {
             Shared::wake(&self.shared.write_waker);
             self.shared.trip.notify_waiters();
         }
+    }
+
+    /// A guard for russh's session task to hold (in our handler), so that
+    /// [`shut`](Self::shut) also waits for that task to end.
+    pub(crate) fn session_guard(&mut self) -> SessionGuard {
+        let (tx, rx) = oneshot::channel();
+        self.ended = Some(rx);
+        SessionGuard(tx)
     }
 
     /// A handle for code that runs inside russh's session task (our
@@ -175,18 +192,29 @@ impl Switch {
     /// something other than the stream.
     pub(crate) async fn shut(&mut self, grace: Duration) -> bool {
         self.trip();
-        if self.is_closed() {
-            return true;
+        let until = tokio::time::Instant::now() + grace;
+        if !self.is_closed() {
+            let closed = tokio::time::timeout_at(until, &mut self.closed)
+                .await
+                .is_ok();
+            self.closed_seen = closed;
+            if !closed {
+                tracing::warn!(
+                    ?grace,
+                    "ssh session did not release its socket after being tripped"
+                );
+                return false;
+            }
         }
-        let closed = tokio::time::timeout(grace, &mut self.closed).await.is_ok();
-        self.closed_seen = closed;
-        if !closed {
-            tracing::warn!(
-                ?grace,
-                "ssh session did not release its socket after being tripped"
-            );
+        // Then the session task itself, which drops the stream shortly
+        // before it ends.
+        if let Some(ended) = &mut self.ended {
+            if tokio::time::timeout_at(until, ended).await.is_err() {
+                tracing::warn!(?grace, "ssh session task did not end after being tripped");
+            }
+            self.ended = None;
         }
-        closed
+        true
     }
 }
 

@@ -332,8 +332,9 @@ impl Attempt<'_> {
         let started = Instant::now();
         let read_files = started - self.lap;
 
-        let (stream, switch) = deadline::guard(tcp);
+        let (stream, mut switch) = deadline::guard(tcp);
         let wire = switch.wire();
+        let session = switch.session_guard();
         let mut armed = Armed::new(switch);
         // Boxed, like the auth below: only the phase under way takes memory,
         // instead of the dial future carrying room for all of them.
@@ -342,6 +343,7 @@ impl Attempt<'_> {
             stream,
             host_keys,
             wire,
+            session,
         ));
         let handle = match race(handshake, self.deadline, armed.switch()).await {
             Raced::Done(Ok(h)) => h,

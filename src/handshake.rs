@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use russh::client::{self, Handle};
 use tokio::net::TcpStream;
 
-use crate::deadline::{GuardedStream, TripWire};
+use crate::deadline::{GuardedStream, SessionGuard, TripWire};
 use crate::error::Kind;
 use crate::host_keys::{HostKeyFailure, Prepared, ServerKey};
 
@@ -18,6 +18,8 @@ use crate::host_keys::{HostKeyFailure, Prepared, ServerKey};
 pub struct ClientHandler {
     host_keys: Prepared,
     wire: TripWire,
+    /// Dropped with the handler, when russh's session task ends.
+    _session: SessionGuard,
     verdict: Arc<Mutex<Option<HostKeyFailure>>>,
     /// The host key algorithm of the first key exchange.
     negotiated: Option<russh::keys::Algorithm>,
@@ -129,6 +131,7 @@ pub(crate) async fn handshake(
     stream: GuardedStream<TcpStream>,
     host_keys: Prepared,
     wire: TripWire,
+    session: SessionGuard,
 ) -> Result<Handle<ClientHandler>, Kind> {
     if let Some(preferred) = host_keys.preferred(&config.preferred) {
         tracing::debug!(host_key_algorithms = ?preferred.key, "preferring the key types on file");
@@ -138,6 +141,7 @@ pub(crate) async fn handshake(
     let handler = ClientHandler {
         host_keys,
         wire,
+        _session: session,
         verdict: verdict.clone(),
         negotiated: None,
     };

@@ -121,7 +121,11 @@ fn an_exec_timeout_is_an_error_line_and_exit_255() {
 fn bad_arguments_and_unknown_hosts_fail_cleanly() {
     let out = run(&["--timeout", "soon", "host"]);
     assert_eq!(out.status.code(), Some(255));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: --timeout"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("--timeout"),
+        "{stderr}"
+    );
 
     let out = run(&["--password-env", "DIAL_TEST_PASSWORD", "u@bad:port"]);
     assert_eq!(out.status.code(), Some(255));
@@ -153,4 +157,25 @@ fn bad_arguments_and_unknown_hosts_fail_cleanly() {
         "{stderr}"
     );
     assert_eq!(server.auth_attempts(), 0);
+}
+
+#[test]
+fn help_lists_every_flag_and_exits_0() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "-p",
+        "-i",
+        "--passphrase-env",
+        "--password-env",
+        "--timeout",
+        "--connect-timeout",
+        "--exec-timeout",
+        "--known-hosts",
+        "--accept-new",
+        "--accept-any-host-key",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
 }

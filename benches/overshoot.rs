@@ -2,7 +2,7 @@
 //! against every stalling peer: many dials, some at a time, per mode.
 //!
 //! ```text
-//! cargo run --release --example overshoot -- [DIALS] [CONCURRENT] [DEADLINE_MS]
+//! cargo bench --bench overshoot -- [DIALS] [CONCURRENT] [DEADLINE_MS]
 //! ```
 //!
 //! Defaults: 1000 dials, 200 at a time, 1000 ms. Prints one row per mode:
@@ -19,7 +19,10 @@ use ssh_dial::{Auth, Dialer, HostKeys};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>());
+    let mut args = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .map(|a| a.parse::<u64>());
     let dials = args.next().transpose()?.unwrap_or(1000) as usize;
     let concurrent = args.next().transpose()?.unwrap_or(200) as usize;
     let deadline = Duration::from_millis(args.next().transpose()?.unwrap_or(1000));

@@ -4,11 +4,11 @@
 //! (`ssh -o BatchMode=yes ... true`, also 100 at a time) on the same sshd.
 //!
 //! ```text
-//! cargo run --release --example throughput            # 1,000 hosts
-//! cargo run --release --example throughput -- 200     # fewer
+//! cargo bench --bench throughput            # 1,000 hosts
+//! cargo bench --bench throughput -- 200     # fewer
 //! ```
 //!
-//! Needs `/usr/sbin/sshd` and `ssh` (openssh-server, openssh-client).
+//! Needs `sshd` and `ssh` (openssh-server, openssh-client).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,8 @@ const CONCURRENT: usize = 100;
 #[tokio::main(worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hosts: usize = std::env::args()
-        .nth(1)
+        .skip(1)
+        .find(|a| a != "--bench")
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(1000);

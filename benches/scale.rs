@@ -3,8 +3,8 @@
 //! costs in memory.
 //!
 //! ```text
-//! cargo run --release --example scale               # 100, 1,000 and 10,000 dials
-//! cargo run --release --example scale -- 100 1000   # other sizes
+//! cargo bench --bench scale               # 100, 1,000 and 10,000 dials
+//! cargo bench --bench scale -- 100 1000   # other sizes
 //! ```
 //!
 //! The stalled peers run in one child process and every measurement in a
@@ -38,7 +38,10 @@ const STALLED: [Mode; 4] = [
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     raise_fd_limit();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     match args.first().map(String::as_str) {
         Some("--peers") => run_peers(),
         Some("--precision") => worker(|| precision(&args[1..])),
