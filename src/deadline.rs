@@ -72,6 +72,14 @@ impl Shared {
         }
     }
 
+    fn trip(&self) {
+        if !self.tripped.swap(true, Ordering::AcqRel) {
+            Shared::wake(&self.read_waker);
+            Shared::wake(&self.write_waker);
+            self.trip.notify_waiters();
+        }
+    }
+
     fn wake(slot: &Mutex<Option<Waker>>) {
         let waker = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(w) = waker {
@@ -134,11 +142,7 @@ impl Switch {
     /// Fails every pending and future I/O on the stream and wakes the task
     /// parked on it. Idempotent.
     pub(crate) fn trip(&self) {
-        if !self.shared.tripped.swap(true, Ordering::AcqRel) {
-            Shared::wake(&self.shared.read_waker);
-            Shared::wake(&self.shared.write_waker);
-            self.shared.trip.notify_waiters();
-        }
+        Shared::trip(&self.shared);
     }
 
     /// A guard for russh's session task to hold (in our handler), so that
@@ -366,26 +370,29 @@ impl TripWire {
 
 /// Trips the switch when dropped, unless defused: a dial future dropped
 /// mid-handshake takes russh's session task and the socket down with it.
-pub(crate) struct Armed(Option<Switch>);
+pub(crate) struct Armed {
+    wire: TripWire,
+    armed: bool,
+}
 
 impl Armed {
-    pub(crate) fn new(switch: Switch) -> Self {
-        Armed(Some(switch))
+    pub(crate) fn new(switch: &Switch) -> Self {
+        Armed {
+            wire: switch.wire(),
+            armed: true,
+        }
     }
 
-    pub(crate) fn switch(&mut self) -> &mut Switch {
-        self.0.as_mut().expect("switch present until defused")
-    }
-
-    pub(crate) fn defuse(mut self) -> Switch {
-        self.0.take().expect("switch present until defused")
+    /// The dial succeeded: the client owns the switch now.
+    pub(crate) fn defuse(mut self) {
+        self.armed = false;
     }
 }
 
 impl Drop for Armed {
     fn drop(&mut self) {
-        if let Some(s) = &self.0 {
-            s.trip();
+        if self.armed {
+            Shared::trip(&self.wire.shared);
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::auth::{self, Auth, AuthFailure, Credential};
 use crate::client::{Client, DialTimings};
-use crate::deadline::{self, race, Armed, Raced, GRACE};
+use crate::deadline::{self, race, Armed, Raced, Switch, GRACE};
 use crate::error::{DialError, Kind, Phase};
 use crate::handshake::{self, ClientHandler};
 use crate::host_keys::HostKeys;
@@ -256,13 +256,15 @@ impl Attempt<'_> {
         timings.resolve = self.lap();
         let (tcp, remote) = self.connect(&addrs).await?;
         timings.connect = self.lap();
-        let (handle, armed) = self.handshake(target, tcp, &mut timings).await?;
-        let (handle, armed) = self.authenticate(handle, armed, user, &credentials).await?;
+        let (handle, mut switch, armed) = self.handshake(target, tcp, &mut timings).await?;
+        let handle = self
+            .authenticate(handle, &mut switch, armed, user, &credentials)
+            .await?;
         timings.auth += self.lap();
         tracing::debug!(elapsed = ?timings.auth, "authenticated");
         Ok(Client::new(
             handle,
-            armed.defuse(),
+            switch,
             self.label.to_owned(),
             remote,
             self.config.exec_timeout,
@@ -320,7 +322,7 @@ impl Attempt<'_> {
         target: &Target,
         tcp: TcpStream,
         timings: &mut DialTimings,
-    ) -> Result<(Handle<ClientHandler>, Armed), DialError> {
+    ) -> Result<(Handle<ClientHandler>, Switch, Armed), DialError> {
         // The known_hosts files, read while the server's banner is on its
         // way; the time counts as key exchange, where it is used.
         let prepare = self.config.host_keys.prepare(target.host(), target.port());
@@ -335,7 +337,7 @@ impl Attempt<'_> {
         let (stream, mut switch) = deadline::guard(tcp);
         let wire = switch.wire();
         let session = switch.session_guard();
-        let mut armed = Armed::new(switch);
+        let armed = Armed::new(&switch);
         // Boxed, like the auth below: only the phase under way takes memory,
         // instead of the dial future carrying room for all of them.
         let handshake = Box::pin(handshake::handshake(
@@ -345,24 +347,23 @@ impl Attempt<'_> {
             wire,
             session,
         ));
-        let handle = match race(handshake, self.deadline, armed.switch()).await {
+        let handle = match race(handshake, self.deadline, &switch).await {
             Raced::Done(Ok(h)) => h,
             Raced::Done(Err(kind)) => {
                 let phase = match kind {
                     Kind::HostKey(_) => Phase::KeyExchange,
-                    _ => deadline::handshake_phase(armed.switch()),
+                    _ => deadline::handshake_phase(&switch),
                 };
-                armed.switch().shut(GRACE).await;
+                switch.shut(GRACE).await;
                 return Err(self.fail(phase, kind));
             }
             Raced::TimedOut(phase) => {
-                armed.switch().shut(GRACE).await;
+                switch.shut(GRACE).await;
                 return Err(self.timed_out(phase));
             }
         };
         let exchanged = Instant::now();
-        let banner = armed
-            .switch()
+        let banner = switch
             .banner_at()
             .map(Instant::from_std)
             .unwrap_or(started)
@@ -375,7 +376,7 @@ impl Attempt<'_> {
             key_exchange = ?timings.key_exchange,
             "handshake done"
         );
-        Ok((handle, armed))
+        Ok((handle, switch, armed))
     }
 
     /// User authentication. On failure the session is ended before the
@@ -385,18 +386,22 @@ impl Attempt<'_> {
     async fn authenticate(
         &self,
         mut handle: Handle<ClientHandler>,
-        mut armed: Armed,
+        switch: &mut Switch,
+        armed: Armed,
         user: &str,
         credentials: &[Credential],
-    ) -> Result<(Handle<ClientHandler>, Armed), DialError> {
+    ) -> Result<Handle<ClientHandler>, DialError> {
         let authed = race(
             Box::pin(auth::authenticate(&mut handle, user, credentials)),
             self.deadline,
-            armed.switch(),
+            switch,
         )
         .await;
         let err = match authed {
-            Raced::Done(Ok(())) => return Ok((handle, armed)),
+            Raced::Done(Ok(())) => {
+                armed.defuse();
+                return Ok(handle);
+            }
             Raced::Done(Err(AuthFailure::Rejected { tried, allowed })) => self.fail(
                 Phase::Auth,
                 Kind::AuthRejected {
@@ -414,9 +419,9 @@ impl Attempt<'_> {
             Raced::Done(Err(AuthFailure::Transport(None))) => self.fail(Phase::Auth, Kind::Closed),
             Raced::TimedOut(_) => self.timed_out(Phase::Auth),
         };
-        armed.switch().trip();
+        switch.trip();
         drop(handle);
-        armed.switch().shut(GRACE).await;
+        switch.shut(GRACE).await;
         Err(err)
     }
 }
