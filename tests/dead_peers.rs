@@ -157,22 +157,6 @@ struct Netns {
     ns_if: String,
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip` ({e}); install iproute2"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 impl Netns {
     fn create() -> Result<Netns, String> {
         let id = std::process::id() % 100_000;
@@ -181,7 +165,7 @@ impl Netns {
         let octet = (id % 250 + 1) as u8;
         let host_ip = std::net::Ipv4Addr::new(169, 254, octet, 1);
         let ns_ip = std::net::Ipv4Addr::new(169, 254, octet, 2);
-        ip(&["netns", "add", &name])?;
+        support::ip(&["netns", "add", &name])?;
         let ns = Netns {
             name: name.clone(),
             host_if: host_if.clone(),
@@ -189,12 +173,12 @@ impl Netns {
             ns_ip,
             ns_if: ns_if.clone(),
         };
-        ip(&[
+        support::ip(&[
             "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
         ])?;
-        ip(&["link", "set", &ns_if, "netns", &name])?;
-        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])?;
-        ip(&["link", "set", &host_if, "up"])?;
+        support::ip(&["link", "set", &ns_if, "netns", &name])?;
+        support::ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])?;
+        support::ip(&["link", "set", &host_if, "up"])?;
         ns.exec(&["ip", "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if])?;
         ns.exec(&["ip", "link", "set", &ns_if, "up"])?;
         ns.exec(&["ip", "link", "set", "lo", "up"])?;
@@ -204,7 +188,7 @@ impl Netns {
     fn exec(&self, args: &[&str]) -> Result<(), String> {
         let mut all = vec!["netns", "exec", &self.name];
         all.extend_from_slice(args);
-        ip(&all)
+        support::ip(&all)
     }
 
     /// Silently drops everything on the link from inside: the namespace's
@@ -231,8 +215,8 @@ impl Drop for Netns {
         // Deleting either end of a veth pair deletes both; the namespace
         // itself may outlive its deletion while orphaned sockets in it
         // time out, so the link is not left to go with it.
-        let _ = ip(&["link", "del", &self.host_if]);
-        let _ = ip(&["netns", "del", &self.name]);
+        let _ = support::ip(&["link", "del", &self.host_if]);
+        let _ = support::ip(&["netns", "del", &self.name]);
     }
 }
 

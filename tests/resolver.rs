@@ -23,22 +23,6 @@ const CHILD_ENV: &str = "SSH_DIAL_DNS_STALL_CHILD";
 const STALLED: usize = 1000;
 const DEADLINE: Duration = Duration::from_secs(1);
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip` ({e}); install iproute2"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 /// A network namespace with its own resolv.conf, hosts and nsswitch.conf.
 struct DnsNamespace {
     name: String,
@@ -48,10 +32,10 @@ struct DnsNamespace {
 impl DnsNamespace {
     fn create() -> Result<DnsNamespace, String> {
         let name = format!("ssh-dial-dns-{}", std::process::id() % 100_000);
-        ip(&["netns", "add", &name])?;
+        support::ip(&["netns", "add", &name])?;
         let etc = std::path::Path::new("/etc/netns").join(&name);
         let ns = DnsNamespace { name, etc };
-        ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"])?;
+        support::ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"])?;
         std::fs::create_dir_all(&ns.etc).map_err(|e| e.to_string())?;
         for (file, text) in [
             (
@@ -76,7 +60,7 @@ impl DnsNamespace {
 impl Drop for DnsNamespace {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.etc);
-        let _ = ip(&["netns", "del", &self.name]);
+        let _ = support::ip(&["netns", "del", &self.name]);
     }
 }
 

@@ -117,7 +117,7 @@ async fn judge_file(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_agree_with_openssh_on_generated_files() {
-    if !support::openssh(&["ssh-keygen", "sshd"]) {
+    if !support::openssh(&["ssh", "ssh-keygen", "sshd"]) {
         return;
     }
     let sshd = Sshd::builder()

@@ -235,3 +235,20 @@ pub fn openssh(programs: &[&str]) -> bool {
     );
     false
 }
+
+/// Runs `ip ARGS` (iproute2), for the tests that make network namespaces.
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `ip` ({e}); install iproute2"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
