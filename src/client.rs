@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use russh::client::Handle;
-use russh::{ChannelMsg, Disconnect, Sig};
-use tokio::time::Instant;
+use russh::Disconnect;
 
 use crate::deadline::{Switch, GRACE};
-use crate::error::{ExecError, ExecKind, Phase};
+use crate::error::{ExecError, Phase};
 use crate::handshake::ClientHandler;
+use crate::output::Output;
+use crate::process::Command;
 
 /// An authenticated SSH connection, returned by [`Dialer::dial`](crate::Dialer::dial).
 ///
@@ -25,6 +26,7 @@ pub struct Client {
     target: String,
     remote_addr: SocketAddr,
     exec_timeout: Option<Duration>,
+    max_output: Option<usize>,
     close_timeout: Duration,
     timings: DialTimings,
 }
@@ -63,53 +65,6 @@ impl DialTimings {
     }
 }
 
-/// What a command printed and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
-    /// Everything the command wrote to standard output.
-    pub stdout: Vec<u8>,
-    /// Everything the command wrote to standard error.
-    pub stderr: Vec<u8>,
-    /// The exit status or the signal that ended it.
-    pub status: ExitStatus,
-}
-
-/// How a remote command ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ExitStatus {
-    /// It exited with this status.
-    Code(u32),
-    /// A signal ended it; the name is as the server sent it, e.g. `"KILL"`.
-    Signal(String),
-}
-
-impl ExitStatus {
-    /// True for exit status 0.
-    pub fn success(&self) -> bool {
-        matches!(self, ExitStatus::Code(0))
-    }
-
-    /// The exit status, if the command exited rather than being killed.
-    pub fn code(&self) -> Option<u32> {
-        match self {
-            ExitStatus::Code(c) => Some(*c),
-            ExitStatus::Signal(_) => None,
-        }
-    }
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitStatus::Code(c) => write!(f, "exit status {c}"),
-            ExitStatus::Signal(s) => {
-                write!(f, "killed by signal {}", crate::text::PeerText::new(s))
-            }
-        }
-    }
-}
-
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
@@ -127,6 +82,7 @@ impl Client {
         target: String,
         remote_addr: SocketAddr,
         exec_timeout: Option<Duration>,
+        max_output: Option<usize>,
         close_timeout: Duration,
         timings: DialTimings,
     ) -> Self {
@@ -137,6 +93,7 @@ impl Client {
             target,
             remote_addr,
             exec_timeout,
+            max_output,
             close_timeout,
             timings,
         }
@@ -147,36 +104,38 @@ impl Client {
         self.timings
     }
 
-    /// Runs `command` under the dialer's exec timeout and collects its output.
-    ///
-    /// See [`exec_with_timeout`](Client::exec_with_timeout).
-    ///
-    /// # Errors
-    ///
-    /// As for [`exec_with_timeout`](Client::exec_with_timeout).
-    pub async fn exec(&self, command: &str) -> Result<Output, ExecError> {
-        self.exec_with_timeout(command, self.exec_timeout).await
+    /// A command to run, with the dialer's exec timeout and output cap:
+    /// [`spawn`](Command::spawn) it for pipes, or collect its
+    /// [`output`](Command::output).
+    pub fn command(&self, command: impl Into<String>) -> Command<'_> {
+        Command::new(self, command.into(), self.exec_timeout, self.max_output)
     }
 
-    /// Runs `command` on a new session channel and collects its output.
-    /// `timeout` bounds everything from opening the channel to the exit
-    /// status; `None` waits as long as the command runs.
-    ///
-    /// A non-zero exit is not an error: look at [`Output::status`]. Output is
-    /// held in memory in full. The command is over once the server has sent
-    /// its exit status and EOF, whether or not it then closes the channel.
+    /// Runs `command` under the dialer's exec timeout and output cap, and
+    /// collects its output: `client.command(command).output()`.
     ///
     /// # Errors
     ///
-    /// [`ExecError::is_timeout`] if the deadline passed: a `signal` request
-    /// (KILL) is sent and the channel closed, and the client stays usable
-    /// for other commands. OpenSSH's sshd (7.9 and later) then kills the
-    /// command's process group, except for root logins, where it refuses
-    /// signals; there, and on servers without signal support, the command
-    /// runs on until it ends or notices its closed pipes.
-    /// [`ExecError::is_closed`] if the session is gone. Otherwise the server
-    /// refused the channel or the command, or ended the channel without an
-    /// exit status.
+    /// As [`Command::output`].
+    pub async fn exec(&self, command: &str) -> Result<Output, ExecError> {
+        self.command(command).output().await
+    }
+
+    /// Runs `command` with its own deadline and collects its output:
+    /// `client.command(command).timeout(timeout).output()`.
+    ///
+    /// A non-zero exit is not an error: look at [`Output::status`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Command::output`]: [`ExecError::is_timeout`] if the deadline
+    /// passed, with the output so far in [`ExecError::partial_output`]; a
+    /// `signal` request (KILL) is sent and the channel closed, and the
+    /// client stays usable for other commands. OpenSSH's sshd (7.9 and
+    /// later) then kills the command's process group, except for root
+    /// logins, where it refuses signals; there, and on servers without
+    /// signal support, the command runs on until it ends or notices its
+    /// closed pipes. [`ExecError::is_closed`] if the session is gone.
     ///
     /// # Panics
     ///
@@ -185,97 +144,14 @@ impl Client {
     ///
     /// # Cancellation
     ///
-    /// Dropping the future leaves the channel open on the server until the
-    /// command ends or the client is dropped; the client stays usable.
+    /// Dropping the future closes the channel within a bounded time; the
+    /// client stays usable.
     pub async fn exec_with_timeout(
         &self,
         command: &str,
         timeout: Option<Duration>,
     ) -> Result<Output, ExecError> {
-        let start = Instant::now();
-        let deadline = timeout.map(|t| crate::deadline::deadline_after(start, t));
-        let fail = |kind| ExecError::new(kind, start.elapsed());
-        let closed_or = |kind| {
-            if self.handle.is_closed() {
-                fail(ExecKind::SessionClosed)
-            } else {
-                fail(kind)
-            }
-        };
-
-        let mut channel = match within(deadline, self.handle.channel_open_session()).await {
-            None => return Err(fail(ExecKind::TimedOut)),
-            Some(Err(russh::Error::ChannelOpenFailure(_))) => {
-                return Err(closed_or(ExecKind::Refused))
-            }
-            Some(Err(e)) => return Err(closed_or(ExecKind::Ssh(e))),
-            Some(Ok(c)) => c,
-        };
-        tracing::debug!(channel = %channel.id(), "exec");
-
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let mut status = None;
-        let mut eof = false;
-        let ran = within(deadline, async {
-            channel.exec(true, command).await?;
-            // Data ends at EOF and the status may come on either side of
-            // it; with both in hand the command is over, whether or not the
-            // server ever closes the channel.
-            while !(eof && status.is_some()) {
-                let Some(msg) = channel.wait().await else {
-                    break;
-                };
-                match msg {
-                    ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
-                    ChannelMsg::ExitStatus { exit_status } => {
-                        status = Some(ExitStatus::Code(exit_status))
-                    }
-                    ChannelMsg::ExitSignal { signal_name, .. } => {
-                        status = Some(ExitStatus::Signal(signal_text(signal_name)))
-                    }
-                    ChannelMsg::Failure if status.is_none() => {
-                        return Err(russh::Error::RequestDenied)
-                    }
-                    ChannelMsg::Eof => eof = true,
-                    _ => {}
-                }
-            }
-            Ok(())
-        })
-        .await;
-        match ran {
-            None => {
-                // The command would run on after its channel closes (sshd
-                // closes its pipes, which a command that does not use them
-                // never notices); a `signal` request kills its process group
-                // on servers that honour it (OpenSSH's sshd since 7.9). Both
-                // are bounded: a healthy session takes them at once.
-                let _ = tokio::time::timeout(GRACE, async {
-                    let _ = channel.signal(Sig::KILL).await;
-                    let _ = channel.close().await;
-                })
-                .await;
-                Err(fail(ExecKind::TimedOut))
-            }
-            Some(Err(russh::Error::RequestDenied)) => Err(closed_or(ExecKind::Refused)),
-            Some(Err(e)) => Err(closed_or(ExecKind::Ssh(e))),
-            Some(Ok(())) => match status {
-                Some(status) => {
-                    if !self.handle.is_closed() {
-                        // Ours to close if the server did not.
-                        let _ = tokio::time::timeout(GRACE, channel.close()).await;
-                    }
-                    Ok(Output {
-                        stdout,
-                        stderr,
-                        status,
-                    })
-                }
-                None => Err(closed_or(ExecKind::NoExitStatus)),
-            },
-        }
+        self.command(command).timeout(timeout).output().await
     }
 
     /// Says goodbye to the server and waits, at most the dialer's
@@ -331,20 +207,5 @@ impl Drop for Client {
     fn drop(&mut self) {
         self.switch.trip();
         crate::metrics::session_closed();
-    }
-}
-
-/// `fut`, bounded by `deadline` if there is one; `None` if it passed.
-async fn within<F: std::future::Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
-    match deadline {
-        Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
-        None => Some(fut.await),
-    }
-}
-
-fn signal_text(sig: Sig) -> String {
-    match sig {
-        Sig::Custom(name) => name,
-        other => format!("{other:?}"),
     }
 }

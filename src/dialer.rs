@@ -58,6 +58,7 @@ struct Config {
     russh: Arc<russh::client::Config>,
     host_keys: HostKeys,
     exec_timeout: Option<Duration>,
+    max_output: Option<usize>,
     close_timeout: Duration,
 }
 
@@ -70,6 +71,7 @@ impl Default for Config {
             russh: Arc::new(russh::client::Config::default()),
             host_keys: HostKeys::default(),
             exec_timeout: Some(Duration::from_secs(60)),
+            max_output: Some(crate::process::DEFAULT_MAX_OUTPUT),
             close_timeout: Duration::from_secs(5),
         }
     }
@@ -268,6 +270,7 @@ impl Attempt<'_> {
             self.label.to_owned(),
             remote,
             self.config.exec_timeout,
+            self.config.max_output,
             self.config.close_timeout,
             timings,
         ))
@@ -577,6 +580,16 @@ impl DialerBuilder {
     /// If `None`, commands may run forever. Default is 60 seconds.
     pub fn exec_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.exec_timeout = timeout;
+        self
+    }
+
+    /// Default output cap per stream of the client's commands (see
+    /// [`Command::max_output`](crate::Command::max_output)): what
+    /// [`Client::exec`] keeps, and what a spawned command may buffer unread.
+    ///
+    /// If `None`, unbounded. Default is 16 MiB.
+    pub fn max_output(mut self, max: Option<usize>) -> Self {
+        self.config.max_output = max;
         self
     }
 

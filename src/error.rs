@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::host_keys::HostKeyFailure;
+use crate::output::Output;
 use crate::text::{fmt_io, Escaped, Escaping, PeerText};
 
 /// The step of a dial that was under way when it failed.
@@ -365,6 +366,8 @@ impl From<DialError> for io::Error {
 pub struct ExecError {
     kind: ExecKind,
     elapsed: Duration,
+    /// What the command printed before it timed out.
+    partial: Option<Box<Output>>,
 }
 
 #[derive(Debug)]
@@ -375,14 +378,50 @@ pub(crate) enum ExecKind {
     SessionClosed,
     /// The server refused the channel or the exec request.
     Refused,
-    /// The channel ended without an exit status.
-    NoExitStatus,
+    /// Unusable input, caught before anything was sent.
+    InvalidInput(String),
+    /// The server refused this environment variable (sshd's `AcceptEnv`).
+    EnvRefused(String),
+    /// Unread output passed the cap; the command was ended.
+    OutputOverflow,
     Ssh(russh::Error),
 }
 
 impl ExecError {
     pub(crate) fn new(kind: ExecKind, elapsed: Duration) -> Self {
-        ExecError { kind, elapsed }
+        ExecError {
+            kind,
+            elapsed,
+            partial: None,
+        }
+    }
+
+    pub(crate) fn with_partial(mut self, output: Output) -> Self {
+        self.partial = Some(Box::new(output));
+        self
+    }
+
+    /// What the command printed before its deadline passed (up to the
+    /// output cap), for a timed-out [`Client::exec`](crate::Client::exec).
+    pub fn partial_output(&self) -> Option<&Output> {
+        self.partial.as_deref()
+    }
+
+    /// True for input that could not be sent: a command or environment
+    /// variable with a NUL byte, an empty variable name, a zero-sized
+    /// terminal. Nothing was sent.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self.kind, ExecKind::InvalidInput(_))
+    }
+
+    /// True if the server refused a request: the channel, the command, the
+    /// terminal or an environment variable (named in the message).
+    pub fn is_refused(&self) -> bool {
+        matches!(self.kind, ExecKind::Refused | ExecKind::EnvRefused(_))
+    }
+
+    pub(crate) fn is_output_overflow(&self) -> bool {
+        matches!(self.kind, ExecKind::OutputOverflow)
     }
 
     fn describe(&self) -> String {
@@ -393,7 +432,14 @@ impl ExecError {
             }
             ExecKind::SessionClosed => format!("exec: ssh session closed after {secs:.2}s"),
             ExecKind::Refused => "exec: server refused the channel or the command".into(),
-            ExecKind::NoExitStatus => "exec: channel closed without an exit status".into(),
+            ExecKind::InvalidInput(why) => format!("exec: invalid input: {why}"),
+            ExecKind::EnvRefused(name) => format!(
+                "exec: server refused environment variable {} (sshd accepts only what AcceptEnv lists)",
+                PeerText::new(name)
+            ),
+            ExecKind::OutputOverflow => {
+                format!("exec: unread output passed max_output after {secs:.2}s; the command was ended")
+            }
             ExecKind::Ssh(e) => format!("exec: ssh error: {}", PeerText::new(&e.to_string())),
         }
     }

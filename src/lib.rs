@@ -57,6 +57,8 @@ mod handshake;
 mod host_keys;
 mod known_hosts;
 mod metrics;
+mod output;
+mod process;
 mod resolve;
 mod target;
 mod tcp;
@@ -67,11 +69,13 @@ mod text;
 pub mod testing;
 
 pub use auth::{Auth, Challenge, Prompt};
-pub use client::{Client, DialTimings, ExitStatus, Output};
+pub use client::{Client, DialTimings};
 pub use dialer::{Dialer, DialerBuilder};
 pub use error::{DialError, ExecError, Phase};
 pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};
+pub use output::{ExitStatus, Output};
+pub use process::{Command, ProcessOutput, ProcessStdin, RemoteProcess};
 pub use target::{InvalidTarget, Target, ToTarget};
 
 /// russh, as used by this crate: for [`Client::handle`] and private keys.
