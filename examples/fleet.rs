@@ -10,10 +10,10 @@
 //! Exits 0 if the command succeeded (exit status 0) on every host, 1
 //! otherwise, 2 on bad arguments.
 
-use std::collections::BTreeMap;
-use std::io::Write;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
@@ -51,6 +51,16 @@ struct Args {
     /// One JSON object per host on stdout, the summary on stderr.
     #[arg(long)]
     json: bool,
+    /// Output kept per host and stream, in bytes; past it the command is
+    /// ended and the report says "truncated".
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    max_output: usize,
+    /// Write each host's stdout and stderr to DIR/HOST.out and DIR/HOST.err.
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Print each line of output as it arrives, as "[host] line".
+    #[arg(long)]
+    stream: bool,
     /// The command, after `--`.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -100,12 +110,36 @@ async fn run() -> Result<bool, String> {
         (Some(p), false) => HostKeys::known_hosts(p),
         (None, false) => HostKeys::default(),
     };
-    let fleet = Fleet::builder(Dialer::builder().host_keys(host_keys).build())
+    let dialer = Dialer::builder()
+        .host_keys(host_keys)
+        .max_output(Some(args.max_output))
+        .build();
+    let mut fleet = Fleet::builder(dialer)
         .auth(auth)
         .concurrency(args.concurrency)
         .host_timeout(args.timeout)
-        .retry(Retry::attempts(args.retries + 1))
-        .build();
+        .retry(Retry::attempts(args.retries + 1));
+    // Per host and stream, the part of a line not yet printed.
+    let partial: Arc<Mutex<Partial>> = Arc::default();
+    if args.stream {
+        let partial = partial.clone();
+        fleet = fleet.on_output(move |chunk| {
+            let mut partial = partial.lock().unwrap();
+            let line = partial
+                .entry((chunk.host.to_string(), chunk.stderr))
+                .or_default();
+            line.extend_from_slice(chunk.bytes);
+            while let Some(end) = line.iter().position(|&b| b == b'\n') {
+                let rest = line.split_off(end + 1);
+                print_line(&chunk.host.to_string(), chunk.stderr, line);
+                *line = rest;
+            }
+        });
+    }
+    let fleet = fleet.build();
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
 
     let progress = indicatif::ProgressBar::with_draw_target(
         Some(hosts.len() as u64),
@@ -117,11 +151,34 @@ async fn run() -> Result<bool, String> {
     );
     let mut run = fleet.run(hosts, args.command.join(" "));
     let mut reports = Vec::with_capacity(run.len());
-    let mut stdout = std::io::stdout().lock();
     while let Some(report) = run.next().await {
         progress.inc(1);
+        let name = report.host.to_string();
+        for stderr in [false, true] {
+            if let Some(rest) = partial.lock().unwrap().remove(&(name.clone(), stderr)) {
+                if !rest.is_empty() {
+                    print_line(&name, stderr, &rest);
+                }
+            }
+        }
+        if let (Some(dir), Ok(out)) = (&args.output_dir, &report.outcome) {
+            let file: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._@-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            std::fs::write(dir.join(format!("{file}.out")), &out.stdout)
+                .and_then(|()| std::fs::write(dir.join(format!("{file}.err")), &out.stderr))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         if args.json {
-            let _ = writeln!(stdout, "{}", json(&report));
+            // Not a lock held across awaits: --stream prints from host tasks.
+            println!("{}", json(&report));
         }
         reports.push(report);
     }
@@ -133,6 +190,19 @@ async fn run() -> Result<bool, String> {
         print!("{summary}");
     }
     Ok(reports.iter().all(HostReport::is_success))
+}
+
+type Partial = HashMap<(String, bool), Vec<u8>>;
+
+/// One line of live output, `[host] line` (stderr lines on stderr).
+fn print_line(host: &str, stderr: bool, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches('\n');
+    if stderr {
+        eprintln!("[{host}] {text}");
+    } else {
+        println!("[{host}] {text}");
+    }
 }
 
 fn json(r: &HostReport) -> serde_json::Value {
@@ -160,6 +230,7 @@ fn json(r: &HostReport) -> serde_json::Value {
         "signal": signal,
         "stdout": stdout,
         "stderr": stderr,
+        "truncated": r.outcome.as_ref().is_ok_and(|out| out.truncated),
         "elapsed_ms": r.elapsed.as_millis() as u64,
         "attempts": r.attempts,
     })

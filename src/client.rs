@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use russh::client::Handle;
@@ -11,7 +12,7 @@ use crate::deadline::{Switch, GRACE};
 use crate::error::{ExecError, Phase};
 use crate::handshake::ClientHandler;
 use crate::output::Output;
-use crate::process::Command;
+use crate::process::{Closing, Command};
 
 /// An authenticated SSH connection, returned by [`Dialer::dial`](crate::Dialer::dial).
 ///
@@ -29,6 +30,7 @@ pub struct Client {
     max_output: Option<usize>,
     close_timeout: Duration,
     timings: DialTimings,
+    closing: Arc<Closing>,
 }
 
 /// How long each phase of a successful dial took.
@@ -75,15 +77,21 @@ impl fmt::Debug for Client {
     }
 }
 
+/// The dialer's settings for the client's commands and its close.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) exec_timeout: Option<Duration>,
+    pub(crate) max_output: Option<usize>,
+    pub(crate) close_timeout: Duration,
+}
+
 impl Client {
     pub(crate) fn new(
         handle: Handle<ClientHandler>,
         switch: Switch,
         target: String,
         remote_addr: SocketAddr,
-        exec_timeout: Option<Duration>,
-        max_output: Option<usize>,
-        close_timeout: Duration,
+        settings: Settings,
         timings: DialTimings,
     ) -> Self {
         crate::metrics::session_opened();
@@ -92,16 +100,21 @@ impl Client {
             switch,
             target,
             remote_addr,
-            exec_timeout,
-            max_output,
-            close_timeout,
+            exec_timeout: settings.exec_timeout,
+            max_output: settings.max_output,
+            close_timeout: settings.close_timeout,
             timings,
+            closing: Arc::default(),
         }
     }
 
     /// How long each phase of the dial that made this client took.
     pub fn timings(&self) -> DialTimings {
         self.timings
+    }
+
+    pub(crate) fn closing(&self) -> Arc<Closing> {
+        self.closing.clone()
     }
 
     /// A command to run, with the dialer's exec timeout and output cap:

@@ -13,7 +13,7 @@ use russh::client::Handle;
 use tokio::net::TcpStream;
 
 use crate::auth::{self, Auth, AuthFailure, Credential};
-use crate::client::{Client, DialTimings};
+use crate::client::{Client, DialTimings, Settings};
 use crate::deadline::{self, race, Armed, Raced, Switch, GRACE};
 use crate::error::{DialError, Kind, Phase};
 use crate::handshake::{self, ClientHandler};
@@ -269,9 +269,11 @@ impl Attempt<'_> {
             switch,
             self.label.to_owned(),
             remote,
-            self.config.exec_timeout,
-            self.config.max_output,
-            self.config.close_timeout,
+            Settings {
+                exec_timeout: self.config.exec_timeout,
+                max_output: self.config.max_output,
+                close_timeout: self.config.close_timeout,
+            },
             timings,
         ))
     }

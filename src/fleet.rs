@@ -175,7 +175,7 @@ pub fn is_retriable(e: &DialError) -> bool {
 }
 
 /// Runs a command on many hosts. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Fleet {
     dialer: Dialer,
     auth: Option<Auth>,
@@ -183,6 +183,35 @@ pub struct Fleet {
     host_timeout: Duration,
     run_timeout: Option<Duration>,
     retry: Retry,
+    on_output: Option<Arc<OnOutput>>,
+}
+
+type OnOutput = dyn Fn(Chunk<'_>) + Send + Sync;
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("dialer", &self.dialer)
+            .field("concurrency", &self.concurrency)
+            .field("host_timeout", &self.host_timeout)
+            .field("run_timeout", &self.run_timeout)
+            .field("retry", &self.retry)
+            .field("on_output", &self.on_output.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Output of a host's command as it arrives, for
+/// [`FleetBuilder::on_output`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Chunk<'a> {
+    /// The host.
+    pub host: &'a Host,
+    /// True for standard error.
+    pub stderr: bool,
+    /// The bytes, as they came (not split into lines).
+    pub bytes: &'a [u8],
 }
 
 /// Configures a [`Fleet`].
@@ -219,6 +248,15 @@ impl FleetBuilder {
     /// [`HostError::Cancelled`]. If `None`, none. Default is `None`.
     pub fn run_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.fleet.run_timeout = timeout;
+        self
+    }
+
+    /// Called with each piece of a command's output as it arrives, on the
+    /// host's task (it must not block), for live output (`[host] line`).
+    /// The report still carries the output, up to the dialer's
+    /// [`max_output`](crate::DialerBuilder::max_output). Default is none.
+    pub fn on_output(mut self, f: impl Fn(Chunk<'_>) + Send + Sync + 'static) -> Self {
+        self.fleet.on_output = Some(Arc::new(f));
         self
     }
 
@@ -323,6 +361,7 @@ impl Fleet {
                 host_timeout: Duration::from_secs(60),
                 run_timeout: None,
                 retry: Retry::never(),
+                on_output: None,
             },
         }
     }
@@ -481,7 +520,20 @@ async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
             Ok(client) => {
                 let timings = client.timings();
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                let result = client.exec_with_timeout(&command, Some(remaining)).await;
+                let run = client.command(&*command).timeout(Some(remaining));
+                let result = match &fleet.on_output {
+                    Some(sink) => {
+                        run.output_with(|stderr, bytes| {
+                            sink(Chunk {
+                                host: &host,
+                                stderr,
+                                bytes,
+                            })
+                        })
+                        .await
+                    }
+                    None => run.output().await,
+                };
                 // A goodbye, within what is left of the deadline.
                 let left = deadline.saturating_duration_since(Instant::now());
                 let _ = tokio::time::timeout(left, client.close()).await;

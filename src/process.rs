@@ -165,6 +165,12 @@ impl<'c> Command<'c> {
                 fail(kind)
             }
         };
+        if within(deadline, self.client.closing().settled())
+            .await
+            .is_none()
+        {
+            return Err(fail(ExecKind::TimedOut));
+        }
         let channel = match within(deadline, handle.channel_open_session()).await {
             None => return Err(fail(ExecKind::TimedOut)),
             Some(Err(russh::Error::ChannelOpenFailure(_))) => {
@@ -212,16 +218,17 @@ impl<'c> Command<'c> {
 
         let shared = Arc::new(Shared::new());
         let (stop_tx, stop_rx) = oneshot::channel();
-        let pump = tokio::spawn(pump(
-            read,
-            early,
-            write.clone(),
-            shared.clone(),
-            deadline,
-            stop_rx,
-            self.keep_running,
-            self.max_output,
-        ));
+        let pump = tokio::spawn(
+            Pump {
+                write: write.clone(),
+                shared: shared.clone(),
+                deadline,
+                closing: self.client.closing(),
+                keep_running: self.keep_running,
+                cap: self.max_output,
+            }
+            .run(read, early, stop_rx),
+        );
         Ok(RemoteProcess {
             stdin: Some(ProcessStdin {
                 inner: Box::pin(write.make_writer()),
@@ -237,6 +244,7 @@ impl<'c> Command<'c> {
             shared,
             stop: Some(stop_tx),
             pump: Some(pump),
+            closing: self.client.closing(),
             start,
         })
     }
@@ -264,6 +272,15 @@ impl<'c> Command<'c> {
     /// Dropping the future closes the channel (the pump task sends
     /// `CHANNEL_CLOSE` within a bounded time).
     pub async fn output(self) -> Result<Output, ExecError> {
+        self.output_with(|_, _| {}).await
+    }
+
+    /// [`output`](Self::output), handing each chunk to `on_chunk` as it
+    /// arrives (`true` for stderr), whatever the cap keeps.
+    pub(crate) async fn output_with(
+        self,
+        mut on_chunk: impl FnMut(bool, &[u8]),
+    ) -> Result<Output, ExecError> {
         let cap = self.max_output;
         let keep_running = self.keep_running;
         let mut process = self.spawn().await?;
@@ -276,12 +293,13 @@ impl<'c> Command<'c> {
         let (mut out_done, mut err_done) = (false, false);
         let mut failed = None;
         while !(out_done && err_done) {
-            let (chunk, stream_done, into) = tokio::select! {
-                r = next_chunk(&mut stdout), if !out_done => (r, &mut out_done, &mut out),
-                r = next_chunk(&mut stderr), if !err_done => (r, &mut err_done, &mut err),
+            let (chunk, stream_done, into, is_stderr) = tokio::select! {
+                r = next_chunk(&mut stdout), if !out_done => (r, &mut out_done, &mut out, false),
+                r = next_chunk(&mut stderr), if !err_done => (r, &mut err_done, &mut err, true),
             };
             match chunk {
                 Ok(Some(bytes)) => {
+                    on_chunk(is_stderr, &bytes);
                     let room = cap.map_or(usize::MAX, |c| c.saturating_sub(into.len()));
                     into.extend_from_slice(&bytes[..bytes.len().min(room)]);
                     if bytes.len() > room {
@@ -378,12 +396,66 @@ pub struct RemoteProcess {
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<Stop>>,
     pump: Option<JoinHandle<()>>,
+    closing: Arc<Closing>,
     start: Instant,
 }
 
 #[derive(Debug)]
 enum Stop {
     Kill,
+    /// The process was dropped: close its channel, and say so to `Closing`.
+    Drop,
+}
+
+/// Closes of dropped processes not yet handed to the session. A new
+/// command waits for them, so that the server has freed their session slots
+/// (`MaxSessions`) before it sees the new one: messages to the session are
+/// ordered, and a close sent first is handled first.
+#[derive(Debug, Default)]
+pub(crate) struct Closing {
+    pending: std::sync::atomic::AtomicUsize,
+    settled: tokio::sync::Notify,
+}
+
+impl Closing {
+    fn begin(&self) {
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn end(&self) {
+        if self
+            .pending
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.settled.notify_waiters();
+        }
+    }
+
+    async fn settled(&self) {
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.pending.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for RemoteProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            self.closing.begin();
+            if stop.send(Stop::Drop).is_err() {
+                // The pump has ended: nothing to close.
+                self.closing.end();
+            }
+        }
+    }
 }
 
 impl RemoteProcess {
@@ -503,25 +575,31 @@ impl AsyncRead for ProcessOutput {
         let ended = !matches!(state.end, End::Running);
         let end = state.end.clone();
         let pipe = state.pipe(self.stream);
+        let start = buf.filled().len();
         while buf.remaining() > 0 {
-            let Some(front) = pipe.chunks.front_mut() else {
-                break;
-            };
-            let n = front.len().min(buf.remaining());
-            buf.put_slice(&front.split_to(n));
-            pipe.len -= n;
-            if front.is_empty() {
-                pipe.chunks.pop_front();
+            match pipe.chunks.front_mut() {
+                None => break,
+                Some(Chunk::Gap(dropped)) => {
+                    if buf.filled().len() > start {
+                        break;
+                    }
+                    let dropped = *dropped;
+                    pipe.chunks.pop_front();
+                    return Poll::Ready(Err(io::Error::other(format!(
+                        "{dropped} bytes of output were dropped here, past max_output: read faster, or raise the cap"
+                    ))));
+                }
+                Some(Chunk::Data(front)) => {
+                    let n = front.len().min(buf.remaining());
+                    buf.put_slice(&front.split_to(n));
+                    pipe.len -= n;
+                    if front.is_empty() {
+                        pipe.chunks.pop_front();
+                    }
+                }
             }
         }
-        if buf.filled().is_empty() {
-            if pipe.dropped > 0 {
-                let dropped = pipe.dropped;
-                pipe.dropped = 0;
-                return Poll::Ready(Err(io::Error::other(format!(
-                    "{dropped} bytes of output were dropped past the output cap: read faster, or raise max_output"
-                ))));
-            }
+        if buf.filled().len() == start {
             if pipe.eof || ended {
                 return Poll::Ready(match end {
                     End::TimedOut => Err(io::Error::new(
@@ -579,13 +657,20 @@ enum End {
 
 #[derive(Debug, Default)]
 struct Pipe {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Chunk>,
     /// Bytes buffered, unread.
     len: usize,
-    /// Bytes discarded past the cap (keep-running mode), not yet reported.
-    dropped: u64,
     eof: bool,
     waker: Option<Waker>,
+}
+
+/// What a pipe holds, in order.
+#[derive(Debug)]
+enum Chunk {
+    Data(Bytes),
+    /// This many bytes were dropped here, past the cap (keep-running mode);
+    /// the reader is told when it gets to them.
+    Gap(u64),
 }
 
 impl Pipe {
@@ -632,92 +717,122 @@ impl State {
 
 /// Drains the channel into the pipes until it closes, the deadline passes,
 /// the process is killed or dropped, or unread output passes the cap.
-async fn pump(
-    mut read: ChannelReadHalf,
-    early: Vec<ChannelMsg>,
+struct Pump {
     write: Arc<ChannelWriteHalf<Msg>>,
     shared: Arc<Shared>,
     deadline: Option<Instant>,
-    mut stop: oneshot::Receiver<Stop>,
+    closing: Arc<Closing>,
     keep_running: bool,
     cap: Option<usize>,
-) {
-    let mut early = early.into_iter();
-    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-    let sleep = tokio::time::sleep_until(deadline.unwrap_or(far));
-    // A deadline-less process must not look timed out at "far".
-    tokio::pin!(sleep);
-    let (mut eof, mut status_seen) = (false, false);
-    let ending = loop {
-        let msg = match early.next() {
-            Some(m) => Some(m),
-            None => tokio::select! {
-                biased;
-                stopped = &mut stop => break Some(match stopped {
-                    Ok(Stop::Kill) => (true, End::Closed),
-                    Err(_) => (false, End::Closed),
-                }),
-                () = &mut sleep => break Some((true, End::TimedOut)),
-                msg = read.wait() => msg,
-            },
+}
+
+impl Pump {
+    async fn run(
+        self,
+        mut read: ChannelReadHalf,
+        early: Vec<ChannelMsg>,
+        mut stop: oneshot::Receiver<Stop>,
+    ) {
+        let Pump {
+            write,
+            shared,
+            deadline,
+            closing,
+            keep_running,
+            cap,
+        } = self;
+        let mut dropped = false;
+        let mut early = early.into_iter();
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let sleep = tokio::time::sleep_until(deadline.unwrap_or(far));
+        // A deadline-less process must not look timed out at "far".
+        tokio::pin!(sleep);
+        let (mut eof, mut status_seen) = (false, false);
+        let ending = loop {
+            let msg = match early.next() {
+                Some(m) => Some(m),
+                None => tokio::select! {
+                    biased;
+                    stopped = &mut stop => break Some(match stopped {
+                        Ok(Stop::Kill) => (true, End::Closed),
+                        Ok(Stop::Drop) => {
+                            dropped = true;
+                            (false, End::Closed)
+                        }
+                        Err(_) => (false, End::Closed),
+                    }),
+                    () = &mut sleep => break Some((true, End::TimedOut)),
+                    msg = read.wait() => msg,
+                },
+            };
+            let mut state = shared.lock();
+            match msg {
+                Some(ChannelMsg::Data { data }) => {
+                    if let Some(end) = state.push(Stream::Stdout, data, cap, keep_running) {
+                        break Some((true, end));
+                    }
+                }
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    if let Some(end) = state.push(Stream::Stderr, data, cap, keep_running) {
+                        break Some((true, end));
+                    }
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    state.status = Some(ExitStatus::Code(exit_status));
+                    status_seen = true;
+                }
+                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    state.status = Some(ExitStatus::Signal(signal_text(signal_name)));
+                    status_seen = true;
+                }
+                Some(ChannelMsg::Eof) => {
+                    eof = true;
+                    state.stdout.eof = true;
+                    state.stderr.eof = true;
+                    state.stdout.wake();
+                    state.stderr.wake();
+                }
+                Some(ChannelMsg::Close) => break None,
+                None => {
+                    drop(state);
+                    shared.lock().finish(End::SessionGone);
+                    settle(&mut stop, &closing, dropped);
+                    return;
+                }
+                _ => {}
+            }
+            // Data ends at EOF and the status may come on either side of it;
+            // with both in hand the command is over, closed by the server or
+            // not: the close is ours to send.
+            if eof && status_seen {
+                break Some((false, End::Closed));
+            }
         };
-        let mut state = shared.lock();
-        match msg {
-            Some(ChannelMsg::Data { data }) => {
-                if let Some(end) = state.push(Stream::Stdout, data, cap, keep_running) {
-                    break Some((true, end));
+        if let Some((kill, end)) = ending {
+            // Bounded: a healthy session takes these at once. The server's own
+            // close need not be waited for: it handles our close before any
+            // later request on this connection, so the session slot is free
+            // for the next command.
+            let _ = tokio::time::timeout(GRACE, async {
+                if kill {
+                    let _ = write.signal(Sig::KILL).await;
                 }
-            }
-            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                if let Some(end) = state.push(Stream::Stderr, data, cap, keep_running) {
-                    break Some((true, end));
-                }
-            }
-            Some(ChannelMsg::ExitStatus { exit_status }) => {
-                state.status = Some(ExitStatus::Code(exit_status));
-                status_seen = true;
-            }
-            Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
-                state.status = Some(ExitStatus::Signal(signal_text(signal_name)));
-                status_seen = true;
-            }
-            Some(ChannelMsg::Eof) => {
-                eof = true;
-                state.stdout.eof = true;
-                state.stderr.eof = true;
-                state.stdout.wake();
-                state.stderr.wake();
-            }
-            Some(ChannelMsg::Close) => break None,
-            None => {
-                drop(state);
-                shared.lock().finish(End::SessionGone);
-                return;
-            }
-            _ => {}
+                let _ = write.close().await;
+            })
+            .await;
+            shared.lock().finish(end);
+        } else {
+            shared.lock().finish(End::Closed);
         }
-        // Data ends at EOF and the status may come on either side of it;
-        // with both in hand the command is over, closed by the server or
-        // not: the close is ours to send.
-        if eof && status_seen {
-            break Some((false, End::Closed));
-        }
-    };
-    if let Some((kill, end)) = ending {
-        // Bounded: a healthy session takes these at once. The server's own
-        // close need not be waited for: it handles our close before any
-        // later request on this connection, so the session slot is free
-        // for the next command.
-        let _ = tokio::time::timeout(GRACE, async {
-            if kill {
-                let _ = write.signal(Sig::KILL).await;
-            }
-            let _ = write.close().await;
-        })
-        .await;
-        shared.lock().finish(end);
-    } else {
-        shared.lock().finish(End::Closed);
+        settle(&mut stop, &closing, dropped);
+    }
+}
+
+/// Accounts for a drop of the process: handled in the loop (`dropped`), or
+/// sent while the pump was ending and never read.
+fn settle(stop: &mut oneshot::Receiver<Stop>, closing: &Closing, dropped: bool) {
+    if dropped || matches!(stop.try_recv(), Ok(Stop::Drop)) {
+        closing.end();
     }
 }
 
@@ -728,18 +843,22 @@ impl State {
         let pipe = self.pipe(stream);
         let room = cap.map_or(usize::MAX, |c| c.saturating_sub(pipe.len));
         if data.len() > room {
+            if room > 0 {
+                pipe.len += room;
+                pipe.chunks.push_back(Chunk::Data(data.slice(..room)));
+            }
             if !keep {
                 pipe.wake();
                 return Some(End::Overflowed);
             }
-            pipe.dropped += (data.len() - room) as u64;
-            if room > 0 {
-                pipe.len += room;
-                pipe.chunks.push_back(data.slice(..room));
+            let dropped = (data.len() - room) as u64;
+            match pipe.chunks.back_mut() {
+                Some(Chunk::Gap(n)) => *n += dropped,
+                _ => pipe.chunks.push_back(Chunk::Gap(dropped)),
             }
         } else {
             pipe.len += data.len();
-            pipe.chunks.push_back(data);
+            pipe.chunks.push_back(Chunk::Data(data));
         }
         pipe.wake();
         None

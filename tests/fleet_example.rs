@@ -101,3 +101,71 @@ fn json_lines_carry_every_field_and_the_exit_status_tells() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 hosts: 1 ok"));
 }
+
+#[test]
+fn output_is_capped_streamed_as_lines_and_written_per_host() {
+    let a = TestServer::builder().password("u", "p").start().unwrap();
+    let b = TestServer::builder().password("u", "p").start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, format!("u@{}\nu@{}\n", a.addr(), b.addr())).unwrap();
+    let out_dir = dir.path().join("out");
+    let run = |extra: &[&str], command: &str| {
+        Command::new(support::example("fleet"))
+            .args([
+                "--accept-any-host-key",
+                "--timeout",
+                "5",
+                "--password-env",
+                "PW",
+            ])
+            .args(extra)
+            .arg("--hosts")
+            .arg(&hosts)
+            .args(["--", command])
+            .env("PW", "p")
+            .output()
+            .unwrap()
+    };
+
+    let out = run(&["--stream"], "echo one; echo two; echo oops >&2");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for server in [&a, &b] {
+        let host = format!("u@{}", server.addr());
+        assert!(
+            stdout.contains(&format!("[{host}] one\n[{host}] two\n")),
+            "{stdout}"
+        );
+        assert!(stderr.contains(&format!("[{host}] oops")), "{stderr}");
+    }
+
+    let out = run(
+        &["--output-dir", &out_dir.display().to_string()],
+        "echo to-file; echo err-file >&2",
+    );
+    assert!(out.status.success(), "{out:?}");
+    for server in [&a, &b] {
+        let file = format!("u@127.0.0.1_{}", server.addr().port());
+        assert_eq!(
+            std::fs::read(out_dir.join(format!("{file}.out"))).unwrap(),
+            b"to-file\n"
+        );
+        assert_eq!(
+            std::fs::read(out_dir.join(format!("{file}.err"))).unwrap(),
+            b"err-file\n"
+        );
+    }
+
+    let out = run(&["--json", "--max-output", "4"], "echo 0123456789");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["truncated"], true, "{l}");
+        assert_eq!(l["stdout"], "0123", "{l}");
+    }
+}

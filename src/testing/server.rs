@@ -38,6 +38,7 @@ pub(super) fn russh_config(host_key: PrivateKey) -> server::Config {
 /// | `echo WORDS` | prints `WORDS` and a newline; `echo WORDS >&2` prints to stderr |
 /// | `exit N` | stops, with status `N` |
 /// | `exit-no-close N` | sends status `N` and EOF but never closes the channel |
+/// | `close-without-status` | sends EOF and closes the channel, with no exit status |
 /// | `sleep SECS` | waits (fractions allowed) |
 /// | `true`, `false` | status 0, 1 |
 /// | `kill SIG` | ends the command by signal `SIG` (e.g. `KILL`) |
@@ -454,6 +455,11 @@ async fn run_script(script: &str, channel: ChannelId, handle: &server::Handle) {
             "exit" => {
                 status = rest.parse().unwrap_or(255);
                 break;
+            }
+            "close-without-status" => {
+                let _ = handle.eof(channel).await;
+                let _ = handle.close(channel).await;
+                return;
             }
             "exit-no-close" => {
                 let status = rest.parse().unwrap_or(255);
