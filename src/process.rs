@@ -232,6 +232,7 @@ impl<'c> Command<'c> {
         Ok(RemoteProcess {
             stdin: Some(ProcessStdin {
                 inner: Box::pin(write.make_writer()),
+                shared: shared.clone(),
             }),
             stdout: Some(ProcessOutput {
                 shared: shared.clone(),
@@ -522,10 +523,34 @@ impl RemoteProcess {
     }
 }
 
-/// A remote command's standard input. Writing waits for the SSH window;
-/// `shutdown` sends EOF.
+/// A remote command's standard input. Writing waits for the SSH window (a
+/// command that does not read its input stops the writer), but never past
+/// the command's end or deadline: then it fails. `shutdown` sends EOF.
 pub struct ProcessStdin {
     inner: Pin<Box<dyn AsyncWrite + Send + Sync>>,
+    shared: Arc<Shared>,
+}
+
+impl ProcessStdin {
+    /// Fails once the process has ended; else registers to be woken when
+    /// it does, so a write parked on the window cannot outlive it.
+    fn check(&self, cx: &Context<'_>) -> io::Result<()> {
+        let mut state = self.shared.lock();
+        match state.end {
+            End::Running => {
+                state.stdin_waker = Some(cx.waker().clone());
+                Ok(())
+            }
+            End::TimedOut => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the command's deadline passed",
+            )),
+            _ => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the command has ended",
+            )),
+        }
+    }
 }
 
 impl std::fmt::Debug for ProcessStdin {
@@ -540,14 +565,17 @@ impl AsyncWrite for ProcessStdin {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.check(cx)?;
         self.inner.as_mut().poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check(cx)?;
         self.inner.as_mut().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check(cx)?;
         self.inner.as_mut().poll_shutdown(cx)
     }
 }
@@ -643,6 +671,8 @@ struct State {
     stderr: Pipe,
     status: Option<ExitStatus>,
     end: End,
+    /// A writer parked on the window, to fail when the process ends.
+    stdin_waker: Option<Waker>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -689,6 +719,7 @@ impl Shared {
                 stderr: Pipe::default(),
                 status: None,
                 end: End::Running,
+                stdin_waker: None,
             }),
         }
     }
@@ -712,6 +743,9 @@ impl State {
         }
         self.stdout.wake();
         self.stderr.wake();
+        if let Some(w) = self.stdin_waker.take() {
+            w.wake();
+        }
     }
 }
 

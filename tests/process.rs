@@ -259,3 +259,28 @@ async fn bad_input_and_refused_requests_are_clear_errors() {
     );
     assert!(client.exec("true").await.unwrap().status.success());
 }
+
+/// A command that never reads its input stops the writer (the SSH window
+/// fills), but not past the command's deadline.
+#[tokio::test]
+async fn a_writer_to_a_command_that_does_not_read_stops_at_the_deadline() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    let client = connect(&sshd, Dialer::builder()).await;
+    let mut process = client
+        .command("sleep 5")
+        .timeout(Some(Duration::from_millis(800)))
+        .spawn()
+        .await
+        .unwrap();
+    let mut stdin = process.take_stdin().unwrap();
+    let start = Instant::now();
+    let err = stdin.write_all(&vec![7u8; 64 << 20]).await.unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(process.wait().await.unwrap_err().is_timeout());
+    assert!(client.exec("true").await.unwrap().status.success());
+}
