@@ -40,7 +40,7 @@ use crate::output::{ExitStatus, Output};
 pub(crate) const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
 
 /// A command to run on the server: a builder in the shape of
-/// [`tokio::process::Command`], from [`Client::command`].
+/// `tokio::process::Command`, from [`Client::command`].
 ///
 /// # Examples
 ///
