@@ -113,15 +113,17 @@ impl Client {
         self.timings
     }
 
-    pub(crate) fn closing(&self) -> Arc<Closing> {
-        self.closing.clone()
-    }
-
     /// A command to run, with the dialer's exec timeout and output cap:
     /// [`spawn`](Command::spawn) it for pipes, or collect its
     /// [`output`](Command::output).
     pub fn command(&self, command: impl Into<String>) -> Command<'_> {
-        Command::new(self, command.into(), self.exec_timeout, self.max_output)
+        Command::new(
+            &self.handle,
+            self.closing.clone(),
+            command.into(),
+            self.exec_timeout,
+            self.max_output,
+        )
     }
 
     /// Runs `command` under the dialer's exec timeout and output cap, and

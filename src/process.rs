@@ -31,16 +31,17 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::client::Client;
 use crate::deadline::GRACE;
 use crate::error::{ExecError, ExecKind};
+use crate::handshake::ClientHandler;
 use crate::output::{ExitStatus, Output};
+use russh::client::Handle;
 
 /// The default output cap, per stream.
 pub(crate) const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
 
 /// A command to run on the server: a builder in the shape of
-/// `tokio::process::Command`, from [`Client::command`].
+/// `tokio::process::Command`, from [`Client::command`](crate::Client::command).
 ///
 /// # Examples
 ///
@@ -60,10 +61,10 @@ pub(crate) const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 #[must_use = "a command does nothing until spawned or run"]
 pub struct Command<'c> {
-    client: &'c Client,
+    handle: &'c Handle<ClientHandler>,
+    closing: Arc<Closing>,
     command: String,
     env: Vec<(String, String)>,
     pty: Option<(String, u32, u32)>,
@@ -72,15 +73,30 @@ pub struct Command<'c> {
     keep_running: bool,
 }
 
+impl std::fmt::Debug for Command<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Command")
+            .field("command", &self.command)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("pty", &self.pty)
+            .field("timeout", &self.timeout)
+            .field("max_output", &self.max_output)
+            .field("keep_running", &self.keep_running)
+            .finish()
+    }
+}
+
 impl<'c> Command<'c> {
     pub(crate) fn new(
-        client: &'c Client,
+        handle: &'c Handle<ClientHandler>,
+        closing: Arc<Closing>,
         command: String,
         timeout: Option<Duration>,
         max_output: Option<usize>,
     ) -> Self {
         Command {
-            client,
+            handle,
+            closing,
             command,
             env: Vec::new(),
             pty: None,
@@ -157,7 +173,7 @@ impl<'c> Command<'c> {
         let deadline = self
             .timeout
             .map(|t| crate::deadline::deadline_after(start, t));
-        let handle = self.client.handle();
+        let handle = self.handle;
         let closed_or = |kind| {
             if handle.is_closed() {
                 fail(ExecKind::SessionClosed)
@@ -165,7 +181,7 @@ impl<'c> Command<'c> {
                 fail(kind)
             }
         };
-        if within(deadline, self.client.closing().settled())
+        if within(deadline, self.closing.clone().settled())
             .await
             .is_none()
         {
@@ -223,7 +239,7 @@ impl<'c> Command<'c> {
                 write: write.clone(),
                 shared: shared.clone(),
                 deadline,
-                closing: self.client.closing(),
+                closing: self.closing.clone(),
                 keep_running: self.keep_running,
                 cap: self.max_output,
             }
@@ -245,7 +261,7 @@ impl<'c> Command<'c> {
             shared,
             stop: Some(stop_tx),
             pump: Some(pump),
-            closing: self.client.closing(),
+            closing: self.closing.clone(),
             start,
         })
     }
