@@ -308,16 +308,27 @@ impl<'c> Command<'c> {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut truncated = false;
         let (mut out_done, mut err_done) = (false, false);
+        // A stream with a gap (output dropped while buffered) keeps only
+        // what came before it.
+        let (mut out_cut, mut err_cut) = (false, false);
         let mut failed = None;
         while !(out_done && err_done) {
-            let (chunk, stream_done, into, is_stderr) = tokio::select! {
-                r = next_chunk(&mut stdout), if !out_done => (r, &mut out_done, &mut out, false),
-                r = next_chunk(&mut stderr), if !err_done => (r, &mut err_done, &mut err, true),
+            let (chunk, stream_done, into, is_stderr, cut) = tokio::select! {
+                r = next_chunk(&mut stdout), if !out_done => (r, &mut out_done, &mut out, false, &mut out_cut),
+                r = next_chunk(&mut stderr), if !err_done => (r, &mut err_done, &mut err, true, &mut err_cut),
             };
             match chunk {
-                Ok(Some(bytes)) => {
+                Ok(Some(None)) => {
+                    *cut = true;
+                    truncated = true;
+                }
+                Ok(Some(Some(bytes))) => {
                     on_chunk(is_stderr, &bytes);
-                    let room = cap.map_or(usize::MAX, |c| c.saturating_sub(into.len()));
+                    let room = if *cut {
+                        0
+                    } else {
+                        cap.map_or(usize::MAX, |c| c.saturating_sub(into.len()))
+                    };
                     into.extend_from_slice(&bytes[..bytes.len().min(room)]);
                     if bytes.len() > room {
                         truncated = true;
@@ -609,70 +620,85 @@ enum Stream {
     Stderr,
 }
 
+/// The next thing a pipe holds for its reader.
+enum Next {
+    Data(Bytes),
+    /// Bytes dropped here, past the cap (keep-running mode).
+    Gap(u64),
+    /// The stream is over: cleanly, or why not.
+    End(io::Result<()>),
+}
+
+impl ProcessOutput {
+    fn poll_next(&self, cx: &Context<'_>, max: usize) -> Poll<Next> {
+        let mut state = self.shared.lock();
+        let end = state.end.clone();
+        let pipe = state.pipe(self.stream);
+        match pipe.chunks.front_mut() {
+            Some(Chunk::Gap(n)) => {
+                let n = *n;
+                pipe.chunks.pop_front();
+                return Poll::Ready(Next::Gap(n));
+            }
+            Some(Chunk::Data(front)) => {
+                let data = front.split_to(front.len().min(max));
+                pipe.len -= data.len();
+                if front.is_empty() {
+                    pipe.chunks.pop_front();
+                }
+                return Poll::Ready(Next::Data(data));
+            }
+            None => {}
+        }
+        if pipe.eof || end != End::Running {
+            return Poll::Ready(Next::End(match end {
+                End::TimedOut => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the command's deadline passed",
+                )),
+                End::Overflowed => Err(io::Error::other(
+                    "the command was ended: its unread output passed max_output",
+                )),
+                _ => Ok(()),
+            }));
+        }
+        pipe.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
 impl AsyncRead for ProcessOutput {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let mut state = self.shared.lock();
-        let ended = !matches!(state.end, End::Running);
-        let end = state.end.clone();
-        let pipe = state.pipe(self.stream);
-        let start = buf.filled().len();
-        while buf.remaining() > 0 {
-            match pipe.chunks.front_mut() {
-                None => break,
-                Some(Chunk::Gap(dropped)) => {
-                    if buf.filled().len() > start {
-                        break;
-                    }
-                    let dropped = *dropped;
-                    pipe.chunks.pop_front();
-                    return Poll::Ready(Err(io::Error::other(format!(
-                        "{dropped} bytes of output were dropped here, past max_output: read faster, or raise the cap"
-                    ))));
-                }
-                Some(Chunk::Data(front)) => {
-                    let n = front.len().min(buf.remaining());
-                    buf.put_slice(&front.split_to(n));
-                    pipe.len -= n;
-                    if front.is_empty() {
-                        pipe.chunks.pop_front();
-                    }
-                }
-            }
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
         }
-        if buf.filled().len() == start {
-            if pipe.eof || ended {
-                return Poll::Ready(match end {
-                    End::TimedOut => Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the command's deadline passed",
-                    )),
-                    End::Overflowed => Err(io::Error::other(
-                        "the command was ended: its unread output passed max_output",
-                    )),
-                    _ => Ok(()),
-                });
+        match self.poll_next(cx, buf.remaining()) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Next::Data(data)) => {
+                buf.put_slice(&data);
+                Poll::Ready(Ok(()))
             }
-            pipe.waker = Some(cx.waker().clone());
-            return Poll::Pending;
+            Poll::Ready(Next::Gap(dropped)) => Poll::Ready(Err(io::Error::other(format!(
+                "{dropped} bytes of output were dropped here, past max_output: read faster, or raise the cap"
+            )))),
+            Poll::Ready(Next::End(result)) => Poll::Ready(result),
         }
-        Poll::Ready(Ok(()))
     }
 }
 
-/// The next chunk of a stream, `None` at its end.
-async fn next_chunk(output: &mut ProcessOutput) -> io::Result<Option<Vec<u8>>> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; 32 * 1024];
-    let n = output.read(&mut buf).await?;
-    if n == 0 {
-        return Ok(None);
+/// The next chunk of a stream, for [`Command::output`]: `Ok(None)` at its
+/// end, `Err` if it ended badly, `Ok(Some(None))` for a gap.
+async fn next_chunk(output: &mut ProcessOutput) -> io::Result<Option<Option<Bytes>>> {
+    match std::future::poll_fn(|cx| output.poll_next(cx, usize::MAX)).await {
+        Next::Data(data) => Ok(Some(Some(data))),
+        Next::Gap(_) => Ok(Some(None)),
+        Next::End(Ok(())) => Ok(None),
+        Next::End(Err(e)) => Err(e),
     }
-    buf.truncate(n);
-    Ok(Some(buf))
 }
 
 /// What the pump and the pipes share.
