@@ -20,7 +20,7 @@ use crate::handshake::{self, ClientHandler};
 use crate::host_keys::HostKeys;
 use crate::resolve::{ResolveError, Resolver};
 use crate::target::{Target, ToTarget};
-use crate::tcp::{self, TcpConfig};
+use crate::tcp::{self, AddressFamily, TcpConfig};
 
 /// Dials SSH servers with one deadline over the whole handshake.
 ///
@@ -308,7 +308,11 @@ impl Attempt<'_> {
         &mut self,
         addrs: &[SocketAddr],
     ) -> Result<(TcpStream, SocketAddr), DialError> {
-        let (tcp, remote) = match tcp::connect(addrs, &self.config.tcp, self.deadline).await {
+        let addrs = tcp::attempt_order(addrs, self.config.tcp.family);
+        if addrs.is_empty() {
+            return Err(self.fail(Phase::Connect, Kind::NoAddresses));
+        }
+        let (tcp, remote) = match tcp::connect(&addrs, &self.config.tcp, self.deadline).await {
             Ok(c) => c,
             Err(attempts) if Instant::now() >= self.deadline => {
                 return Err(self.fail(Phase::Connect, Kind::TimedOut(attempts)))
@@ -459,10 +463,29 @@ impl DialerBuilder {
         self
     }
 
+    /// Which address families to connect over (OpenSSH's `AddressFamily`).
+    /// Default is [`AddressFamily::Any`].
+    pub fn address_family(mut self, family: AddressFamily) -> Self {
+        self.config.tcp.family = family;
+        self
+    }
+
+    /// Happy Eyeballs' "Connection Attempt Delay" (RFC 8305): when a host
+    /// resolves to several addresses, families interleaved, the next
+    /// address is tried this long after the previous attempt started, or as
+    /// soon as it fails; the first to connect wins and the others are
+    /// closed at once, so a black-holed first address costs this delay, not
+    /// the deadline. Every failed attempt is kept for the error.
+    ///
+    /// Default is 250 milliseconds.
+    pub fn happy_eyeballs_delay(mut self, delay: Duration) -> Self {
+        self.config.tcp.attempt_delay = delay;
+        self
+    }
+
     /// A deadline for each TCP connect attempt, capped by what is left of the
-    /// total [`timeout`](Self::timeout). When a host resolves to several
-    /// addresses, each is tried in order with this budget, so a black-holed
-    /// first address does not eat the whole dial.
+    /// total [`timeout`](Self::timeout) (attempts overlap, see
+    /// [`happy_eyeballs_delay`](Self::happy_eyeballs_delay)).
     ///
     /// If `None`, each attempt may use what is left of the total. Default is `None`.
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {

@@ -64,7 +64,7 @@ pub(crate) enum Kind {
     InvalidAddress(String),
     #[error("cannot resolve host: {0}")]
     Resolve(#[source] io::Error),
-    #[error("host resolved to no addresses")]
+    #[error("host resolved to no addresses (of the address family asked for)")]
     NoAddresses,
     #[error(
         "resolver busy: {max} lookups already in flight (DialerBuilder::max_concurrent_lookups)"

@@ -77,6 +77,7 @@ pub use host_keys::{HostKeys, InvalidHostKey};
 pub use output::{ExitStatus, Output};
 pub use process::{Command, ProcessOutput, ProcessStdin, RemoteProcess};
 pub use target::{InvalidTarget, Target, ToTarget};
+pub use tcp::AddressFamily;
 
 /// russh, as used by this crate: for [`Client::handle`] and private keys.
 pub use russh;

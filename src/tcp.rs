@@ -1,8 +1,11 @@
 //! The TCP half of a dial: resolving the target and connecting
 //! with keepalive, `TCP_USER_TIMEOUT` and `TCP_NODELAY` set before connect.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
@@ -21,6 +24,9 @@ pub(crate) struct TcpConfig {
     /// `None`: derive from the keepalive settings.
     pub(crate) user_timeout: Option<Option<Duration>>,
     pub(crate) nodelay: bool,
+    /// Happy Eyeballs' "Connection Attempt Delay".
+    pub(crate) attempt_delay: Duration,
+    pub(crate) family: AddressFamily,
 }
 
 impl Default for TcpConfig {
@@ -32,6 +38,8 @@ impl Default for TcpConfig {
             keepalive_retries: Some(3),
             user_timeout: None,
             nodelay: true,
+            attempt_delay: Duration::from_millis(250),
+            family: AddressFamily::Any,
         }
     }
 }
@@ -97,43 +105,143 @@ impl TcpConfig {
     }
 }
 
-/// Connects to each address in turn, each attempt bounded by
-/// `min(connect_timeout, deadline)`. Returns every failed attempt when none
-/// succeeds; an empty list means the deadline had passed before the first.
+/// Which address families a dial uses (OpenSSH's `AddressFamily`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AddressFamily {
+    /// IPv4 and IPv6, interleaved.
+    #[default]
+    Any,
+    /// IPv4 only.
+    Inet,
+    /// IPv6 only.
+    Inet6,
+}
+
+/// The addresses to try, in Happy Eyeballs order (RFC 8305 §4): the
+/// resolver's order within each family, the families alternating, starting
+/// with the family of the first address.
+pub(crate) fn attempt_order(addrs: &[SocketAddr], family: AddressFamily) -> Vec<SocketAddr> {
+    let keep = |a: &&SocketAddr| match family {
+        AddressFamily::Any => true,
+        AddressFamily::Inet => a.is_ipv4(),
+        AddressFamily::Inet6 => a.is_ipv6(),
+    };
+    let first_v6 = addrs.iter().find(keep).is_some_and(SocketAddr::is_ipv6);
+    let (mut v6, mut v4): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.iter().filter(keep).partition(|a| a.is_ipv6());
+    let (mut first, mut second) = if first_v6 {
+        (v6.drain(..), v4.drain(..))
+    } else {
+        (v4.drain(..), v6.drain(..))
+    };
+    let mut ordered = Vec::with_capacity(addrs.len());
+    loop {
+        match (first.next(), second.next()) {
+            (None, None) => return ordered,
+            (a, b) => ordered.extend(a.into_iter().chain(b)),
+        }
+    }
+}
+
+type Attempting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+/// Connects with Happy Eyeballs (RFC 8305): the next address is tried
+/// `config.attempt_delay` after the previous attempt started, or as soon as
+/// it fails; the first to connect wins and the others are closed at once.
+/// Each attempt is bounded by `min(connect_timeout, deadline)`. Returns every
+/// failed attempt, in the order they failed, when none succeeds (attempts
+/// still under way at the deadline count as timed out); an empty list means
+/// the deadline had passed before the first.
 pub(crate) async fn connect(
     addrs: &[SocketAddr],
     config: &TcpConfig,
     deadline: Instant,
 ) -> Result<(TcpStream, SocketAddr), Vec<ConnectAttempt>> {
     let mut failed = Vec::new();
-    for &addr in addrs {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
+    let mut queue = addrs.iter().copied();
+    let mut pending: Vec<(SocketAddr, Attempting)> = Vec::new();
+    let stagger = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(stagger);
+    let expiry = tokio::time::sleep_until(deadline);
+    tokio::pin!(expiry);
+    let mut more = addrs.len();
+    enum Event {
+        Done(usize, io::Result<TcpStream>),
+        Next,
+        Deadline,
+    }
+    loop {
+        if more == 0 && pending.is_empty() {
+            return Err(failed);
         }
-        let attempt_deadline = match config.connect_timeout {
-            Some(t) => deadline.min(crate::deadline::deadline_after(now, t)),
-            None => deadline,
-        };
-        tracing::debug!(%addr, "connecting");
-        let result = match config.socket(addr) {
-            Ok(socket) => {
-                match tokio::time::timeout_at(attempt_deadline, socket.connect(addr)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        let event = std::future::poll_fn(|cx| {
+            for (i, (_, attempt)) in pending.iter_mut().enumerate() {
+                if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Done(i, result));
                 }
             }
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(stream) => return Ok((stream, addr)),
-            Err(error) => {
+            if more > 0 && stagger.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Next);
+            }
+            if expiry.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Deadline);
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Done(i, Ok(stream)) => {
+                let (addr, _) = pending.swap_remove(i);
+                // The losers' sockets close as they drop.
+                return Ok((stream, addr));
+            }
+            Event::Done(i, Err(error)) => {
+                let (addr, _) = pending.remove(i);
                 tracing::trace!(%addr, %error, "connect attempt failed");
                 failed.push(ConnectAttempt { addr, error });
+                // The next address at once.
+                stagger.as_mut().reset(Instant::now());
+            }
+            Event::Next => {
+                let Some(addr) = queue.next() else {
+                    more = 0;
+                    continue;
+                };
+                more -= 1;
+                tracing::debug!(%addr, "connecting");
+                pending.push((addr, attempt(addr, config, deadline)));
+                let next = crate::deadline::deadline_after(Instant::now(), config.attempt_delay);
+                stagger.as_mut().reset(next);
+            }
+            Event::Deadline => {
+                for (addr, _) in pending {
+                    failed.push(ConnectAttempt {
+                        addr,
+                        error: io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+                    });
+                }
+                return Err(failed);
             }
         }
     }
-    Err(failed)
+}
+
+/// One attempt: a socket with every option set, connected within
+/// `min(connect_timeout, deadline)`.
+fn attempt(addr: SocketAddr, config: &TcpConfig, deadline: Instant) -> Attempting {
+    let until = match config.connect_timeout {
+        Some(t) => deadline.min(crate::deadline::deadline_after(Instant::now(), t)),
+        None => deadline,
+    };
+    let socket = config.socket(addr);
+    Box::pin(async move {
+        let socket = socket?;
+        match tokio::time::timeout_at(until, socket.connect(addr)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -164,6 +272,86 @@ mod tests {
         assert_eq!(attempts[0].error.kind(), io::ErrorKind::TimedOut);
         assert_eq!(attempts[1].addr, refusing);
         assert_eq!(attempts[1].error.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn families_interleave_starting_with_the_first() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let addrs = [
+            a("[::1]:22"),
+            a("[::2]:22"),
+            a("[::3]:22"),
+            a("10.0.0.1:22"),
+            a("10.0.0.2:22"),
+        ];
+        assert_eq!(
+            attempt_order(&addrs, AddressFamily::Any),
+            [addrs[0], addrs[3], addrs[1], addrs[4], addrs[2]]
+        );
+        let v4_first = [addrs[3], addrs[0], addrs[4]];
+        assert_eq!(
+            attempt_order(&v4_first, AddressFamily::Any),
+            [addrs[3], addrs[0], addrs[4]]
+        );
+        assert_eq!(
+            attempt_order(&addrs, AddressFamily::Inet),
+            [addrs[3], addrs[4]]
+        );
+        assert_eq!(attempt_order(&addrs, AddressFamily::Inet6), addrs[..3]);
+        assert!(attempt_order(&addrs[..3], AddressFamily::Inet).is_empty());
+    }
+
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_black_holed_first_address_costs_the_attempt_delay_not_the_deadline() {
+        use crate::testing::{MisbehavingServer, Mode};
+        let hole = MisbehavingServer::start(Mode::BlackHole).unwrap();
+        let good = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = TcpConfig::default();
+        let start = Instant::now();
+        let (_stream, addr) = connect(
+            &[hole.addr(), good.local_addr().unwrap()],
+            &config,
+            start + Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let took = start.elapsed();
+        assert_eq!(addr, good.local_addr().unwrap());
+        assert!(
+            took >= Duration::from_millis(240) && took < Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn when_every_attempt_fails_each_keeps_its_error() {
+        use crate::testing::{MisbehavingServer, Mode};
+        let hole = MisbehavingServer::start(Mode::BlackHole).unwrap();
+        let refusing = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let start = Instant::now();
+        let attempts = connect(
+            &[hole.addr(), refusing],
+            &TcpConfig::default(),
+            start + Duration::from_millis(800),
+        )
+        .await
+        .unwrap_err();
+        let took = start.elapsed();
+        // The refusal comes at once after the delay; the hole at the deadline.
+        assert!(
+            took >= Duration::from_millis(790) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].addr, refusing);
+        assert_eq!(attempts[0].error.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(attempts[1].addr, hole.addr());
+        assert_eq!(attempts[1].error.kind(), io::ErrorKind::TimedOut);
     }
 
     #[test]
