@@ -301,7 +301,6 @@ impl<'c> Command<'c> {
         let cap = self.max_output;
         let keep_running = self.keep_running;
         let mut process = self.spawn().await?;
-        let start = process.start;
         drop(process.stdin.take());
         let mut stdout = process.stdout.take().expect("just spawned");
         let mut stderr = process.stderr.take().expect("just spawned");
@@ -311,7 +310,6 @@ impl<'c> Command<'c> {
         // A stream with a gap (output dropped while buffered) keeps only
         // what came before it.
         let (mut out_cut, mut err_cut) = (false, false);
-        let mut failed = None;
         while !(out_done && err_done) {
             let (chunk, stream_done, into, is_stderr, cut) = tokio::select! {
                 r = next_chunk(&mut stdout), if !out_done => (r, &mut out_done, &mut out, false, &mut out_cut),
@@ -338,14 +336,12 @@ impl<'c> Command<'c> {
                     }
                 }
                 Ok(None) => *stream_done = true,
-                Err(e) => {
-                    failed.get_or_insert(e);
-                    *stream_done = true;
-                }
+                // The stream ended badly (deadline, session gone): `wait`
+                // below says why.
+                Err(_) => *stream_done = true,
             }
         }
         let status = process.wait().await;
-        let _ = (failed, start);
         let output = |status, truncated| Output {
             stdout: out,
             stderr: err,
@@ -821,7 +817,6 @@ impl Pump {
         let mut early = early.into_iter();
         let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let sleep = tokio::time::sleep_until(deadline.unwrap_or(far));
-        // A deadline-less process must not look timed out at "far".
         tokio::pin!(sleep);
         let (mut eof, mut status_seen) = (false, false);
         let ending = loop {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ssh_dial::testing::Sshd;
-use ssh_dial::{Auth, Client, Dialer, DialerBuilder, HostKeys};
+use ssh_dial::Dialer;
 use support::{alive_tasks, sockets_to, wait_until};
 
 /// Every process below `pid`, children first found first.
@@ -55,19 +55,6 @@ fn comm(pid: u32) -> String {
         .to_owned()
 }
 
-async fn dial(sshd: &Sshd, builder: DialerBuilder) -> Client {
-    let known = sshd
-        .write_file("known_hosts", &sshd.known_hosts_line())
-        .unwrap();
-    builder
-        .timeout(Duration::from_secs(10))
-        .host_keys(HostKeys::known_hosts(known))
-        .build()
-        .dial(sshd.addr(), sshd.user(), Auth::key(sshd.user_key().clone()))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()))
-}
-
 /// Kills whatever it was given when dropped, so that a failing test leaves
 /// no stopped sshd behind.
 struct KillOnDrop(Vec<u32>);
@@ -95,8 +82,8 @@ async fn a_frozen_sshd_is_noticed_by_ssh_keepalive() {
             .ssh_keepalive_max(MAX)
             .exec_timeout(None)
     };
-    let idle = dial(&sshd, builder()).await;
-    let busy = dial(&sshd, builder()).await;
+    let idle = support::connect_sshd(&sshd, builder()).await;
+    let busy = support::connect_sshd(&sshd, builder()).await;
     let running = tokio::spawn(async move {
         let result = busy.exec("sleep 60").await;
         (result, busy)
@@ -240,7 +227,7 @@ async fn a_vanished_host_is_noticed_by_tcp_keepalive_and_user_timeout() {
     // Keepalive after 1 s idle, every 1 s, 2 probes; TCP_USER_TIMEOUT
     // follows (3 s). SSH keepalive off: only TCP can notice.
     let bound = Duration::from_secs(3);
-    let guarded = dial(
+    let guarded = support::connect_sshd(
         &sshd,
         Dialer::builder()
             .tcp_keepalive(Some(Duration::from_secs(1)))
@@ -250,7 +237,7 @@ async fn a_vanished_host_is_noticed_by_tcp_keepalive_and_user_timeout() {
     )
     .await;
     // The seed incident's settings: nothing that would notice.
-    let unguarded = dial(
+    let unguarded = support::connect_sshd(
         &sshd,
         Dialer::builder()
             .tcp_keepalive(None)

@@ -17,18 +17,6 @@ fn dialer(known_hosts: &std::path::Path) -> Dialer {
         .build()
 }
 
-/// A client of `sshd`, which it trusts by its known_hosts line, logged in
-/// with the authorized key.
-async fn connect(sshd: &Sshd) -> ssh_dial::Client {
-    let known = sshd
-        .write_file("known_hosts", &sshd.known_hosts_line())
-        .unwrap();
-    dialer(&known)
-        .dial(sshd.addr(), sshd.user(), Auth::key(sshd.user_key().clone()))
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn key_auth_exec_output_and_exit_status() {
     if !support::openssh(&["ssh-keygen", "sshd"]) {
@@ -76,7 +64,11 @@ async fn in_memory_key_works_too() {
         return;
     }
     let sshd = Sshd::start().unwrap();
-    let client = connect(&sshd).await;
+    let client = support::connect_sshd(
+        &sshd,
+        Dialer::builder().exec_timeout(Some(Duration::from_secs(10))),
+    )
+    .await;
     assert_eq!(client.exec("printf abc").await.unwrap().stdout, b"abc");
 }
 
@@ -157,7 +149,11 @@ async fn exec_timeout_against_sshd_leaves_the_client_usable() {
         return;
     }
     let sshd = Sshd::start().unwrap();
-    let client = connect(&sshd).await;
+    let client = support::connect_sshd(
+        &sshd,
+        Dialer::builder().exec_timeout(Some(Duration::from_secs(10))),
+    )
+    .await;
     let err = client
         .exec_with_timeout("sleep 30", Some(Duration::from_millis(300)))
         .await
@@ -186,7 +182,11 @@ async fn a_timed_out_command_is_sent_a_kill_signal() {
         return;
     }
     let sshd = Sshd::start().unwrap();
-    let client = connect(&sshd).await;
+    let client = support::connect_sshd(
+        &sshd,
+        Dialer::builder().exec_timeout(Some(Duration::from_secs(10))),
+    )
+    .await;
     let cmdline = b"sleep\x0031.4159\x00";
     let err = client
         .exec_with_timeout("exec sleep 31.4159", Some(Duration::from_millis(500)))

@@ -8,21 +8,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use ssh_dial::testing::{Sshd, TestServer};
-use ssh_dial::{Auth, Client, Dialer, ExitStatus, HostKeys};
+use ssh_dial::{Auth, Dialer, ExitStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn connect(sshd: &Sshd, builder: ssh_dial::DialerBuilder) -> Client {
-    let known = sshd
-        .write_file("known_hosts", &sshd.known_hosts_line())
-        .unwrap();
-    builder
-        .timeout(Duration::from_secs(10))
-        .host_keys(HostKeys::known_hosts(known))
-        .build()
-        .dial(sshd.addr(), sshd.user(), Auth::key(sshd.user_key().clone()))
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn stdout_streams_and_stdin_reaches_the_command() {
@@ -30,7 +17,7 @@ async fn stdout_streams_and_stdin_reaches_the_command() {
         return;
     }
     let sshd = Sshd::start().unwrap();
-    let client = connect(&sshd, Dialer::builder()).await;
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
 
     let mut big = client
         .command("head -c 5000000 /dev/zero")
@@ -71,7 +58,7 @@ async fn exec_keeps_at_most_the_cap_and_says_it_cut() {
         return;
     }
     let sshd = Sshd::start().unwrap();
-    let client = connect(&sshd, Dialer::builder().max_output(Some(1 << 20))).await;
+    let client = support::connect_sshd(&sshd, Dialer::builder().max_output(Some(1 << 20))).await;
     let start = Instant::now();
     // Endless output: the cap ends it.
     let out = client.exec("yes").await.unwrap();
@@ -133,7 +120,7 @@ async fn dropped_and_timed_out_commands_free_their_session_slots() {
         .config_line("MaxSessions 10")
         .start()
         .unwrap();
-    let client = connect(&sshd, Dialer::builder()).await;
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
     let (tasks, fds) = (support::alive_tasks(), support::open_fds());
     // Commands that end when their channel closes (sshd keeps a session
     // until its command exits, and refuses signals to root logins).
@@ -170,7 +157,7 @@ async fn an_unread_process_stalls_neither_other_commands_nor_keepalive() {
         return;
     }
     let sshd = Sshd::start().unwrap();
-    let client = connect(
+    let client = support::connect_sshd(
         &sshd,
         Dialer::builder()
             .ssh_keepalive_interval(Some(Duration::from_millis(250)))
@@ -220,7 +207,7 @@ async fn bad_input_and_refused_requests_are_clear_errors() {
         return;
     }
     let sshd = Sshd::start().unwrap();
-    let client = connect(&sshd, Dialer::builder()).await;
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
     let err = client.exec("echo a\0b").await.unwrap_err();
     assert!(err.is_invalid_input(), "{err}");
     let err = client
@@ -268,7 +255,7 @@ async fn a_writer_to_a_command_that_does_not_read_stops_at_the_deadline() {
         return;
     }
     let sshd = Sshd::start().unwrap();
-    let client = connect(&sshd, Dialer::builder()).await;
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
     let mut process = client
         .command("sleep 5")
         .timeout(Some(Duration::from_millis(800)))

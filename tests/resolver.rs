@@ -177,8 +177,11 @@ fn child_in_namespace() {
                     .map(drop)
             });
         }
-        // Let every dial start its lookup (or be refused).
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Every lookup slot taken by a stalled lookup before the healthy dial.
+        assert!(
+            support::wait_until(Duration::from_secs(5), || threads() >= threads_before + 64).await,
+            "the stalled lookups did not start"
+        );
         let healthy_start = Instant::now();
         let client = dialer
             .dial(("healthy.test", port), "u", Auth::password("p"))

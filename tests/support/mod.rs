@@ -252,3 +252,25 @@ pub fn ip(args: &[&str]) -> Result<(), String> {
         ))
     }
 }
+
+/// A client of `sshd`, which it trusts by its known_hosts line, logged in
+/// with the authorized key, with `builder`'s other settings (10 s deadline).
+pub async fn connect_sshd(
+    sshd: &ssh_dial::testing::Sshd,
+    builder: ssh_dial::DialerBuilder,
+) -> ssh_dial::Client {
+    let known = sshd
+        .write_file("known_hosts", &sshd.known_hosts_line())
+        .unwrap();
+    builder
+        .timeout(Duration::from_secs(10))
+        .host_keys(ssh_dial::HostKeys::known_hosts(known))
+        .build()
+        .dial(
+            sshd.addr(),
+            sshd.user(),
+            ssh_dial::Auth::key(sshd.user_key().clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()))
+}
