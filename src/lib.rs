@@ -60,6 +60,7 @@ mod metrics;
 mod output;
 mod process;
 mod resolve;
+mod ssh_config;
 mod target;
 mod tcp;
 mod text;
@@ -76,6 +77,7 @@ pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};
 pub use output::{ExitStatus, Output};
 pub use process::{Command, ProcessOutput, ProcessStdin, RemoteProcess};
+pub use ssh_config::{ConfigError, HostConfig, JumpHost, SshConfig, StrictHostKeyChecking};
 pub use target::{InvalidTarget, Target, ToTarget};
 pub use tcp::AddressFamily;
 

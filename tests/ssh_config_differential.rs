@@ -1,0 +1,427 @@
+//! Differential: ssh-dial's resolved ssh_config against the real `ssh -G`
+//! on generated configurations: `Host` and `Match` blocks (host,
+//! originalhost, user, localuser, all, final, negations), `Include` with
+//! globs, `Key=Value` and quoting, comments, `%` tokens and `~`, for every
+//! key ssh-dial honours. `SSH_DIAL_SEED` replays a run,
+//! `SSH_DIAL_DIFF_CONFIGS` sets how many configurations (default 200; each
+//! is resolved for 5 destinations).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use ssh_dial::SshConfig;
+
+/// xorshift64*, so that a divergence replays from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+const NAMES: &[&str] = &[
+    "web1",
+    "web2",
+    "db.example.com",
+    "Mixed.Case",
+    "10.0.0.1",
+    "bastion",
+    "jump",
+];
+
+const PATTERNS: &[&str] = &[
+    "*",
+    "web*",
+    "web?",
+    "*.example.com",
+    "!web2",
+    "!*.example.com",
+    "db*",
+    "10.0.0.*",
+    "Mixed.Case",
+    "mixed.case",
+    "bastion",
+    "real-*",
+    "*.internal",
+    "other.example.com",
+];
+
+/// Keys and the values they are given, in the syntax ssh takes.
+const OPTIONS: &[(&str, &[&str])] = &[
+    (
+        "HostName",
+        &[
+            "real-%h",
+            "%h.internal",
+            "10.1.2.3",
+            "Other.Example.COM",
+            "%%h",
+            "\"quoted %h\"",
+        ],
+    ),
+    ("Port", &["22", "2222", "0022", "65535"]),
+    ("User", &["alice", "bob", "root", "'quoted user'"]),
+    (
+        "IdentityFile",
+        &[
+            "~/.ssh/id_a",
+            "/keys/%h",
+            "~/k/%r@%h",
+            "id_b",
+            "\"/with space/k\"",
+            "~/.ssh/id_a",
+        ],
+    ),
+    ("IdentitiesOnly", &["yes", "no", "true", "False"]),
+    (
+        "IdentityAgent",
+        &[
+            "none",
+            "SSH_AUTH_SOCK",
+            "~/agent/%h.sock",
+            "/run/%u/%C.sock",
+        ],
+    ),
+    (
+        "ProxyJump",
+        &[
+            "none",
+            "bastion",
+            "alice@jump:2200",
+            "a,b",
+            "j1,[10.0.0.9]:2222",
+            "ssh://u@h:23",
+            "10.0.0.5",
+        ],
+    ),
+    ("ConnectTimeout", &["5", "1m", "none", "10s", "1h30m"]),
+    ("ConnectionAttempts", &["1", "3"]),
+    ("ServerAliveInterval", &["0", "15", "1m"]),
+    ("ServerAliveCountMax", &["2", "5", "0"]),
+    (
+        "UserKnownHostsFile",
+        &[
+            "~/.ssh/kh_%h_%p",
+            "none",
+            "~/a ~/b",
+            "/k/%C",
+            "/k/%r-%u-%n-%k-%L-%l-%i-%d-%%",
+            "\"/with space/%h\"",
+        ],
+    ),
+    (
+        "GlobalKnownHostsFile",
+        &["/etc/g1", "none", "/etc/g1 /etc/g2", "~/g"],
+    ),
+    (
+        "StrictHostKeyChecking",
+        &["yes", "no", "ask", "accept-new", "off", "true"],
+    ),
+    ("HashKnownHosts", &["yes", "no"]),
+    ("HostKeyAlias", &["Alias1", "kalias"]),
+    ("AddressFamily", &["inet", "inet6", "any"]),
+    (
+        "PreferredAuthentications",
+        &["publickey,password", "password"],
+    ),
+    (
+        "PubkeyAuthentication",
+        &["yes", "no", "unbound", "host-bound"],
+    ),
+    ("PasswordAuthentication", &["no", "yes"]),
+    ("BatchMode", &["yes", "no"]),
+    ("Compression", &["yes", "no"]),
+    ("ForwardAgent", &["no"]),
+];
+
+/// The keys compared: every key ssh-dial honours.
+const KEYS: &[&str] = &[
+    "user",
+    "hostname",
+    "port",
+    "addressfamily",
+    "batchmode",
+    "hashknownhosts",
+    "identitiesonly",
+    "passwordauthentication",
+    "pubkeyauthentication",
+    "stricthostkeychecking",
+    "connectionattempts",
+    "serveralivecountmax",
+    "serveraliveinterval",
+    "hostkeyalias",
+    "identityagent",
+    "preferredauthentications",
+    "identityfile",
+    "globalknownhostsfile",
+    "userknownhostsfile",
+    "connecttimeout",
+    "proxyjump",
+];
+
+fn option_line(rng: &mut Rng) -> String {
+    let (key, values) = OPTIONS[rng.below(OPTIONS.len())];
+    let value = rng.pick(values);
+    let key = match rng.below(4) {
+        0 => key.to_ascii_lowercase(),
+        1 => key.to_ascii_uppercase(),
+        _ => key.to_owned(),
+    };
+    let line = match rng.below(4) {
+        0 => format!("{key}={value}"),
+        1 => format!("{key} = {value}"),
+        _ => format!("{key} {value}"),
+    };
+    let indent = rng.pick(&["", "  ", "\t"]);
+    // ProxyJump is read from the raw text, where ssh itself mixes the
+    // comment into the chain it prints; keep comments off those lines.
+    if rng.chance(10) && !key.eq_ignore_ascii_case("proxyjump") {
+        format!("{indent}{line} # comment")
+    } else {
+        format!("{indent}{line}")
+    }
+}
+
+fn pattern_list(rng: &mut Rng) -> String {
+    let n = 1 + rng.below(3);
+    (0..n)
+        .map(|_| rng.pick(PATTERNS).to_owned())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn block_header(rng: &mut Rng) -> String {
+    if rng.chance(55) {
+        let n = 1 + rng.below(3);
+        let patterns: Vec<&str> = (0..n).map(|_| rng.pick(PATTERNS)).collect();
+        return format!("Host {}", patterns.join(" "));
+    }
+    let mut criteria = Vec::new();
+    if rng.chance(10) {
+        return rng
+            .pick(&["Match all", "Match final all", "Match !final"])
+            .to_owned();
+    }
+    for _ in 0..1 + rng.below(2) {
+        let neg = if rng.chance(20) { "!" } else { "" };
+        criteria.push(match rng.below(6) {
+            0 => format!("{neg}host {}", pattern_list(rng)),
+            1 => format!("{neg}originalhost {}", pattern_list(rng)),
+            2 => format!(
+                "{neg}user {}",
+                rng.pick(&["alice", "root", "bob,!alice", "*", "r*"])
+            ),
+            3 => format!("{neg}localuser {}", rng.pick(&["root", "nobody", "*"])),
+            _ => format!("{neg}final"),
+        });
+    }
+    format!("Match {}", criteria.join(" "))
+}
+
+fn config(rng: &mut Rng, dir: &Path, depth: usize) -> String {
+    let mut text = String::new();
+    for _ in 0..rng.below(3) {
+        text += &option_line(rng);
+        text.push('\n');
+    }
+    for b in 0..2 + rng.below(5) {
+        text += &block_header(rng);
+        text.push('\n');
+        for _ in 0..1 + rng.below(4) {
+            text += &option_line(rng);
+            text.push('\n');
+        }
+        if depth < 2 && rng.chance(15) {
+            let name = format!("inc{depth}{b}-{}.conf", rng.below(1000));
+            let included = config(rng, dir, depth + 1);
+            std::fs::write(dir.join(&name), included).unwrap();
+            let glob = if rng.chance(50) {
+                format!("{}/inc{depth}{b}-*.conf", dir.display())
+            } else {
+                dir.join(&name).display().to_string()
+            };
+            text += &format!("  Include {glob}\n");
+        }
+        if rng.chance(10) {
+            text += "\n# a comment line\n";
+        }
+        if rng.chance(2) {
+            // Lines both must refuse, or (IgnoreUnknown) both accept.
+            text += rng.pick(&[
+                "Port 0\n",
+                "Hostnme typo\n",
+                "ConnectTimeout 5q\n",
+                "IgnoreUnknown Host*me,Other\nHostnme typo\n",
+                "User \"unterminated\n",
+                "Port 22 33\n",
+                "UserKnownHostsFile /a none\n",
+                "HostName %p\n",
+            ]);
+        }
+    }
+    text
+}
+
+/// Every file of a generated configuration, for a divergence report.
+fn dump(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    for p in paths {
+        out += &format!(
+            "--- {}\n{}",
+            p.display(),
+            std::fs::read_to_string(&p).unwrap()
+        );
+    }
+    out
+}
+
+fn ssh_g(config: &Path, destination: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let out = Command::new("ssh")
+        .arg("-G")
+        .arg("-F")
+        .arg(config)
+        .arg(destination)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+        map.entry(k.to_owned()).or_default().push(v.to_owned());
+    }
+    Ok(map)
+}
+
+/// Whether the `ssh` here is Debian's build.
+fn debian() -> bool {
+    static DEBIAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEBIAN.get_or_init(|| {
+        let out = Command::new("ssh").arg("-V").output().unwrap();
+        String::from_utf8_lossy(&out.stderr).contains("Debian")
+    })
+}
+
+fn ours(config: &Path, destination: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let resolved = SshConfig::load(config)
+        .and_then(|c| c.resolve(destination))
+        .map_err(|e| e.to_string())?;
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in resolved.to_ssh_g() {
+        map.entry(k.to_owned()).or_default().push(v);
+    }
+    // Debian patches `ssh` so that an unset ServerAliveInterval is 300 s
+    // under BatchMode yes; upstream OpenSSH (and ssh-dial) leave it 0.
+    if debian() && resolved.batch_mode() && resolved.server_alive_interval().is_none() {
+        map.insert("serveraliveinterval".into(), vec!["300".into()]);
+    }
+    Ok(map)
+}
+
+#[test]
+fn resolved_configs_equal_ssh_g() {
+    if !support::openssh(&["ssh"]) {
+        return;
+    }
+    let seed = std::env::var("SSH_DIAL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_c0f1_u64);
+    let configs: usize = std::env::var("SSH_DIAL_DIFF_CONFIGS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let mut rng = Rng(seed | 1);
+    let mut divergences = Vec::new();
+    let (mut compared, mut both_refused, mut values) = (0, 0, 0);
+    for n in 0..configs {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, config(&mut rng, dir.path(), 0)).unwrap();
+        for _ in 0..5 {
+            let name = rng.pick(NAMES);
+            let destination = match rng.below(4) {
+                0 => format!("alice@{name}"),
+                1 => format!("root@{name}"),
+                _ => name.to_owned(),
+            };
+            compared += 1;
+            let theirs = ssh_g(&path, &destination);
+            let mine = ours(&path, &destination);
+            match (&theirs, &mine) {
+                (Err(_), Err(_)) => both_refused += 1,
+                (Ok(t), Ok(m)) => {
+                    for key in KEYS {
+                        values += 1;
+                        if t.get(*key) != m.get(*key) {
+                            divergences.push(format!(
+                                "config {n} {destination} {key}: ssh {:?}, ssh-dial {:?}\n{}",
+                                t.get(*key),
+                                m.get(*key),
+                                dump(dir.path())
+                            ));
+                        }
+                    }
+                }
+                _ => divergences.push(format!(
+                    "config {n} {destination}: ssh {:?}, ssh-dial {:?}\n{}",
+                    theirs.as_ref().err(),
+                    mine.as_ref().err(),
+                    dump(dir.path())
+                )),
+            }
+        }
+    }
+    eprintln!(
+        "seed {seed:#x}: {configs} configs, {compared} resolutions ({both_refused} refused by both), \
+         {values} values compared, {} divergences",
+        divergences.len()
+    );
+    let mut kinds = BTreeMap::new();
+    for d in &divergences {
+        let head = d.lines().next().unwrap_or("");
+        let key = head
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .rsplit(' ')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        *kinds.entry(key).or_insert(0) += 1;
+    }
+    eprintln!("divergences by key: {kinds:?}");
+    assert!(
+        divergences.is_empty(),
+        "{} divergences, first:\n{}",
+        divergences.len(),
+        divergences
+            .iter()
+            .find(|d| !d.contains("serveraliveinterval"))
+            .unwrap_or(&divergences[0])
+    );
+    // Both sides refusing everything would compare nothing.
+    assert!(compared - both_refused > compared / 2);
+}
