@@ -31,6 +31,9 @@ pub struct Client {
     close_timeout: Duration,
     timings: DialTimings,
     closing: Arc<Closing>,
+    /// The jump host this client's connection goes through, kept alive
+    /// as long as this client.
+    via: Option<Arc<Client>>,
 }
 
 /// How long each phase of a successful dial took.
@@ -93,6 +96,7 @@ impl Client {
         remote_addr: SocketAddr,
         settings: Settings,
         timings: DialTimings,
+        via: Option<Arc<Client>>,
     ) -> Self {
         crate::metrics::session_opened();
         Client {
@@ -105,7 +109,29 @@ impl Client {
             close_timeout: settings.close_timeout,
             timings,
             closing: Arc::default(),
+            via,
         }
+    }
+
+    /// Ends the session at once, without a goodbye, and waits (within
+    /// the grace period) until its socket is closed and its task has ended;
+    /// then does the same for the jump hosts this client alone kept alive.
+    pub(crate) async fn abort(mut self) {
+        self.switch.shut(GRACE).await;
+        let _ = tokio::time::timeout(GRACE, &mut self.handle).await;
+        if let Some(via) = self.via.take() {
+            abort_unshared(via).await;
+        }
+    }
+
+    /// The jump host this client's connection goes through, if any.
+    pub fn jump_host(&self) -> Option<&Arc<Client>> {
+        self.via.as_ref()
+    }
+
+    /// The host and port this client was dialed as (`host:port`).
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// How long each phase of the dial that made this client took.
@@ -172,7 +198,9 @@ impl Client {
     /// Says goodbye to the server and waits, at most the dialer's
     /// `close_timeout`, for the session to end; then closes the socket
     /// whether or not the server answered. The session task and socket are
-    /// gone when this returns.
+    /// gone when this returns. A jump host kept alive for this client alone
+    /// is closed the same way after it; one shared with other clients stays
+    /// open for them.
     ///
     /// # Panics
     ///
@@ -198,6 +226,11 @@ impl Client {
             // (A finished handle must not be polled again.)
             let _ = tokio::time::timeout(GRACE, &mut self.handle).await;
         }
+        if let Some(via) = self.via.take() {
+            if let Ok(jump) = Arc::try_unwrap(via) {
+                Box::pin(jump.close()).await;
+            }
+        }
     }
 
     /// True once the session has ended: closed by either side, or a
@@ -206,7 +239,8 @@ impl Client {
         self.handle.is_closed()
     }
 
-    /// The address this client is connected to.
+    /// The address this client is connected to: for a client reached
+    /// through jump hosts, the first jump host's address.
     pub fn remote_addr(&self) -> SocketAddr {
         self.remote_addr
     }
@@ -215,6 +249,13 @@ impl Client {
     /// subsystems and anything else beyond [`exec`](Client::exec).
     pub fn handle(&self) -> &Handle<ClientHandler> {
         &self.handle
+    }
+}
+
+/// Aborts a jump host unless other clients still go through it.
+pub(crate) async fn abort_unshared(via: Arc<Client>) {
+    if let Ok(jump) = Arc::try_unwrap(via) {
+        Box::pin(jump.abort()).await;
     }
 }
 

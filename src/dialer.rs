@@ -19,7 +19,8 @@ use crate::error::{DialError, Kind, Phase};
 use crate::handshake::{self, ClientHandler};
 use crate::host_keys::HostKeys;
 use crate::resolve::{ResolveError, Resolver};
-use crate::target::{Target, ToTarget};
+use crate::ssh_config::JumpHost;
+use crate::target::{InvalidTarget, Target, ToTarget};
 use crate::tcp::{self, AddressFamily, TcpConfig};
 
 /// Dials SSH servers with one deadline over the whole handshake.
@@ -60,6 +61,7 @@ struct Config {
     exec_timeout: Option<Duration>,
     max_output: Option<usize>,
     close_timeout: Duration,
+    proxy_jump: Vec<JumpHost>,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             exec_timeout: Some(Duration::from_secs(60)),
             max_output: Some(crate::process::DEFAULT_MAX_OUTPUT),
             close_timeout: Duration::from_secs(5),
+            proxy_jump: Vec::new(),
         }
     }
 }
@@ -168,36 +171,109 @@ impl Dialer {
         user: impl Into<String>,
         auth: Auth,
     ) -> Result<Client, DialError> {
-        let start = Instant::now();
         let user = user.into();
-        let target = match addr.to_target() {
-            Ok(t) => t,
-            Err(invalid) => {
-                return Err(DialError::new(
-                    invalid.input(),
-                    Phase::Resolve,
-                    Kind::InvalidAddress(invalid.reason().to_owned()),
-                    None,
-                    start.elapsed(),
-                ))
-            }
+        let hops = self.hops(&self.config.proxy_jump, &user);
+        self.dial_with(addr.to_target(), user, auth, hops, None)
+            .await
+    }
+
+    /// Like [`dial`](Self::dial), but through `jump`, an authenticated
+    /// client to a jump host: the connection to `addr` is a `direct-tcpip`
+    /// channel of `jump`'s (as `ssh -J` makes), under this dialer's
+    /// deadline, and `addr`'s host key is checked under its own name. The
+    /// returned client keeps `jump` alive; several clients may share one
+    /// jump host this way, which spares a bastion that limits
+    /// unauthenticated connections (`MaxStartups`) a handshake per target.
+    ///
+    /// # Errors
+    ///
+    /// As [`dial`](Self::dial); a jump host that refuses the channel fails
+    /// the connect phase.
+    ///
+    /// # Cancellation
+    ///
+    /// As [`dial`](Self::dial). If the deadline passes while the jump host
+    /// has not yet answered the channel request, the channel is closed when
+    /// the answer comes.
+    pub async fn dial_via(
+        &self,
+        jump: &Arc<Client>,
+        addr: impl ToTarget,
+        user: impl Into<String>,
+        auth: Auth,
+    ) -> Result<Client, DialError> {
+        self.dial_with(
+            addr.to_target(),
+            user.into(),
+            auth,
+            Ok(Vec::new()),
+            Some(jump.clone()),
+        )
+        .await
+    }
+
+    /// The jump hosts as hops: each with its own user or else `user`.
+    fn hops(&self, chain: &[JumpHost], user: &str) -> Result<Vec<Hop>, InvalidTarget> {
+        chain
+            .iter()
+            .map(|jump| {
+                Ok(Hop {
+                    target: (jump.host(), jump.port().unwrap_or(22)).to_target()?,
+                    user: jump.user().unwrap_or(user).to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    async fn dial_with(
+        &self,
+        target: Result<Target, InvalidTarget>,
+        user: String,
+        auth: Auth,
+        hops: Result<Vec<Hop>, InvalidTarget>,
+        via: Option<Arc<Client>>,
+    ) -> Result<Client, DialError> {
+        let start = Instant::now();
+        let invalid = |invalid: InvalidTarget, via: Option<&str>| {
+            DialError::new(
+                invalid.input(),
+                Phase::Resolve,
+                Kind::InvalidAddress(invalid.reason().to_owned()),
+                None,
+                start.elapsed(),
+            )
+            .through(via, None)
+        };
+        let (target, hops) = match (target, hops) {
+            (Ok(t), Ok(h)) => (t, h),
+            (Err(e), _) => return Err(invalid(e, None)),
+            (Ok(_), Err(e)) => return Err(invalid(e.clone(), Some(e.input()))),
         };
         let label = target.display();
+        let mut chain: Vec<String> = Vec::new();
+        if let Some(jump) = &via {
+            chain.push(jump.target().to_owned());
+        }
+        chain.extend(hops.iter().map(|h| h.target.display()));
         let _in_flight = crate::metrics::InFlight::start();
         let span = tracing::debug_span!(
             "ssh_dial::dial",
             target = %label,
             user = %crate::text::Escaped(&user)
         );
-        let result = Attempt {
-            config: &self.config,
-            start,
-            deadline: deadline::deadline_after(start, self.config.timeout),
-            label: &label,
-            remote_addr: None,
-            lap: start,
-        }
-        .run(&target, &user, auth)
+        let result = Box::pin(
+            Attempt {
+                config: &self.config,
+                start,
+                deadline: deadline::deadline_after(start, self.config.timeout),
+                label: &label,
+                via: (!chain.is_empty()).then(|| chain.join(",")),
+                hop: None,
+                remote_addr: None,
+                lap: start,
+            }
+            .run(&target, &user, auth, &hops, via),
+        )
         .instrument(span.clone())
         .await;
         span.in_scope(|| match &result {
@@ -222,9 +298,20 @@ struct Attempt<'a> {
     start: Instant,
     deadline: Instant,
     label: &'a str,
+    /// The jump hosts, as `a:22,b:22`, if the dial goes through any.
+    via: Option<String>,
+    /// The jump host being dialed, while one is.
+    hop: Option<String>,
     remote_addr: Option<std::net::SocketAddr>,
     /// When the phase under way began.
     lap: Instant,
+}
+
+/// One jump host of a dial: where, and as whom.
+#[derive(Debug, Clone)]
+pub(crate) struct Hop {
+    pub(crate) target: Target,
+    pub(crate) user: String,
 }
 
 impl Attempt<'_> {
@@ -236,6 +323,7 @@ impl Attempt<'_> {
             self.remote_addr,
             self.start.elapsed(),
         )
+        .through(self.via.as_deref(), self.hop.as_deref())
     }
 
     fn timed_out(&self, phase: Phase) -> DialError {
@@ -250,32 +338,146 @@ impl Attempt<'_> {
         took
     }
 
-    async fn run(mut self, target: &Target, user: &str, auth: Auth) -> Result<Client, DialError> {
+    async fn run(
+        mut self,
+        target: &Target,
+        user: &str,
+        auth: Auth,
+        hops: &[Hop],
+        mut via: Option<Arc<Client>>,
+    ) -> Result<Client, DialError> {
         let mut timings = DialTimings::default();
         let credentials = self.load(&auth).await?;
         timings.auth = self.lap();
-        let addrs = self.resolve(target).await?;
-        timings.resolve = self.lap();
-        let (tcp, remote) = self.connect(&addrs).await?;
-        timings.connect = self.lap();
-        let (handle, mut switch, armed) = self.handshake(target, tcp, &mut timings).await?;
-        let handle = self
-            .authenticate(handle, &mut switch, armed, user, &credentials)
-            .await?;
-        timings.auth += self.lap();
+        for hop in hops {
+            self.hop = Some(hop.target.display());
+            let mut ignored = DialTimings::default();
+            match self
+                .leg(
+                    &hop.target,
+                    &hop.user,
+                    &credentials,
+                    via.take(),
+                    &mut ignored,
+                )
+                .await
+            {
+                Ok(client) => via = Some(Arc::new(client)),
+                Err(e) => return Err(e),
+            }
+        }
+        self.hop = None;
+        self.remote_addr = None;
+        // Boxed: only the leg under way takes memory, and the dial future
+        // stays small.
+        let client = Box::pin(self.leg(target, user, &credentials, via, &mut timings)).await?;
         tracing::debug!(elapsed = ?timings.auth, "authenticated");
+        Ok(client)
+    }
+
+    /// One SSH connection of the dial: to the target, or to a jump host,
+    /// over TCP or through the jump host before it (`via`). On failure
+    /// `via` is aborted unless other clients share it.
+    async fn leg(
+        &mut self,
+        target: &Target,
+        user: &str,
+        credentials: &[Credential],
+        via: Option<Arc<Client>>,
+        timings: &mut DialTimings,
+    ) -> Result<Client, DialError> {
+        let connected = match &via {
+            None => self.direct(target, timings).await,
+            Some(jump) => self.through(jump, target, timings).await,
+        };
+        let authed = match connected {
+            Ok((handle, mut switch, armed, remote)) => self
+                .authenticate(handle, &mut switch, armed, user, credentials)
+                .await
+                .map(|handle| (handle, switch, remote)),
+            Err(e) => Err(e),
+        };
+        let (handle, switch, remote) = match authed {
+            Ok(done) => done,
+            Err(e) => {
+                if let Some(jump) = via {
+                    crate::client::abort_unshared(jump).await;
+                }
+                return Err(e);
+            }
+        };
+        timings.auth += self.lap();
         Ok(Client::new(
             handle,
             switch,
-            self.label.to_owned(),
+            self.hop.clone().unwrap_or_else(|| self.label.to_owned()),
             remote,
             Settings {
                 exec_timeout: self.config.exec_timeout,
                 max_output: self.config.max_output,
                 close_timeout: self.config.close_timeout,
             },
-            timings,
+            *timings,
+            via,
         ))
+    }
+
+    /// Resolve, TCP connect and handshake.
+    async fn direct(
+        &mut self,
+        target: &Target,
+        timings: &mut DialTimings,
+    ) -> Result<(Handle<ClientHandler>, Switch, Armed, SocketAddr), DialError> {
+        self.remote_addr = None;
+        let addrs = self.resolve(target).await?;
+        timings.resolve = self.lap();
+        let (tcp, remote) = self.connect(&addrs).await?;
+        timings.connect = self.lap();
+        let (handle, switch, armed) = self.handshake(target, tcp, timings).await?;
+        Ok((handle, switch, armed, remote))
+    }
+
+    /// A `direct-tcpip` channel from the jump host to `target` (counted as
+    /// connect), and the handshake over it.
+    async fn through(
+        &mut self,
+        jump: &Arc<Client>,
+        target: &Target,
+        timings: &mut DialTimings,
+    ) -> Result<(Handle<ClientHandler>, Switch, Armed, SocketAddr), DialError> {
+        self.remote_addr = None;
+        let shared = Arc::strong_count(jump) > 1;
+        let owner = jump.clone();
+        let (host, port) = (target.host().to_owned(), u32::from(target.port()));
+        let mut open = Box::pin(async move {
+            owner
+                .handle()
+                .channel_open_direct_tcpip(host, port, "127.0.0.1", 0)
+                .await
+        });
+        let channel = match tokio::time::timeout_at(self.deadline, &mut open).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(e)) => return Err(self.fail(Phase::Connect, Kind::ChannelOpen(e))),
+            Err(_) => {
+                if shared {
+                    // The jump host stays up for others: close the channel
+                    // if the jump host confirms it after all. The wait ends
+                    // with the jump host's answer or its session.
+                    tokio::spawn(async move {
+                        if let Ok(late) = open.await {
+                            let _ = late.close().await;
+                        }
+                    });
+                }
+                return Err(self.timed_out(Phase::Connect));
+            }
+        };
+        timings.connect = self.lap();
+        tracing::debug!(via = %jump.target(), "channel to the target open");
+        let (handle, switch, armed) = self
+            .handshake(target, channel.into_stream(), timings)
+            .await?;
+        Ok((handle, switch, armed, jump.remote_addr()))
     }
 
     /// Reads and decrypts key files (counted as auth).
@@ -326,12 +528,15 @@ impl Attempt<'_> {
 
     /// Version exchange and key exchange with the host key check, on the
     /// socket behind the deadline's switch.
-    async fn handshake(
+    async fn handshake<S>(
         &mut self,
         target: &Target,
-        tcp: TcpStream,
+        stream: S,
         timings: &mut DialTimings,
-    ) -> Result<(Handle<ClientHandler>, Switch, Armed), DialError> {
+    ) -> Result<(Handle<ClientHandler>, Switch, Armed), DialError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         // The known_hosts files, read while the server's banner is on its
         // way; the time counts as key exchange, where it is used.
         let prepare = self.config.host_keys.prepare(target.host(), target.port());
@@ -343,7 +548,7 @@ impl Attempt<'_> {
         let started = Instant::now();
         let read_files = started - self.lap;
 
-        let (stream, mut switch) = deadline::guard(tcp);
+        let (stream, mut switch) = deadline::guard(stream);
         let wire = switch.wire();
         let session = switch.session_guard();
         let armed = Armed::new(&switch);
@@ -622,6 +827,23 @@ impl DialerBuilder {
     /// before closing the socket anyway. Default is 5 seconds.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.config.close_timeout = timeout;
+        self
+    }
+
+    /// Jump hosts every dial goes through, first hop first (`ssh -J`,
+    /// OpenSSH's `ProxyJump`): the dial connects to the first, opens a
+    /// `direct-tcpip` channel through it to the next, and so on to the
+    /// target, each hop with its own host key check under its own name and
+    /// the dial's credentials (as the jump host's user, or the dial's
+    /// user). One deadline covers every hop; an error names the hop that
+    /// failed ([`DialError::jump_host`](crate::DialError::jump_host)).
+    /// The client keeps its jump hosts alive and closes them with itself.
+    /// For jump hosts shared by several clients, see
+    /// [`Dialer::dial_via`].
+    ///
+    /// Default is none: dials connect directly.
+    pub fn proxy_jump(mut self, chain: impl IntoIterator<Item = JumpHost>) -> Self {
+        self.config.proxy_jump = chain.into_iter().collect();
         self
     }
 

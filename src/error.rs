@@ -90,6 +90,8 @@ pub(crate) enum Kind {
     },
     #[error("connection closed by peer")]
     Closed,
+    #[error("the jump host did not open a channel to the target: {}", PeerText::new(&.0.to_string()))]
+    ChannelOpen(#[source] russh::Error),
     #[error("{}", PeerText::new(&fmt_io(.0)))]
     Io(#[source] io::Error),
     #[error("ssh protocol error: {}", PeerText::new(&.0.to_string()))]
@@ -131,6 +133,10 @@ pub struct DialError {
 
 struct Inner {
     target: String,
+    /// The jump hosts the dial went through, as `a:22,b:22`.
+    via: Option<String>,
+    /// The jump host that failed, if the target was not reached.
+    jump_host: Option<String>,
     phase: Phase,
     kind: Kind,
     remote_addr: Option<SocketAddr>,
@@ -148,12 +154,29 @@ impl DialError {
         DialError {
             inner: Box::new(Inner {
                 target: target.to_owned(),
+                via: None,
+                jump_host: None,
                 phase,
                 kind,
                 remote_addr,
                 elapsed,
             }),
         }
+    }
+
+    /// The dial went through jump hosts (`via`); `failed` is the one
+    /// that failed, if the failure was not at the target.
+    pub(crate) fn through(mut self, via: Option<&str>, failed: Option<&str>) -> Self {
+        self.inner.via = via.map(str::to_owned);
+        self.inner.jump_host = failed.map(str::to_owned);
+        self
+    }
+
+    /// The jump host (`host:port`) the dial failed at, if it failed before
+    /// reaching the target through its jump hosts. The
+    /// [`phase`](Self::phase) is then that jump host's.
+    pub fn jump_host(&self) -> Option<&str> {
+        self.inner.jump_host.as_deref()
     }
 
     /// The phase the dial was in when it failed.
@@ -283,6 +306,8 @@ impl fmt::Debug for Raw<'_> {
         let error = self.0;
         f.debug_struct("DialError")
             .field("target", &error.inner.target)
+            .field("via", &error.inner.via)
+            .field("jump_host", &error.inner.jump_host)
             .field("phase", &error.inner.phase)
             .field("kind", &error.inner.kind)
             .field("remote_addr", &error.inner.remote_addr)
@@ -306,8 +331,15 @@ impl fmt::Display for Line<'_> {
         let error = self.0;
         let i = &error.inner;
         write!(f, "dial {}", i.target)?;
+        if let Some(via) = &i.via {
+            write!(f, " via {via}")?;
+        }
+        let shown = i.jump_host.as_deref().unwrap_or(&i.target);
+        if let Some(hop) = &i.jump_host {
+            write!(f, ": jump host {hop}")?;
+        }
         match i.remote_addr {
-            Some(addr) if !i.target.contains(&addr.ip().to_string()) => write!(f, " ({addr})")?,
+            Some(addr) if !shown.contains(&addr.ip().to_string()) => write!(f, " ({addr})")?,
             _ => {}
         }
         if error.is_timeout() {

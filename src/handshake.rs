@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex};
 
 use russh::client::{self, Handle};
-use tokio::net::TcpStream;
 
 use crate::deadline::{GuardedStream, SessionGuard, TripWire};
 use crate::error::Kind;
@@ -126,13 +125,16 @@ fn with_preferred(base: &client::Config, preferred: russh::Preferred) -> client:
 /// Runs version exchange and key exchange. A host key that fails the policy
 /// comes back as [`Kind::HostKey`].
 /// The host key algorithms on file for the host are asked for first.
-pub(crate) async fn handshake(
+pub(crate) async fn handshake<S>(
     mut config: Arc<client::Config>,
-    stream: GuardedStream<TcpStream>,
+    stream: GuardedStream<S>,
     host_keys: Prepared,
     wire: TripWire,
     session: SessionGuard,
-) -> Result<Handle<ClientHandler>, Kind> {
+) -> Result<Handle<ClientHandler>, Kind>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     if let Some(preferred) = host_keys.preferred(&config.preferred) {
         tracing::debug!(host_key_algorithms = ?preferred.key, "preferring the key types on file");
         config = Arc::new(with_preferred(&config, preferred));
