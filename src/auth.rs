@@ -305,6 +305,43 @@ impl Credential {
     }
 }
 
+/// Which methods ssh_config allows, and in what order
+/// (`PreferredAuthentications`, `PubkeyAuthentication`,
+/// `PasswordAuthentication`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MethodPolicy {
+    pub(crate) preferred: Option<Vec<String>>,
+    pub(crate) no_pubkey: bool,
+    pub(crate) no_password: bool,
+}
+
+impl MethodPolicy {
+    /// Drops the credentials whose methods are not allowed and orders the
+    /// rest by the preferred methods (keeping the caller's order within
+    /// one method).
+    pub(crate) fn apply(&self, mut credentials: Vec<Credential>) -> Vec<Credential> {
+        credentials.retain(|c| match c {
+            Credential::Key(..) | Credential::Agent(_) => !self.no_pubkey,
+            Credential::Password(_) => !self.no_password,
+            Credential::KeyboardInteractive(_) => true,
+        });
+        if let Some(preferred) = &self.preferred {
+            let rank = |c: &Credential| {
+                c.methods()
+                    .iter()
+                    .filter_map(|m| {
+                        let name: &str = m.into();
+                        preferred.iter().position(|p| p == name)
+                    })
+                    .min()
+            };
+            credentials.retain(|c| rank(c).is_some());
+            credentials.sort_by_key(|c| rank(c));
+        }
+        credentials
+    }
+}
+
 /// How authentication ended, short of success.
 pub(crate) enum AuthFailure {
     /// Every method the server offers was tried and none accepted.

@@ -12,14 +12,14 @@ use std::net::SocketAddr;
 use russh::client::Handle;
 use tokio::net::TcpStream;
 
-use crate::auth::{self, Auth, AuthFailure, Credential};
+use crate::auth::{self, Auth, AuthFailure, Credential, MethodPolicy};
 use crate::client::{Client, DialTimings, Settings};
 use crate::deadline::{self, race, Armed, Raced, Switch, GRACE};
 use crate::error::{DialError, Kind, Phase};
 use crate::handshake::{self, ClientHandler};
 use crate::host_keys::HostKeys;
 use crate::resolve::{ResolveError, Resolver};
-use crate::ssh_config::JumpHost;
+use crate::ssh_config::{HostConfig, JumpHost, SshConfig};
 use crate::target::{InvalidTarget, Target, ToTarget};
 use crate::tcp::{self, AddressFamily, TcpConfig};
 
@@ -62,6 +62,25 @@ struct Config {
     max_output: Option<usize>,
     close_timeout: Duration,
     proxy_jump: Vec<JumpHost>,
+    ssh_config: Option<SshConfig>,
+    /// Which settings the builder was given, so that ssh_config does not
+    /// override them.
+    explicit: Explicit,
+    /// ssh_config's `ConnectionAttempts`.
+    connection_attempts: u32,
+    /// ssh_config's `HostKeyAlias`, for the target.
+    host_key_alias: Option<String>,
+    /// ssh_config's authentication settings.
+    methods: MethodPolicy,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Explicit {
+    connect_timeout: bool,
+    address_family: bool,
+    ssh_keepalive: bool,
+    host_keys: bool,
+    proxy_jump: bool,
 }
 
 impl Default for Config {
@@ -76,6 +95,11 @@ impl Default for Config {
             max_output: Some(crate::process::DEFAULT_MAX_OUTPUT),
             close_timeout: Duration::from_secs(5),
             proxy_jump: Vec::new(),
+            ssh_config: None,
+            explicit: Explicit::default(),
+            connection_attempts: 1,
+            host_key_alias: None,
+            methods: MethodPolicy::default(),
         }
     }
 }
@@ -172,9 +196,180 @@ impl Dialer {
         auth: Auth,
     ) -> Result<Client, DialError> {
         let user = user.into();
+        if let Some(ssh) = &self.config.ssh_config {
+            return self
+                .dial_configured(ssh, addr.to_target(), addr.names_port(), user, Some(auth))
+                .await;
+        }
         let hops = self.hops(&self.config.proxy_jump, &user);
-        self.dial_with(addr.to_target(), user, auth, hops, None)
+        self.dial_with(&self.config, addr.to_target(), user, auth, hops, None)
             .await
+    }
+
+    /// Dials `destination`, `[user@]host` as `ssh` takes it, with
+    /// everything from the dialer's [`ssh_config`](DialerBuilder::ssh_config)
+    /// (an empty one if none was given): `HostName`, `Port`, `User` (or
+    /// the local user), `ProxyJump`, the host key settings, and the
+    /// credentials of [`HostConfig::auth`](crate::HostConfig::auth)
+    /// (`IdentityFile`s and the agent). Settings given to the builder win
+    /// over the file.
+    ///
+    /// # Errors
+    ///
+    /// As [`dial`](Self::dial); a configuration that cannot be resolved
+    /// for the host, a `ProxyCommand`, or nothing to authenticate with are
+    /// [`is_invalid_input`](DialError::is_invalid_input).
+    ///
+    /// # Cancellation
+    ///
+    /// As [`dial`](Self::dial).
+    pub async fn dial_alias(&self, destination: &str) -> Result<Client, DialError> {
+        let (user, host) = match destination.rfind('@') {
+            Some(at) => (&destination[..at], &destination[at + 1..]),
+            None => ("", destination),
+        };
+        let empty;
+        let ssh = match &self.config.ssh_config {
+            Some(ssh) => ssh,
+            None => {
+                empty = SshConfig::empty();
+                &empty
+            }
+        };
+        self.dial_configured(
+            ssh,
+            host.to_target(),
+            host.names_port(),
+            user.to_owned(),
+            None,
+        )
+        .await
+    }
+
+    /// A dial of a host named in ssh_config: the host resolved as `ssh -G`
+    /// resolves it, the file's settings under the builder's.
+    async fn dial_configured(
+        &self,
+        ssh: &SshConfig,
+        target: Result<Target, InvalidTarget>,
+        names_port: bool,
+        user: String,
+        auth: Option<Auth>,
+    ) -> Result<Client, DialError> {
+        let start = Instant::now();
+        let fail = |label: &str, kind: Kind| {
+            DialError::new(label, Phase::Resolve, kind, None, start.elapsed())
+        };
+        let target = match target {
+            Ok(t) => t,
+            Err(e) => return Err(fail(e.input(), Kind::InvalidAddress(e.reason().to_owned()))),
+        };
+        let label = target.display();
+        let destination = match user.as_str() {
+            "" => target.host().to_owned(),
+            u => format!("{u}@{}", target.host()),
+        };
+        let host = ssh
+            .resolve(&destination)
+            .map_err(|e| fail(&label, Kind::Config(e.to_string())))?;
+        if host.proxy_command().is_some() && host.proxy_jump().is_empty() {
+            return Err(fail(
+                &label,
+                Kind::Unsupported(
+                    "ProxyCommand is not supported (ProxyJump is); set ProxyCommand none to dial directly"
+                        .into(),
+                ),
+            ));
+        }
+        let port = if names_port {
+            target.port()
+        } else {
+            host.port()
+        };
+        let auth = match auth {
+            Some(a) => a,
+            None => host.auth().ok_or_else(|| {
+                fail(
+                    &label,
+                    Kind::NoCredentials(format!(
+                        "no IdentityFile exists and no agent is usable for {}",
+                        host.host()
+                    )),
+                )
+            })?,
+        };
+        let user = if user.is_empty() {
+            host.user().to_owned()
+        } else {
+            user
+        };
+        let chain = if self.config.explicit.proxy_jump {
+            self.config.proxy_jump.clone()
+        } else {
+            host.proxy_jump().to_vec()
+        };
+        let mut hops = Vec::new();
+        for jump in &chain {
+            let spec = match jump.user() {
+                Some(u) => format!("{u}@{}", jump.host()),
+                None => jump.host().to_owned(),
+            };
+            let resolved = ssh
+                .resolve(&spec)
+                .map_err(|e| fail(&label, Kind::Config(e.to_string())))?;
+            let port = jump.port().unwrap_or(resolved.port());
+            hops.push((resolved.hostname(), port).to_target().map(|t| Hop {
+                target: t,
+                user: resolved.user().to_owned(),
+            }));
+        }
+        let hops: Result<Vec<Hop>, InvalidTarget> = hops.into_iter().collect();
+        let config = self.for_host(&host);
+        self.dial_with(
+            &config,
+            (host.hostname(), port).to_target(),
+            user,
+            auth,
+            hops,
+            None,
+        )
+        .await
+    }
+
+    /// This dialer's settings with `host`'s from ssh_config where the
+    /// builder was not given them.
+    fn for_host(&self, host: &HostConfig) -> Config {
+        let mut config = (*self.config).clone();
+        let explicit = config.explicit;
+        if !explicit.connect_timeout {
+            if let Some(t) = host.connect_timeout() {
+                config.tcp.connect_timeout = Some(t);
+            }
+        }
+        if !explicit.address_family {
+            config.tcp.family = host.address_family();
+        }
+        if !explicit.ssh_keepalive {
+            if let Some(interval) = host.server_alive_interval() {
+                let mut russh = crate::handshake::copy(&config.russh);
+                russh.keepalive_interval = (!interval.is_zero()).then_some(interval);
+                russh.keepalive_max = host.server_alive_count_max() as usize;
+                config.russh = Arc::new(russh);
+            }
+        }
+        if !explicit.host_keys {
+            config.host_keys = host.host_keys();
+        }
+        config.connection_attempts = host.connection_attempts();
+        config.host_key_alias = host.host_key_alias().map(str::to_owned);
+        config.methods = MethodPolicy {
+            preferred: host
+                .preferred_authentications()
+                .map(|p| p.split(',').map(str::to_owned).collect()),
+            no_pubkey: !host.pubkey_authentication(),
+            no_password: !host.password_authentication(),
+        };
+        config
     }
 
     /// Like [`dial`](Self::dial), but through `jump`, an authenticated
@@ -203,6 +398,7 @@ impl Dialer {
         auth: Auth,
     ) -> Result<Client, DialError> {
         self.dial_with(
+            &self.config,
             addr.to_target(),
             user.into(),
             auth,
@@ -227,6 +423,7 @@ impl Dialer {
 
     async fn dial_with(
         &self,
+        config: &Config,
         target: Result<Target, InvalidTarget>,
         user: String,
         auth: Auth,
@@ -263,9 +460,9 @@ impl Dialer {
         );
         let result = Box::pin(
             Attempt {
-                config: &self.config,
+                config,
                 start,
-                deadline: deadline::deadline_after(start, self.config.timeout),
+                deadline: deadline::deadline_after(start, config.timeout),
                 label: &label,
                 via: (!chain.is_empty()).then(|| chain.join(",")),
                 hop: None,
@@ -485,7 +682,7 @@ impl Attempt<'_> {
         match tokio::time::timeout_at(self.deadline, auth.load()).await {
             Err(_) => Err(self.timed_out(Phase::Auth)),
             Ok(Err(kind)) => Err(self.fail(Phase::Auth, kind)),
-            Ok(Ok(c)) => Ok(c),
+            Ok(Ok(c)) => Ok(self.config.methods.apply(c)),
         }
     }
 
@@ -514,12 +711,23 @@ impl Attempt<'_> {
         if addrs.is_empty() {
             return Err(self.fail(Phase::Connect, Kind::NoAddresses));
         }
-        let (tcp, remote) = match tcp::connect(&addrs, &self.config.tcp, self.deadline).await {
-            Ok(c) => c,
-            Err(attempts) if Instant::now() >= self.deadline => {
-                return Err(self.fail(Phase::Connect, Kind::TimedOut(attempts)))
+        let mut failed = Vec::new();
+        let mut round = 1;
+        let (tcp, remote) = loop {
+            match tcp::connect(&addrs, &self.config.tcp, self.deadline).await {
+                Ok(c) => break c,
+                Err(attempts) => failed.extend(attempts),
             }
-            Err(attempts) => return Err(self.fail(Phase::Connect, Kind::Connect(attempts))),
+            if Instant::now() >= self.deadline {
+                return Err(self.fail(Phase::Connect, Kind::TimedOut(failed)));
+            }
+            if round >= self.config.connection_attempts {
+                return Err(self.fail(Phase::Connect, Kind::Connect(failed)));
+            }
+            // ssh_config's ConnectionAttempts: one second apart, as ssh.
+            round += 1;
+            tokio::time::sleep_until(self.deadline.min(Instant::now() + Duration::from_secs(1)))
+                .await;
         };
         self.remote_addr = Some(remote);
         tracing::debug!(%remote, elapsed = ?self.lap.elapsed(), "connected");
@@ -539,7 +747,12 @@ impl Attempt<'_> {
     {
         // The known_hosts files, read while the server's banner is on its
         // way; the time counts as key exchange, where it is used.
-        let prepare = self.config.host_keys.prepare(target.host(), target.port());
+        let (name, port) = match (&self.config.host_key_alias, &self.hop) {
+            // The alias names the key without a port, as in OpenSSH.
+            (Some(alias), None) => (alias.as_str(), 22),
+            _ => (target.host(), target.port()),
+        };
+        let prepare = self.config.host_keys.prepare(name, port);
         let host_keys = match tokio::time::timeout_at(self.deadline, prepare).await {
             Err(_) => return Err(self.timed_out(Phase::KeyExchange)),
             Ok(Err(failure)) => return Err(self.fail(Phase::KeyExchange, Kind::HostKey(failure))),
@@ -671,6 +884,7 @@ impl DialerBuilder {
     /// Which address families to connect over (OpenSSH's `AddressFamily`).
     /// Default is [`AddressFamily::Any`].
     pub fn address_family(mut self, family: AddressFamily) -> Self {
+        self.config.explicit.address_family = true;
         self.config.tcp.family = family;
         self
     }
@@ -694,6 +908,7 @@ impl DialerBuilder {
     ///
     /// If `None`, each attempt may use what is left of the total. Default is `None`.
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.explicit.connect_timeout = true;
         self.config.tcp.connect_timeout = timeout;
         self
     }
@@ -762,12 +977,14 @@ impl DialerBuilder {
     ///
     /// If `None`, off. Default is 15 seconds.
     pub fn ssh_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.explicit.ssh_keepalive = true;
         self.ssh_keepalive_interval = interval;
         self
     }
 
     /// Unanswered SSH keepalive requests before the session ends. Default is 3.
     pub fn ssh_keepalive_max(mut self, max: usize) -> Self {
+        self.config.explicit.ssh_keepalive = true;
         self.ssh_keepalive_max = max;
         self
     }
@@ -788,6 +1005,7 @@ impl DialerBuilder {
     ///
     /// Default is [`HostKeys::default`]: `~/.ssh/known_hosts`, unknown hosts refused.
     pub fn host_keys(mut self, host_keys: HostKeys) -> Self {
+        self.config.explicit.host_keys = true;
         self.config.host_keys = host_keys;
         self
     }
@@ -843,7 +1061,27 @@ impl DialerBuilder {
     ///
     /// Default is none: dials connect directly.
     pub fn proxy_jump(mut self, chain: impl IntoIterator<Item = JumpHost>) -> Self {
+        self.config.explicit.proxy_jump = true;
         self.config.proxy_jump = chain.into_iter().collect();
+        self
+    }
+
+    /// Reads hosts the way `ssh` does: [`Dialer::dial`] and
+    /// [`Dialer::dial_alias`] look the host up in `config` as `ssh -G`
+    /// would and take its `HostName`, `Port` (unless the address names
+    /// one), `User` (when the dial's user is empty), `ProxyJump`,
+    /// `ConnectTimeout` (each TCP connect attempt), `ConnectionAttempts`,
+    /// `ServerAliveInterval`/`ServerAliveCountMax` (SSH keepalive),
+    /// `AddressFamily`, the known_hosts settings (`UserKnownHostsFile`,
+    /// `GlobalKnownHostsFile`, `StrictHostKeyChecking`, `HashKnownHosts`,
+    /// `HostKeyAlias`) and `PreferredAuthentications`,
+    /// `PubkeyAuthentication` and `PasswordAuthentication`. Whatever this
+    /// builder was told explicitly wins over the file; the dial's one
+    /// deadline ([`timeout`](Self::timeout)) is the builder's.
+    ///
+    /// Default is none: addresses are dialed as given.
+    pub fn ssh_config(mut self, config: SshConfig) -> Self {
+        self.config.ssh_config = Some(config);
         self
     }
 

@@ -90,6 +90,10 @@ pub(crate) enum Kind {
     },
     #[error("connection closed by peer")]
     Closed,
+    #[error("ssh_config: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("the jump host did not open a channel to the target: {}", PeerText::new(&.0.to_string()))]
     ChannelOpen(#[source] russh::Error),
     #[error("{}", PeerText::new(&fmt_io(.0)))]
@@ -271,7 +275,11 @@ impl DialError {
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self.inner.kind,
-            Kind::InvalidAddress(_) | Kind::Key { .. } | Kind::NoCredentials(_)
+            Kind::InvalidAddress(_)
+                | Kind::Key { .. }
+                | Kind::NoCredentials(_)
+                | Kind::Config(_)
+                | Kind::Unsupported(_)
         )
     }
 

@@ -100,9 +100,17 @@ impl client::Handler for ClientHandler {
     }
 }
 
-/// `base` with other algorithm preferences. russh's `Config` is not
-/// `Clone`, so the fields are copied one by one.
+/// `base` with other algorithm preferences.
 fn with_preferred(base: &client::Config, preferred: russh::Preferred) -> client::Config {
+    client::Config {
+        preferred,
+        ..copy(base)
+    }
+}
+
+/// A copy of `base`: russh's `Config` is not `Clone`, so the fields are
+/// copied one by one.
+pub(crate) fn copy(base: &client::Config) -> client::Config {
     client::Config {
         client_id: match &base.client_id {
             russh::SshId::Standard(s) => russh::SshId::Standard(s.clone()),
@@ -112,7 +120,7 @@ fn with_preferred(base: &client::Config, preferred: russh::Preferred) -> client:
         window_size: base.window_size,
         maximum_packet_size: base.maximum_packet_size,
         channel_buffer_size: base.channel_buffer_size,
-        preferred,
+        preferred: base.preferred.clone(),
         inactivity_timeout: base.inactivity_timeout,
         keepalive_interval: base.keepalive_interval,
         keepalive_max: base.keepalive_max,

@@ -200,6 +200,22 @@ impl HostKeys {
         }))
     }
 
+    /// OpenSSH's settings: these user files, these global files, unknown
+    /// hosts learned into `learn` (accept-new) if given.
+    pub(crate) fn files(
+        user: Vec<PathBuf>,
+        global: Vec<PathBuf>,
+        learn: Option<PathBuf>,
+        hash: bool,
+    ) -> Self {
+        HostKeys::new(Policy::KnownHosts(Files {
+            user: Some(user),
+            global: Some(global),
+            learn,
+            hash,
+        }))
+    }
+
     /// Replaces the global known_hosts files read beside the user's, like
     /// OpenSSH's `GlobalKnownHostsFile`; an empty list reads none.
     ///

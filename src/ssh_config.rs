@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::Auth;
+use crate::host_keys::HostKeys;
 use crate::tcp::AddressFamily;
 
 /// How deep `Include` may nest, as in OpenSSH (`READCONF_MAX_DEPTH`).
@@ -237,6 +239,8 @@ pub struct HostConfig {
     password_authentication: bool,
     batch_mode: bool,
     other: BTreeMap<String, Vec<String>>,
+    /// For `~` in `GlobalKnownHostsFile`, expanded when read.
+    home: String,
 }
 
 impl HostConfig {
@@ -347,6 +351,75 @@ impl HostConfig {
     /// first obtained value), by its lowercase name.
     pub fn other(&self, key: &str) -> Option<&[String]> {
         self.other.get(&key.to_ascii_lowercase()).map(Vec::as_slice)
+    }
+
+    /// The host key policy these settings describe: `UserKnownHostsFile`s
+    /// and `GlobalKnownHostsFile`s read, unknown hosts refused under
+    /// `yes` and `ask` (ssh-dial never asks), learned into the first user
+    /// file under `accept-new` (hashed if `HashKnownHosts`), and any key
+    /// accepted under `no`.
+    pub fn host_keys(&self) -> HostKeys {
+        let user: Vec<PathBuf> = self
+            .user_known_hosts_files
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let home = self.home.as_str();
+        let global: Vec<PathBuf> = self
+            .global_known_hosts_files
+            .iter()
+            .map(|f| PathBuf::from(tilde(f, home)))
+            .collect();
+        match self.strict_host_key_checking {
+            StrictHostKeyChecking::No => HostKeys::insecure_accept_any(),
+            StrictHostKeyChecking::AcceptNew => {
+                let learn = user.first().cloned();
+                HostKeys::files(user, global, learn, self.hash_known_hosts)
+            }
+            StrictHostKeyChecking::Yes | StrictHostKeyChecking::Ask => {
+                HostKeys::files(user, global, None, self.hash_known_hosts)
+            }
+        }
+    }
+
+    /// The credentials these settings offer, as `ssh` would: each
+    /// `IdentityFile` that exists (unencrypted, or the dial fails naming
+    /// it), then the agent at `IdentityAgent` (or `$SSH_AUTH_SOCK`) unless
+    /// `IdentitiesOnly` or `IdentityAgent none`; nothing if
+    /// `PubkeyAuthentication no`. `None` when there is nothing to offer.
+    pub fn auth(&self) -> Option<Auth> {
+        if !self.pubkey_authentication() {
+            return None;
+        }
+        let mut auth: Option<Auth> = None;
+        let mut add = |a: Auth| {
+            auth = Some(match auth.take() {
+                Some(prev) => prev.or(a),
+                None => a,
+            })
+        };
+        for path in &self.identity_paths {
+            if path.is_file() {
+                add(Auth::key_file(path.clone(), None));
+            }
+        }
+        if !self.identities_only {
+            match self.identity_agent.as_deref() {
+                Some("none") => {}
+                None | Some("SSH_AUTH_SOCK") | Some("$SSH_AUTH_SOCK") => {
+                    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+                        add(Auth::agent());
+                    }
+                }
+                Some(socket) if socket.starts_with('$') => {
+                    if let Some(path) = std::env::var_os(&socket[1..]) {
+                        add(Auth::agent_at(path));
+                    }
+                }
+                Some(socket) => add(Auth::agent_at(socket)),
+            }
+        }
+        auth
     }
 
     /// The settings as `ssh -G` prints them: `key value` lines, keys in
@@ -1072,6 +1145,7 @@ impl Options {
             password_authentication: self.password_authentication.unwrap_or(true),
             batch_mode: self.batch_mode.unwrap_or(false),
             other: self.other,
+            home: local.home.clone(),
         })
     }
 }

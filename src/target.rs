@@ -244,6 +244,27 @@ pub trait ToTarget: sealed::Sealed {
     ///
     /// [`InvalidTarget`], saying what is wrong with the address.
     fn to_target(&self) -> Result<Target, InvalidTarget>;
+
+    /// Whether the address names its port (a `"host"` string does not),
+    /// so that a port from ssh_config does not override one given.
+    #[doc(hidden)]
+    fn names_port(&self) -> bool {
+        true
+    }
+}
+
+/// Whether a `host[:port]` string has its port.
+fn str_names_port(s: &str) -> bool {
+    let s = s.trim();
+    if s.parse::<Ipv6Addr>().is_ok() {
+        return false;
+    }
+    match s.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once(']')
+            .is_some_and(|(_, after)| !after.is_empty()),
+        None => s.contains(':'),
+    }
 }
 
 macro_rules! to_target {
@@ -265,17 +286,29 @@ impl ToTarget for str {
     fn to_target(&self) -> Result<Target, InvalidTarget> {
         Target::parse(self)
     }
+
+    fn names_port(&self) -> bool {
+        str_names_port(self)
+    }
 }
 
 impl ToTarget for String {
     fn to_target(&self) -> Result<Target, InvalidTarget> {
         Target::parse(self)
     }
+
+    fn names_port(&self) -> bool {
+        str_names_port(self)
+    }
 }
 
 impl<T: ToTarget + ?Sized> ToTarget for &T {
     fn to_target(&self) -> Result<Target, InvalidTarget> {
         (**self).to_target()
+    }
+
+    fn names_port(&self) -> bool {
+        (**self).names_port()
     }
 }
 

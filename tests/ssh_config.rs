@@ -1,0 +1,192 @@
+//! Dialing by ssh_config alias, against real sshds, and beside the real
+//! `ssh` reading the same file.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use ssh_dial::testing::Sshd;
+use ssh_dial::{Auth, Dialer, HostKeys, SshConfig};
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `Host` block for `alias` naming everything about `sshd`.
+fn block(alias: &str, sshd: &Sshd, known_hosts: &Path) -> String {
+    format!(
+        "Host {alias}\n  HostName {ip}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  \
+         IdentitiesOnly yes\n  UserKnownHostsFile {kh}\n  GlobalKnownHostsFile none\n  \
+         StrictHostKeyChecking yes\n  BatchMode yes\n",
+        ip = sshd.addr().ip(),
+        port = sshd.addr().port(),
+        user = sshd.user(),
+        key = sshd.user_key_path().display(),
+        kh = known_hosts.display(),
+    )
+}
+
+#[tokio::test]
+async fn an_alias_is_dialed_with_its_host_name_port_user_key_and_known_hosts() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = write(dir.path(), "known_hosts", &sshd.known_hosts_line());
+    let cfg = write(dir.path(), "config", &block("prod-db", &sshd, &kh));
+    let dialer = Dialer::builder()
+        .timeout(Duration::from_secs(10))
+        .ssh_config(SshConfig::load(&cfg).unwrap())
+        .build();
+    let client = dialer.dial_alias("prod-db").await.unwrap();
+    assert_eq!(client.remote_addr(), sshd.addr());
+    assert_eq!(
+        client.exec("echo aliased").await.unwrap().stdout,
+        b"aliased\n"
+    );
+    client.close().await;
+
+    // The file's known_hosts is the one read: an empty one refuses.
+    let empty = write(dir.path(), "empty_known_hosts", "");
+    let cfg = write(dir.path(), "config2", &block("prod-db", &sshd, &empty));
+    let err = Dialer::builder()
+        .ssh_config(SshConfig::load(&cfg).unwrap())
+        .build()
+        .dial_alias("prod-db")
+        .await
+        .unwrap_err();
+    assert!(err.is_host_key(), "{err}");
+}
+
+#[tokio::test]
+async fn explicit_builder_settings_win_over_the_file() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write(dir.path(), "empty_known_hosts", "");
+    let good = write(dir.path(), "known_hosts", &sshd.known_hosts_line());
+    let text = format!(
+        "{}  ProxyJump nowhere.invalid\n",
+        block("db", &sshd, &empty)
+    );
+    let cfg = write(dir.path(), "config", &text);
+    let client = Dialer::builder()
+        .ssh_config(SshConfig::load(&cfg).unwrap())
+        .host_keys(HostKeys::known_hosts(&good))
+        .proxy_jump([])
+        .build()
+        .dial("db", "", Auth::key(sshd.user_key().clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.exec("echo explicit").await.unwrap().stdout,
+        b"explicit\n"
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_command_is_refused_clearly() {
+    let cfg = SshConfig::parse("Host old\n  ProxyCommand nc %h %p\n").unwrap();
+    let err = Dialer::builder()
+        .ssh_config(cfg)
+        .build()
+        .dial("old", "u", Auth::password("p"))
+        .await
+        .unwrap_err();
+    assert!(err.is_invalid_input(), "{err}");
+    assert!(err.to_string().contains("ProxyCommand"), "{err}");
+}
+
+#[tokio::test]
+async fn a_host_key_alias_names_the_key_on_file() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = write(
+        dir.path(),
+        "known_hosts",
+        &format!("the-alias {}\n", sshd.host_key()),
+    );
+    let text = format!("{}  HostKeyAlias The-Alias\n", block("aliased", &sshd, &kh));
+    let cfg = write(dir.path(), "config", &text);
+    let dialer = Dialer::builder()
+        .ssh_config(SshConfig::load(&cfg).unwrap())
+        .build();
+    let client = dialer.dial_alias("aliased").await.unwrap();
+    client.close().await;
+}
+
+/// One config with a jump host: ssh-dial and the real `ssh -F` both reach
+/// the target through the bastion, and agree on what they reach.
+#[tokio::test]
+async fn ssh_and_ssh_dial_reach_the_same_host_through_the_same_config() {
+    if !support::openssh(&["sshd", "ssh-keygen", "ssh"]) {
+        return;
+    }
+    let bastion = Sshd::start().unwrap();
+    let target = Sshd::start().unwrap();
+    target
+        .authorize(&bastion.user_key_path().with_extension("pub"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = write(
+        dir.path(),
+        "known_hosts",
+        &format!(
+            "{}\n{}\n",
+            bastion.known_hosts_line(),
+            target.known_hosts_line()
+        ),
+    );
+    let text = format!(
+        "Host target\n  ProxyJump bastion\n{}{}",
+        block("target", &target, &kh).replace(
+            &format!("IdentityFile {}", target.user_key_path().display()),
+            &format!("IdentityFile {}", bastion.user_key_path().display())
+        ),
+        block("bastion", &bastion, &kh)
+    );
+    let cfg = write(dir.path(), "config", &text);
+
+    let out = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&cfg)
+        .args(["target", "echo", "$SSH_CONNECTION"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dialer = Dialer::builder()
+        .timeout(Duration::from_secs(10))
+        .ssh_config(SshConfig::load(&cfg).unwrap())
+        .build();
+    let client = dialer.dial_alias("target").await.unwrap();
+    assert_eq!(
+        client.jump_host().unwrap().target(),
+        bastion.addr().to_string()
+    );
+    let ours = client.exec("echo $SSH_CONNECTION").await.unwrap();
+    // SSH_CONNECTION is "client_ip client_port server_ip server_port": the
+    // client is the bastion's sshd in both cases; the server is the target.
+    let server_end = |s: &[u8]| {
+        let text = String::from_utf8_lossy(s).to_string();
+        let fields: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        (fields[0].clone(), fields[2].clone(), fields[3].clone())
+    };
+    assert_eq!(server_end(&out.stdout), server_end(&ours.stdout));
+    assert_eq!(server_end(&ours.stdout).2, target.addr().port().to_string());
+    client.close().await;
+}
