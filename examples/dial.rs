@@ -3,11 +3,17 @@
 //! ```text
 //! cargo run --example dial -- --help
 //! cargo run --example dial -- -p 2222 --accept-any-host-key me@127.0.0.1 uname -a
+//! cargo run --example dial -- -J bastion,inner deploy@db uptime
+//! cargo run --example dial -- -G -F ~/.ssh/config prod-db
 //! ```
 //!
-//! With a COMMAND it runs it, passes its stdout and stderr through and exits
-//! with its exit status. Without one it says whom it reached and exits 0.
-//! Any failure prints one line starting with `error:` and exits 255, like `ssh`.
+//! Hosts are looked up in ssh_config as `ssh` looks them up (`-F FILE`, or
+//! `~/.ssh/config` and `/etc/ssh/ssh_config`); options given here win over
+//! the file. With a COMMAND it runs it, passes its stdout and stderr
+//! through and exits with its exit status. Without one it says whom it
+//! reached and exits 0. `-G` prints the resolved configuration, as
+//! `ssh -G` does, and exits. Any failure prints one line starting with
+//! `error:` and exits 255, like `ssh`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,14 +21,26 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ssh_dial::{Auth, Dialer, ExitStatus, HostKeys, ToTarget};
+use ssh_dial::{Auth, Dialer, ExitStatus, HostConfig, HostKeys, JumpHost, SshConfig, ToTarget};
 
 /// Dial an SSH server under one deadline and run a command.
 #[derive(Parser)]
 #[command(name = "dial")]
 struct Args {
-    /// [USER@]HOST[:PORT]
+    /// [USER@]HOST[:PORT]; HOST may be an ssh_config alias.
     destination: String,
+    /// ssh_config file to read instead of ~/.ssh/config and
+    /// /etc/ssh/ssh_config (`none`: no file).
+    #[arg(short = 'F', value_name = "CONFIG")]
+    config: Option<PathBuf>,
+    /// Jump hosts, comma-separated [USER@]HOST[:PORT], first hop first
+    /// (`none`: direct, whatever the config says).
+    #[arg(short = 'J', value_name = "JUMP")]
+    jump: Option<String>,
+    /// Print the configuration ssh-dial would use for the destination,
+    /// one `key value` line per key as `ssh -G` prints it, and exit.
+    #[arg(short = 'G')]
+    print_config: bool,
     /// The command to run; none: just connect.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -91,44 +109,71 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<u8, String> {
+    let ssh = match &args.config {
+        Some(path) if path.as_os_str() == "none" => Ok(SshConfig::empty()),
+        Some(path) => SshConfig::load(path),
+        None => SshConfig::load_default(),
+    }
+    .map_err(|e| format!("ssh_config: {e}"))?;
     let (user, host) = match args.destination.rsplit_once('@') {
         Some((user, host)) => (user.to_owned(), host),
-        None => (
-            std::env::var("USER").unwrap_or_else(|_| "root".into()),
-            args.destination.as_str(),
-        ),
+        None => (String::new(), args.destination.as_str()),
     };
-    let mut target = host
+    let target = host
         .to_target()
         .map_err(|e| format!("resolve: invalid address: {e}"))?;
-    if let Some(port) = args.port {
-        target = (target.host(), port)
-            .to_target()
-            .map_err(|e| e.to_string())?;
-    }
-    let host_keys = match (&args.known_hosts, args.accept_new) {
-        _ if args.accept_any_host_key => HostKeys::insecure_accept_any(),
-        (Some(path), true) => HostKeys::accept_new(path),
-        (None, true) => HostKeys::accept_new(home().join(".ssh/known_hosts")),
-        (Some(path), false) => HostKeys::known_hosts(path),
-        (None, false) => HostKeys::default(),
+    // `host:port` and -p name the port; a bare host takes the config's.
+    let port = args.port.or(host.names_port().then(|| target.port()));
+    let addr = match port {
+        Some(port) if target.host().contains(':') => format!("[{}]:{port}", target.host()),
+        Some(port) => format!("{}:{port}", target.host()),
+        None => target.host().to_owned(),
     };
-    let client = Dialer::builder()
+    let jump = match args.jump.as_deref() {
+        None => None,
+        Some("none") => Some(Vec::new()),
+        Some(chain) => Some(JumpHost::parse_chain(chain).map_err(|e| e.to_string())?),
+    };
+    let resolved = ssh
+        .resolve(&match user.as_str() {
+            "" => target.host().to_owned(),
+            u => format!("{u}@{}", target.host()),
+        })
+        .map_err(|e| format!("ssh_config: {e}"))?;
+    if args.print_config {
+        print_config(&args, &resolved, port, jump.as_deref());
+        return Ok(0);
+    }
+
+    let mut builder = Dialer::builder()
         .timeout(args.timeout)
-        .connect_timeout(args.connect_timeout)
         .exec_timeout(Some(args.exec_timeout))
-        .host_keys(host_keys)
+        .ssh_config(ssh);
+    if let Some(t) = args.connect_timeout {
+        builder = builder.connect_timeout(Some(t));
+    }
+    if let Some(host_keys) = host_keys(&args) {
+        builder = builder.host_keys(host_keys);
+    }
+    if let Some(chain) = jump {
+        builder = builder.proxy_jump(chain);
+    }
+    let client = builder
         .build()
-        .dial(&target, user.as_str(), auth(&args)?)
+        .dial(addr.as_str(), user.as_str(), auth(&args, &resolved)?)
         .await
         .map_err(|e| e.to_string())?;
 
     if args.command.is_empty() {
         println!(
-            "connected to {}:{} ({}) as {user}",
-            target.host(),
-            target.port(),
-            client.remote_addr()
+            "connected to {} ({}) as {}",
+            client.target(),
+            client.remote_addr(),
+            if user.is_empty() {
+                resolved.user()
+            } else {
+                &user
+            }
         );
         client.close().await;
         return Ok(0);
@@ -154,9 +199,21 @@ fn env(var: &str) -> Result<String, String> {
     std::env::var(var).map_err(|_| format!("auth: environment variable {var} is not set"))
 }
 
+/// The host key policy the options ask for, if they ask for one (the
+/// config's otherwise).
+fn host_keys(args: &Args) -> Option<HostKeys> {
+    Some(match (&args.known_hosts, args.accept_new) {
+        _ if args.accept_any_host_key => HostKeys::insecure_accept_any(),
+        (Some(path), true) => HostKeys::accept_new(path),
+        (None, true) => HostKeys::accept_new(home().join(".ssh/known_hosts")),
+        (Some(path), false) => HostKeys::known_hosts(path),
+        (None, false) => return None,
+    })
+}
+
 /// Like ssh: an explicit key or password first, then the agent; with
-/// neither, the agent and the default key files.
-fn auth(args: &Args) -> Result<Auth, String> {
+/// neither, the config's identity files and agent.
+fn auth(args: &Args, resolved: &HostConfig) -> Result<Auth, String> {
     let mut methods = Vec::new();
     if let Some(key) = &args.key {
         let passphrase = args.passphrase_env.as_deref().map(env).transpose()?;
@@ -165,20 +222,50 @@ fn auth(args: &Args) -> Result<Auth, String> {
     if let Some(var) = &args.password_env {
         methods.push(Auth::password(env(var)?));
     }
-    let explicit = !methods.is_empty();
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        methods.push(Auth::agent());
-    }
-    if !explicit {
-        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-            let path = home().join(".ssh").join(name);
-            if path.exists() {
-                methods.push(Auth::key_file(path, None));
-            }
-        }
+    if let Some(from_config) = resolved.auth() {
+        methods.push(from_config);
     }
     methods.into_iter().reduce(Auth::or).ok_or_else(|| {
-        "auth: no -i KEYFILE, no --password-env, no agent (SSH_AUTH_SOCK) and no ~/.ssh/id_* key"
+        "auth: no -i KEYFILE, no --password-env, no agent (SSH_AUTH_SOCK) and no IdentityFile that exists"
             .into()
     })
+}
+
+/// `-G`: what `ssh -G` prints for the keys ssh-dial honours, with this
+/// command's options applied and, where the config sets nothing,
+/// ssh-dial's own defaults.
+fn print_config(args: &Args, resolved: &HostConfig, port: Option<u16>, jump: Option<&[JumpHost]>) {
+    let defaults = Dialer::new();
+    for (key, value) in resolved.to_ssh_g() {
+        let value = match key {
+            "port" => port.map_or(value, |p| p.to_string()),
+            // ssh-dial never asks: "ask" refuses unknown hosts.
+            "stricthostkeychecking" if args.accept_any_host_key => "false".into(),
+            "stricthostkeychecking" if args.accept_new => "accept-new".into(),
+            "stricthostkeychecking" if args.known_hosts.is_some() => "true".into(),
+            "stricthostkeychecking" if value == "ask" => "true".into(),
+            "userknownhostsfile" => match &args.known_hosts {
+                Some(path) => path.display().to_string(),
+                None => value,
+            },
+            "serveraliveinterval" if resolved.server_alive_interval().is_none() => defaults
+                .ssh_keepalive_interval()
+                .map_or(0, |d| d.as_secs())
+                .to_string(),
+            "connecttimeout" => match args.connect_timeout {
+                Some(t) => t.as_secs().to_string(),
+                None => value,
+            },
+            "proxyjump" if jump.is_some() => continue,
+            _ => value,
+        };
+        println!("{key} {value}");
+    }
+    if let Some(chain) = jump.filter(|c| !c.is_empty()) {
+        let hops: Vec<String> = chain.iter().map(ToString::to_string).collect();
+        println!("proxyjump {}", hops.join(","));
+    }
+    if let Some(key) = &args.key {
+        println!("identityfile {}", key.display());
+    }
 }

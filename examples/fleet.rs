@@ -18,22 +18,32 @@ use std::time::Duration;
 
 use clap::Parser;
 use ssh_dial::fleet::{FailedIn, Fleet, Host, HostReport, Retry};
-use ssh_dial::{Auth, Dialer, ExitStatus, HostKeys};
+use ssh_dial::{Auth, Dialer, ExitStatus, HostKeys, JumpHost, SshConfig};
 
 /// Run one command on many hosts, each under its own deadline.
 #[derive(Parser)]
 #[command(name = "fleet")]
 struct Args {
-    /// One [user@]host[:port] per line; '#' starts a comment.
+    /// One [user@]host[:port] per line, host an address, a name or an
+    /// ssh_config alias; '#' starts a comment.
     #[arg(long, value_name = "FILE")]
     hosts: PathBuf,
+    /// ssh_config file to read instead of ~/.ssh/config and
+    /// /etc/ssh/ssh_config (`none`: no file). Hosts take their HostName,
+    /// Port, User, IdentityFile, ProxyJump, ... from it.
+    #[arg(short = 'F', value_name = "CONFIG")]
+    config: Option<PathBuf>,
+    /// Jump hosts for every host, comma-separated [USER@]HOST[:PORT]
+    /// (`none`: direct, whatever the config says).
+    #[arg(short = 'J', value_name = "JUMP")]
+    jump: Option<String>,
     /// Hosts at once.
     #[arg(long, value_name = "N", default_value_t = 20)]
     concurrency: usize,
     /// Per host, dial + command, in seconds.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = secs)]
     timeout: Duration,
-    /// Private key (default: the ssh-agent).
+    /// Private key (default: each host's IdentityFile and the ssh-agent).
     #[arg(short = 'i', value_name = "KEYFILE")]
     key: Option<PathBuf>,
     /// Password from this environment variable.
@@ -73,14 +83,38 @@ fn secs(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a number of seconds"))
 }
 
-fn read_hosts(path: &PathBuf) -> Result<Vec<Host>, String> {
+/// The hosts, each with the credentials its ssh_config gives it (used
+/// when no -i or --password-env is given). The user is left empty when not
+/// given, for the config's `User` (or the local user).
+fn read_hosts(path: &PathBuf, ssh: &SshConfig) -> Result<Vec<Host>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
     text.lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter(|l| !l.is_empty())
-        .map(|l| Host::parse(l, &user).map_err(|e| format!("{}: {e}", path.display())))
+        .map(|l| {
+            let host = Host::parse(l, "").map_err(|e| format!("{}: {e}", path.display()))?;
+            let name = match l.rsplit_once('@') {
+                Some((user, addr)) => format!("{user}@{}", addr_host(addr)),
+                None => addr_host(l).to_owned(),
+            };
+            let resolved = ssh.resolve(&name).map_err(|e| format!("ssh_config: {e}"))?;
+            Ok(match resolved.auth() {
+                Some(auth) => host.with_auth(auth),
+                None => host,
+            })
+        })
         .collect()
+}
+
+/// The host part of `host[:port]` (IPv6 in brackets).
+fn addr_host(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match addr.split_once(':') {
+        Some((host, port)) if !port.contains(':') => host,
+        _ => addr,
+    }
 }
 
 #[tokio::main]
@@ -97,25 +131,45 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<bool, String> {
     let args = Args::parse();
-    let hosts = read_hosts(&args.hosts)?;
+    let ssh = match &args.config {
+        Some(path) if path.as_os_str() == "none" => Ok(SshConfig::empty()),
+        Some(path) => SshConfig::load(path),
+        None => SshConfig::load_default(),
+    }
+    .map_err(|e| format!("ssh_config: {e}"))?;
+    let mut hosts = read_hosts(&args.hosts, &ssh)?;
     let auth = match (&args.key, &args.password_env) {
-        (Some(key), _) => Auth::key_file(key, None),
-        (None, Some(var)) => {
-            Auth::password(std::env::var(var).map_err(|_| format!("{var} is not set"))?)
-        }
-        (None, None) => Auth::agent(),
+        (Some(key), _) => Some(Auth::key_file(key, None)),
+        (None, Some(var)) => Some(Auth::password(
+            std::env::var(var).map_err(|_| format!("{var} is not set"))?,
+        )),
+        (None, None) => None,
     };
-    let host_keys = match (&args.known_hosts, args.accept_any_host_key) {
-        (_, true) => HostKeys::insecure_accept_any(),
-        (Some(p), false) => HostKeys::known_hosts(p),
-        (None, false) => HostKeys::default(),
-    };
-    let dialer = Dialer::builder()
-        .host_keys(host_keys)
+    if let Some(auth) = &auth {
+        // Given credentials win over each host's from the config.
+        hosts = hosts
+            .into_iter()
+            .map(|h| h.with_auth(auth.clone()))
+            .collect();
+    }
+    let mut dialer = Dialer::builder()
         .max_output(Some(args.max_output))
-        .build();
+        .ssh_config(ssh);
+    match (&args.known_hosts, args.accept_any_host_key) {
+        (_, true) => dialer = dialer.host_keys(HostKeys::insecure_accept_any()),
+        (Some(p), false) => dialer = dialer.host_keys(HostKeys::known_hosts(p)),
+        (None, false) => {}
+    }
+    match args.jump.as_deref() {
+        None => {}
+        Some("none") => dialer = dialer.proxy_jump([]),
+        Some(chain) => {
+            dialer = dialer.proxy_jump(JumpHost::parse_chain(chain).map_err(|e| e.to_string())?)
+        }
+    }
+    let dialer = dialer.build();
     let mut fleet = Fleet::builder(dialer)
-        .auth(auth)
+        .auth(auth.unwrap_or_else(Auth::agent))
         .concurrency(args.concurrency)
         .host_timeout(args.timeout)
         .retry(Retry::attempts(args.retries + 1));

@@ -150,6 +150,12 @@ impl Dialer {
         self.config.timeout
     }
 
+    /// The interval of SSH keepalive requests on its clients, if on (see
+    /// [`DialerBuilder::ssh_keepalive_interval`]).
+    pub fn ssh_keepalive_interval(&self) -> Option<Duration> {
+        self.config.russh.keepalive_interval
+    }
+
     /// A dialer like this one with another total deadline; `self` is
     /// unchanged. Handy for a deadline that spans more than one dial, as in
     /// [`fleet`](crate::fleet).

@@ -49,10 +49,16 @@ pub struct Host {
     target: Target,
     user: String,
     auth: Option<Auth>,
+    /// Whether the address named its port: if not, a dialer with an
+    /// ssh_config takes the port from the file.
+    names_port: bool,
 }
 
 impl Host {
-    /// A host at `addr` (anything [`Dialer::dial`] accepts), logged into as `user`.
+    /// A host at `addr` (anything [`Dialer::dial`] accepts), logged into as
+    /// `user`. With a dialer that has an
+    /// [`ssh_config`](crate::DialerBuilder::ssh_config), `addr` may be an
+    /// alias, and an empty `user` is the config's.
     ///
     /// # Errors
     ///
@@ -62,6 +68,7 @@ impl Host {
             target: addr.to_target()?,
             user: user.into(),
             auth: None,
+            names_port: addr.names_port(),
         })
     }
 
@@ -97,6 +104,9 @@ impl Host {
 
 impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.user.is_empty() {
+            return f.write_str(&self.target.display());
+        }
         write!(f, "{}@{}", self.user, self.target.display())
     }
 }
@@ -513,10 +523,16 @@ async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
         attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let dialer = fleet.dialer.with_timeout(remaining);
-        match dialer
-            .dial(&host.target, host.user.as_str(), auth.clone())
-            .await
-        {
+        let dialed = if host.names_port {
+            dialer
+                .dial(&host.target, host.user.as_str(), auth.clone())
+                .await
+        } else {
+            dialer
+                .dial(host.target.host(), host.user.as_str(), auth.clone())
+                .await
+        };
+        match dialed {
             Ok(client) => {
                 let timings = client.timings();
                 let remaining = deadline.saturating_duration_since(Instant::now());

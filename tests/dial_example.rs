@@ -179,3 +179,124 @@ fn help_lists_every_flag_and_exits_0() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
+
+/// `dial -G` prints what `ssh -G` prints for every key ssh-dial honours
+/// that the config sets, and ssh-dial's own defaults where it sets none.
+#[test]
+fn dash_g_prints_the_resolved_config_as_ssh_g_does() {
+    if !support::openssh(&["ssh"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(
+        &cfg,
+        "Host web*\n  HostName %h.internal\n  Port 2200\n  User deploy\n  ProxyJump jump1,ops@jump2:2222\n\
+         \x20 IdentityFile ~/.ssh/web_%r\n  ConnectTimeout 7\n  ServerAliveInterval 20\n\
+         \x20 StrictHostKeyChecking accept-new\n  UserKnownHostsFile ~/.ssh/kh_%h\n\
+         Match originalhost web2\n  AddressFamily inet6\nHost *\n  BatchMode yes\n",
+    )
+    .unwrap();
+    let lines = |out: &Output| -> Vec<(String, String)> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect()
+    };
+    for host in ["web1", "alice@web2"] {
+        let ours = run(&["-G", "-F", cfg.to_str().unwrap(), host]);
+        assert_eq!(ours.status.code(), Some(0), "{ours:?}");
+        let theirs = Command::new("ssh")
+            .args(["-G", "-F", cfg.to_str().unwrap(), host])
+            .output()
+            .unwrap();
+        let theirs = lines(&theirs);
+        let ours = lines(&ours);
+        assert!(ours.len() >= 18, "{ours:?}");
+        for (key, value) in &ours {
+            let all: Vec<&String> = theirs
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .collect();
+            assert!(
+                all.contains(&value),
+                "{host} {key}: dial {value:?}, ssh {all:?}"
+            );
+        }
+    }
+    // Unset: ssh-dial's own defaults, not ssh's.
+    let ours = lines(&run(&["-G", "-F", "none", "plain"]));
+    assert!(
+        ours.contains(&("serveraliveinterval".into(), "15".into())),
+        "{ours:?}"
+    );
+    assert!(
+        ours.contains(&("stricthostkeychecking".into(), "true".into())),
+        "{ours:?}"
+    );
+}
+
+/// `dial -J`: through a real sshd bastion to a real sshd, and, to a target
+/// that stalls key exchange behind the healthy bastion, one error line by
+/// the deadline naming both.
+#[test]
+fn dash_j_goes_through_a_bastion_under_one_deadline() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let bastion = ssh_dial::testing::Sshd::start().unwrap();
+    let target = ssh_dial::testing::Sshd::start().unwrap();
+    target
+        .authorize(&bastion.user_key_path().with_extension("pub"))
+        .unwrap();
+    let key = bastion.user_key_path().display().to_string();
+    let jump = format!("{}@{}", bastion.user(), bastion.addr());
+    let dest = format!("{}@{}", target.user(), target.addr());
+    let out = run(&[
+        "-F",
+        "none",
+        "-J",
+        &jump,
+        "-i",
+        &key,
+        "--accept-any-host-key",
+        &dest,
+        "echo",
+        "hopped",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hopped\n", "{out:?}");
+
+    let stall = MisbehavingServer::start(Mode::StallAfterKexInit).unwrap();
+    let dest = format!("test@{}", stall.addr());
+    let start = std::time::Instant::now();
+    let out = run(&[
+        "-F",
+        "none",
+        "--timeout",
+        "1",
+        "-J",
+        &jump,
+        "-i",
+        &key,
+        "--accept-any-host-key",
+        &dest,
+        "true",
+    ]);
+    let took = start.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        err.starts_with(&format!(
+            "error: dial {} via {}: key-exchange timed out after 1.0",
+            stall.addr(),
+            bastion.addr()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(took < std::time::Duration::from_millis(1500), "{took:?}");
+}

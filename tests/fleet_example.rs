@@ -169,3 +169,88 @@ fn output_is_capped_streamed_as_lines_and_written_per_host() {
         assert_eq!(l["stdout"], "0123", "{l}");
     }
 }
+
+/// A hosts file of ssh_config aliases behind a bastion (`-F`), and the same
+/// hosts by address with `-J`: every host answers through the bastion.
+#[test]
+fn aliases_from_ssh_config_and_jump_hosts_reach_every_host() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    use ssh_dial::testing::Sshd;
+    let bastion = Sshd::start().unwrap();
+    let targets = [Sshd::start().unwrap(), Sshd::start().unwrap()];
+    for t in &targets {
+        t.authorize(&bastion.user_key_path().with_extension("pub"))
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_hosts");
+    let mut lines = vec![bastion.known_hosts_line()];
+    lines.extend(targets.iter().map(|t| t.known_hosts_line()));
+    std::fs::write(&known, lines.join("\n") + "\n").unwrap();
+    let key = bastion.user_key_path();
+    let mut cfg = format!(
+        "Host bastion\n  HostName 127.0.0.1\n  Port {}\n\nHost app-*\n  ProxyJump bastion\n",
+        bastion.addr().port()
+    );
+    for (i, t) in targets.iter().enumerate() {
+        cfg += &format!(
+            "Host app-{i}\n  HostName 127.0.0.1\n  Port {}\n",
+            t.addr().port()
+        );
+    }
+    cfg += &format!(
+        "Host *\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  \
+         GlobalKnownHostsFile none\n",
+        bastion.user(),
+        key.display(),
+        known.display()
+    );
+    let config = dir.path().join("config");
+    std::fs::write(&config, cfg).unwrap();
+    let aliases = dir.path().join("aliases");
+    std::fs::write(&aliases, "app-0\napp-1\n").unwrap();
+    let by_address = dir.path().join("by_address");
+    std::fs::write(
+        &by_address,
+        targets
+            .iter()
+            .map(|t| t.addr().to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let jump = format!("{}@{}", bastion.user(), bastion.addr());
+    for extra in [
+        vec!["--hosts", aliases.to_str().unwrap()],
+        vec![
+            "--hosts",
+            by_address.to_str().unwrap(),
+            "-J",
+            jump.as_str(),
+            "-i",
+            key.to_str().unwrap(),
+        ],
+    ] {
+        let out = Command::new(support::example("fleet"))
+            .args(["--json", "--timeout", "10", "-F", config.to_str().unwrap()])
+            .args(&extra)
+            .args(["--", "echo", "$SSH_CONNECTION"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{extra:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.lines().count(), 2, "{stdout}");
+        for t in &targets {
+            // The target's sshd saw a connection ending at its own port.
+            let port = format!(" {}\\n", t.addr().port());
+            assert!(stdout.contains(&port), "{extra:?}: {stdout}");
+        }
+    }
+}
