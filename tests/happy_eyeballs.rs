@@ -1,0 +1,175 @@
+//! Happy Eyeballs by name: a host name whose first address is black-holed
+//! (its SYNs vanish) and whose second answers connects in about the
+//! attempt delay (250 ms), not at the deadline; a name whose addresses all
+//! vanish fails by the deadline with every attempt in the error.
+//!
+//! The black hole is a veth interface whose peer is down (what is sent into
+//! it vanishes) inside a network namespace the test makes; the names are in
+//! that namespace's `/etc/hosts` (`ip netns exec` mounts
+//! `/etc/netns/NAME/hosts` over it). The dials run in a child process (this
+//! test binary, test `child_in_namespace`) started inside the namespace.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ssh_dial::testing::TestServer;
+use ssh_dial::{Auth, Dialer, HostKeys, Phase};
+
+const CHILD_ENV: &str = "SSH_DIAL_HAPPY_EYEBALLS_CHILD";
+
+struct Namespace {
+    name: String,
+    etc: std::path::PathBuf,
+}
+
+impl Namespace {
+    fn create() -> Result<Namespace, String> {
+        let name = format!("ssh-dial-he-{}", std::process::id() % 100_000);
+        support::ip(&["netns", "add", &name])?;
+        let etc = std::path::Path::new("/etc/netns").join(&name);
+        let ns = Namespace { name, etc };
+        let exec = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", ns.name.as_str(), "ip"];
+            all.extend_from_slice(args);
+            support::ip(&all)
+        };
+        exec(&["link", "set", "lo", "up"])?;
+        // A veth pair whose other end stays down: what is sent into it
+        // vanishes. Neighbour entries spare the ARP that would otherwise
+        // fail the connect with "no route to host".
+        exec(&[
+            "link", "add", "hole0", "type", "veth", "peer", "name", "hole1",
+        ])?;
+        exec(&["addr", "add", "192.0.2.1/24", "dev", "hole0"])?;
+        exec(&["link", "set", "hole0", "up"])?;
+        for ip in ["192.0.2.2", "192.0.2.3", "192.0.2.4"] {
+            exec(&[
+                "neigh",
+                "add",
+                ip,
+                "lladdr",
+                "02:00:00:00:00:02",
+                "dev",
+                "hole0",
+                "nud",
+                "permanent",
+            ])?;
+        }
+        std::fs::create_dir_all(&ns.etc).map_err(|e| e.to_string())?;
+        for (file, text) in [
+            (
+                "hosts",
+                "127.0.0.1 localhost\n192.0.2.2 half-dead.test\n127.0.0.1 half-dead.test\n\
+                 192.0.2.3 dead.test\n192.0.2.4 dead.test\n",
+            ),
+            ("nsswitch.conf", "hosts: files\n"),
+        ] {
+            std::fs::write(ns.etc.join(file), text).map_err(|e| e.to_string())?;
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.etc);
+        let _ = support::ip(&["netns", "del", &self.name]);
+    }
+}
+
+fn result(stdout: &str, key: &str) -> String {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("RESULT {key}=")))
+        .next()
+        .unwrap_or_else(|| panic!("no {key} in the child's output:\n{stdout}"))
+        .to_owned()
+}
+
+#[test]
+#[ignore = "needs root and network namespaces (ip netns); .ci/run runs it with --ignored"]
+fn a_black_holed_first_address_costs_the_attempt_delay_not_the_deadline() {
+    let ns = Namespace::create().unwrap_or_else(|why| {
+        panic!("this test needs root and network namespaces, and could not make one: {why}")
+    });
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_in_namespace",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let connected_ms: f64 = result(&stdout, "connected_ms").parse().unwrap();
+    eprintln!("half-dead.test connected in {connected_ms:.0} ms");
+    // The black-holed address went first: the good one started 250 ms in.
+    assert!(
+        (240.0..1000.0).contains(&connected_ms),
+        "connected after {connected_ms} ms"
+    );
+    let error = result(&stdout, "all_dead_error");
+    assert!(error.contains("192.0.2.3:"), "{error}");
+    assert!(error.contains("192.0.2.4:"), "{error}");
+    let failed_ms: f64 = result(&stdout, "all_dead_ms").parse().unwrap();
+    assert!((1000.0..1200.0).contains(&failed_ms), "{failed_ms}");
+}
+
+/// The dials, inside the namespace.
+#[test]
+#[ignore = "runs inside the namespace of a_black_holed_first_address_costs_the_attempt_delay_not_the_deadline"]
+fn child_in_namespace() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        eprintln!("child_in_namespace runs only inside its parent test");
+        return;
+    }
+    let server = TestServer::builder().password("u", "p").start().unwrap();
+    let port = server.addr().port();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dialer = Dialer::builder()
+            .timeout(Duration::from_secs(5))
+            .host_keys(HostKeys::insecure_accept_any())
+            .build();
+        let start = Instant::now();
+        let client = dialer
+            .dial(format!("half-dead.test:{port}"), "u", Auth::password("p"))
+            .await
+            .unwrap();
+        println!(
+            "RESULT connected_ms={}",
+            client.timings().connect.as_secs_f64() * 1000.0
+        );
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert_eq!(client.remote_addr().ip().to_string(), "127.0.0.1");
+        client.close().await;
+
+        let start = Instant::now();
+        let err = dialer
+            .with_timeout(Duration::from_secs(1))
+            .dial(format!("dead.test:{port}"), "u", Auth::password("p"))
+            .await
+            .unwrap_err();
+        println!(
+            "RESULT all_dead_ms={}",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+        assert!(err.is_timeout() && err.phase() == Phase::Connect, "{err}");
+        println!("RESULT all_dead_error={err}");
+    });
+}
