@@ -331,3 +331,112 @@ async fn clients_can_share_one_bastion_connection() {
     );
     assert_eq!(bastion.log().matches("Accepted publickey").count(), 1);
 }
+
+/// Dropping a dial that is under way behind a bastion leaves nothing: no
+/// task, no descriptor, no bastion connection to the peer.
+#[test]
+fn a_dropped_dial_behind_a_bastion_leaves_nothing() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let bastion = Sshd::start().unwrap();
+    let server = MisbehavingServer::start(Mode::StallAfterKexInit).unwrap();
+    support::counting_fds(true, || async {
+        let tasks = support::alive_tasks();
+        let fds = support::open_fds();
+        let dialer = Dialer::builder()
+            .timeout(Duration::from_secs(60))
+            .host_keys(HostKeys::insecure_accept_any())
+            .proxy_jump([
+                JumpHost::parse(&format!("{}@{}", bastion.user(), bastion.addr())).unwrap(),
+            ])
+            .build();
+        let mut dial =
+            Box::pin(dialer.dial(server.addr(), "test", Auth::key(bastion.user_key().clone())));
+        // Until the bastion has opened its connection to the peer.
+        let reached = async {
+            while connections_to(server.addr()) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::select! {
+            r = &mut dial => panic!("the dial ended: {:?}", r.err()),
+            () = reached => {}
+        }
+        drop(dial);
+        assert!(
+            support::wait_until(Duration::from_secs(2), || support::alive_tasks() <= tasks
+                && support::open_fds() <= fds)
+            .await,
+            "tasks {} (was {tasks}), fds {} (was {fds})",
+            support::alive_tasks(),
+            support::open_fds()
+        );
+        assert!(
+            support::wait_until(Duration::from_secs(5), || connections_to(server.addr())
+                == 0)
+            .await,
+            "the bastion still holds a connection to the peer"
+        );
+    });
+}
+
+/// Through a shared bastion, a channel the bastion confirms after the dial
+/// gave up is closed: the target's accept queue is full while the dial
+/// runs, and frees up after; the bastion's retried connect then succeeds,
+/// and the channel (and so the bastion's connection) is closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_confirmed_after_the_deadline_is_closed() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    use std::io::Read;
+    let bastion = Sshd::start().unwrap();
+    let known = bastion
+        .write_file("known_hosts", &bastion.known_hosts_line())
+        .unwrap();
+    // A listener whose accept queue a first connection fills.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let _filler = std::net::TcpStream::connect(addr).unwrap();
+
+    let dialer = Dialer::builder()
+        .timeout(Duration::from_millis(800))
+        .host_keys(HostKeys::known_hosts(&known))
+        .build();
+    let key = Auth::key(bastion.user_key().clone());
+    let jump = Arc::new(
+        dialer
+            .with_timeout(Duration::from_secs(10))
+            .dial(bastion.addr(), bastion.user(), key.clone())
+            .await
+            .unwrap(),
+    );
+    let err = dialer.dial_via(&jump, addr, "test", key).await.unwrap_err();
+    assert!(err.is_timeout() && err.phase() == Phase::Connect, "{err}");
+
+    // Free the queue: the bastion's next SYN is accepted, and it confirms
+    // the channel nobody waits for any more.
+    let (_first, _) = listener.accept().unwrap();
+    let (late, _) = tokio::task::spawn_blocking(move || listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut late: std::net::TcpStream = late.into();
+    let mut buf = [0u8; 64];
+    let start = Instant::now();
+    let n = tokio::task::spawn_blocking(move || late.read(&mut buf))
+        .await
+        .unwrap()
+        .expect("the bastion closes the connection, not a read timeout");
+    assert_eq!(n, 0, "EOF");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(!jump.is_closed(), "the shared bastion stays up");
+}
