@@ -354,10 +354,24 @@ impl Known {
             with_port: Found::default(),
             without_port: (port != 22).then(Found::default),
         };
-        for (index, path) in files.iter().enumerate() {
-            let text = match tokio::fs::read(path).await {
-                Ok(t) => t,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+        // One trip off the runtime for all the files: each is looked at
+        // and, unless it is unchanged since it was last indexed, read.
+        let paths = files.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|p| known_hosts::cache::load(p))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| HostKeyFailure::Unreadable {
+            path: PathBuf::new(),
+            error: io::Error::other(e),
+        })?;
+        for (index, (path, file)) in files.iter().zip(loaded).enumerate() {
+            let file = match file {
+                Ok(Some(f)) => f,
+                Ok(None) => continue,
                 Err(error) => {
                     return Err(HostKeyFailure::Unreadable {
                         path: path.clone(),
@@ -365,9 +379,9 @@ impl Known {
                     })
                 }
             };
-            known.any_entries |= known.with_port.load(&text, &lookup, index);
+            known.any_entries |= known.with_port.load_indexed(&file, &lookup, index);
             if let Some(plain) = &mut known.without_port {
-                plain.load(&text, host, index);
+                plain.load_indexed(&file, host, index);
             }
         }
         known.files = files;
@@ -600,7 +614,9 @@ impl Prepared {
         let (path, host_port, key) = (learn.clone(), offered.host_port.clone(), key.clone());
         let hash = files.hash;
         let learned = tokio::task::spawn_blocking(move || {
-            known_hosts::learn(&path, &host_port, &key, hash, &abandoned)
+            let learned = known_hosts::learn(&path, &host_port, &key, hash, &abandoned);
+            known_hosts::cache::forget(&path);
+            learned
         })
         .await
         .unwrap_or_else(|join| Err(io::Error::other(join)));

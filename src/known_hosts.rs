@@ -83,16 +83,18 @@ impl Found {
     /// Reads `text` (one file, `file` being its index) for the lines that
     /// name `lookup` (already in [`host_port`] spelling) and appends them.
     /// Returns whether the file has any line that is not blank or a comment.
-    pub(crate) fn load(&mut self, text: &[u8], lookup: &str, file: usize) -> bool {
-        let mut any = false;
-        for (index, line) in text.split(|&b| b == b'\n').enumerate() {
-            // C strings end at a NUL; so does OpenSSH's view of the line.
-            let line = line.split(|&b| b == 0).next().unwrap_or_default();
-            let Some(parsed) = Line::parse(line) else {
-                continue;
-            };
-            any = true;
-            let Ok(parsed) = parsed else {
+    #[cfg(test)]
+    fn load(&mut self, text: &[u8], lookup: &str, file: usize) -> bool {
+        let indexed = Indexed::new(text.to_vec());
+        self.load_indexed(&indexed, lookup, file)
+    }
+
+    /// As [`load`](Self::load), from a file indexed once: only the lines
+    /// that can name `lookup` are looked at.
+    pub(crate) fn load_indexed(&mut self, file_lines: &Indexed, lookup: &str, file: usize) -> bool {
+        for index in file_lines.candidates(lookup) {
+            let (number, line) = file_lines.line(index);
+            let Some(Ok(parsed)) = Line::parse(line) else {
                 continue;
             };
             if !parsed.names(lookup) {
@@ -101,17 +103,17 @@ impl Found {
             match parsed.key() {
                 Some(key) => self.entries.push(Entry {
                     file,
-                    line: index + 1,
+                    line: number,
                     marker: parsed.marker,
                     key,
                 }),
                 None => tracing::debug!(
-                    line = index + 1,
+                    line = number,
                     "skipping known_hosts line with an unreadable key"
                 ),
             }
         }
-        any
+        file_lines.any
     }
 
     /// OpenSSH's `check_key_in_hostkeys`: plain keys are looked up among
@@ -406,6 +408,217 @@ fn hashed_matches(host_port: &str, field: &[u8]) -> bool {
     hashed_name(&salt, host_port).is_some_and(|name| name.as_bytes() == field)
 }
 
+/// One known_hosts file, parsed once for every lookup: its entry lines, an
+/// index from the plain names they list to those lines, the hashed names
+/// decoded, and the lines with wildcards or negations, which every lookup
+/// still matches in full. A lookup then costs the lines that can name the
+/// host, one HMAC per hashed line, and one match per pattern line, instead
+/// of parsing the whole file.
+#[derive(Debug, Default)]
+pub(crate) struct Indexed {
+    text: Vec<u8>,
+    /// Whether any line is more than blank or a comment.
+    any: bool,
+    /// The entry lines: 1-based number, start and end in `text`.
+    lines: Vec<(usize, usize, usize)>,
+    /// Lowercased plain name to the entry lines that list it.
+    plain: std::collections::HashMap<Vec<u8>, Vec<u32>>,
+    /// Entry lines with a `|1|salt|hash` name: the HMAC keyed with the
+    /// salt (its key schedule done once), and the digest.
+    hashed: Vec<(u32, Hmac<Sha1>, [u8; SHA1_LEN])>,
+    /// Entry lines with wildcards or negations.
+    patterns: Vec<u32>,
+}
+
+impl Indexed {
+    pub(crate) fn new(text: Vec<u8>) -> Indexed {
+        let mut indexed = Indexed::default();
+        let mut start = 0;
+        for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
+            let end = start + raw.len();
+            // C strings end at a NUL; so does OpenSSH's view of the line.
+            let cut = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            let line = &raw[..cut];
+            let line_start = start;
+            start = end + 1;
+            let Some(parsed) = Line::parse(line) else {
+                continue;
+            };
+            indexed.any = true;
+            let Ok(parsed) = parsed else {
+                continue;
+            };
+            let id = indexed.lines.len() as u32;
+            indexed.lines.push((i + 1, line_start, line_start + cut));
+            let hosts = parsed.hosts;
+            if hosts[0] == b'|' {
+                if let Some((salt, digest)) = decode_hashed(hosts) {
+                    if let Ok(mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt) {
+                        indexed.hashed.push((id, mac, digest));
+                    }
+                }
+            } else if hosts.iter().any(|b| matches!(b, b'*' | b'?' | b'!')) {
+                indexed.patterns.push(id);
+            } else {
+                for name in hosts.split(|&b| b == b',') {
+                    // Too long a sub-pattern fails the whole list in OpenSSH.
+                    if name.len() >= 1023 {
+                        indexed.patterns.push(id);
+                        break;
+                    }
+                    let list = indexed.plain.entry(name.to_ascii_lowercase()).or_default();
+                    if list.last() != Some(&id) {
+                        list.push(id);
+                    }
+                }
+            }
+        }
+        indexed.text = text;
+        indexed
+    }
+
+    /// The entry lines that may name `lookup`, in file order.
+    fn candidates(&self, lookup: &str) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .plain
+            .get(lookup.as_bytes())
+            .cloned()
+            .unwrap_or_default();
+        ids.extend(self.patterns.iter().copied());
+        for (id, keyed, digest) in &self.hashed {
+            let mac = keyed
+                .clone()
+                .chain_update(lookup.as_bytes())
+                .finalize()
+                .into_bytes();
+            if mac[..] == digest[..] {
+                ids.push(*id);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// An entry line's number and bytes.
+    fn line(&self, id: u32) -> (usize, &[u8]) {
+        let (number, start, end) = self.lines[id as usize];
+        (number, &self.text[start..end])
+    }
+}
+
+/// The salt and digest of a `|1|salt|hash` field, if the field is exactly
+/// what OpenSSH would write for them (else it names no host).
+fn decode_hashed(field: &[u8]) -> Option<([u8; SHA1_LEN], [u8; SHA1_LEN])> {
+    use data_encoding::BASE64;
+    let rest = field.strip_prefix(b"|1|")?;
+    let end = rest.iter().position(|&b| b == b'|')?;
+    let salt: [u8; SHA1_LEN] = BASE64.decode(&rest[..end]).ok()?.try_into().ok()?;
+    let digest: [u8; SHA1_LEN] = BASE64.decode(&rest[end + 1..]).ok()?.try_into().ok()?;
+    let canonical = format!("|1|{}|{}", BASE64.encode(&salt), BASE64.encode(&digest));
+    (canonical.as_bytes() == field).then_some((salt, digest))
+}
+
+/// Files read and indexed once, kept while they do not change.
+///
+/// A file is looked at (`stat`) on every use and read again when its size,
+/// times or inode differ, or when it changed so recently that a rewrite in
+/// the same clock tick could hide (git's "racily clean" rule).
+pub(crate) mod cache {
+    use std::collections::HashMap;
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex, OnceLock};
+    use std::time::{Duration, SystemTime};
+
+    use super::Indexed;
+
+    /// Files kept at most; past it the cache starts over.
+    const MAX_FILES: usize = 256;
+    /// A file modified this recently is read again on its next use.
+    const RACY: Duration = Duration::from_secs(2);
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Stamp {
+        len: u64,
+        modified: Option<SystemTime>,
+        ctime: (i64, i64),
+        ino: u64,
+        dev: u64,
+    }
+
+    struct Cached {
+        stamp: Stamp,
+        racy: bool,
+        file: Arc<Indexed>,
+    }
+
+    fn files() -> &'static Mutex<HashMap<PathBuf, Cached>> {
+        static FILES: OnceLock<Mutex<HashMap<PathBuf, Cached>>> = OnceLock::new();
+        FILES.get_or_init(Mutex::default)
+    }
+
+    /// The file at `path`, indexed; `None` if it does not exist. Blocks on
+    /// the file system: call it off the runtime's workers.
+    pub(crate) fn load(path: &Path) -> io::Result<Option<Arc<Indexed>>> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                forget(path);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let stamp = Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        };
+        {
+            let files = files().lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = files.get(path) {
+                if c.stamp == stamp && !c.racy {
+                    return Ok(Some(c.file.clone()));
+                }
+            }
+        }
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let file = Arc::new(Indexed::new(text));
+        let now = SystemTime::now();
+        let racy = stamp
+            .modified
+            .is_none_or(|m| now.duration_since(m).map_or(true, |age| age < RACY));
+        let mut files = files().lock().unwrap_or_else(|e| e.into_inner());
+        if files.len() >= MAX_FILES {
+            files.clear();
+        }
+        files.insert(
+            path.to_owned(),
+            Cached {
+                stamp,
+                racy,
+                file: file.clone(),
+            },
+        );
+        Ok(Some(file))
+    }
+
+    /// Drops what is kept for `path` (after writing it, or when it is gone).
+    pub(crate) fn forget(path: &Path) {
+        files()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
+    }
+}
+
 /// The line `ssh` writes for a new host: `host_port` (hashed as
 /// `ssh-keygen -H` does, if asked), the key type and the key.
 pub(crate) fn entry_line(host_port: &str, key: &PublicKey, hashed: bool) -> io::Result<String> {
@@ -505,7 +718,7 @@ pub(crate) fn learn(
     file.seek(SeekFrom::Start(0))?;
     file.read_to_end(&mut text)?;
     let mut found = Found::default();
-    found.load(&text, host_port, 0);
+    found.load_indexed(&Indexed::new(text.clone()), host_port, 0);
     let line_of = |i: usize| found.entries[i].line;
     let learned = match found.check(Offer::Plain(key)) {
         Status::Ok(_) => Learned::AlreadyKnown,
@@ -824,6 +1037,55 @@ pub(crate) mod tests {
             divergences.len(),
             divergences.join("\n")
         );
+    }
+
+    /// The cache never serves a file's old contents: not after a rewrite
+    /// in the same second (racily clean), nor after one that keeps the
+    /// size and puts the modification time back (the change time differs).
+    #[test]
+    fn the_cache_sees_every_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let names = |p: &std::path::Path| {
+            let file = cache::load(p).unwrap().unwrap();
+            let mut found = Found::default();
+            found.load_indexed(&file, "a.example", 0);
+            found.load_indexed(&file, "b.example", 0);
+            found.entries.len()
+        };
+        std::fs::write(&path, format!("a.example {ED1}\n")).unwrap();
+        assert_eq!(names(&path), 1);
+        std::fs::write(&path, format!("c.example {ED1}\n")).unwrap();
+        assert_eq!(names(&path), 0, "a rewrite within the racy window");
+
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::write(&path, format!("a.example {ED1}\n")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(names(&path), 1);
+        assert_eq!(names(&path), 1, "served from the cache");
+        std::fs::write(&path, format!("b.example {ED1}\n")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(names(&path), 1);
+        let file = cache::load(&path).unwrap().unwrap();
+        let mut found = Found::default();
+        found.load_indexed(&file, "b.example", 0);
+        assert_eq!(
+            found.entries.len(),
+            1,
+            "the same size and mtime, but rewritten"
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(cache::load(&path).unwrap().is_none());
     }
 
     #[test]
