@@ -275,9 +275,29 @@ impl Dialer {
             "" => target.host().to_owned(),
             u => format!("{u}@{}", target.host()),
         };
-        let host = ssh
-            .resolve(&destination)
-            .map_err(|e| fail(&label, Kind::Config(e.to_string())))?;
+        let host = if ssh.runs_commands() {
+            // `Match exec` runs a shell command: off the runtime's workers,
+            // and under the dial's deadline.
+            let (ssh, dest) = (ssh.clone(), destination.clone());
+            let resolving = tokio::task::spawn_blocking(move || ssh.resolve(&dest));
+            let deadline = deadline::deadline_after(start, self.config.timeout);
+            match tokio::time::timeout_at(deadline, resolving).await {
+                Err(_) => {
+                    return Err(DialError::new(
+                        &label,
+                        Phase::Resolve,
+                        Kind::TimedOut(Vec::new()),
+                        None,
+                        start.elapsed(),
+                    ))
+                }
+                Ok(Err(join)) => Err(crate::ssh_config::ConfigError::from_panic(join)),
+                Ok(Ok(resolved)) => resolved,
+            }
+        } else {
+            ssh.resolve(&destination)
+        }
+        .map_err(|e| fail(&label, Kind::Config(e.to_string())))?;
         if host.proxy_command().is_some() && host.proxy_jump().is_empty() {
             return Err(fail(
                 &label,

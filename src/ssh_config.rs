@@ -111,6 +111,10 @@ impl ConfigError {
         }
     }
 
+    pub(crate) fn from_panic(e: tokio::task::JoinError) -> Self {
+        ConfigError::new(format!("resolving the configuration failed: {e}"))
+    }
+
     fn at(file: &str, line: usize, message: impl fmt::Display) -> Self {
         ConfigError::new(format!("{file} line {line}: {message}"))
     }
@@ -577,12 +581,19 @@ impl SshConfig {
 
     /// Whether `Match exec` may run its command (with `sh -c`, as `ssh`
     /// does). Off by default: resolving a host then fails with an error
-    /// that names the line. The command runs when a host is resolved,
-    /// which is before the dial's deadline starts.
+    /// that names the line. [`resolve`](Self::resolve) then blocks while
+    /// the command runs; a [`Dialer`](crate::Dialer) resolves on the
+    /// blocking pool under the dial's deadline (a command still running
+    /// when the deadline passes runs on until it ends).
     #[must_use]
     pub fn allow_match_exec(mut self, allow: bool) -> SshConfig {
         self.allow_exec = allow;
         self
+    }
+
+    /// Whether resolving may run commands (`Match exec` allowed).
+    pub(crate) fn runs_commands(&self) -> bool {
+        self.allow_exec
     }
 
     /// Whether `Match canonical` is accepted. ssh-dial does not

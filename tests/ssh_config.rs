@@ -190,3 +190,34 @@ async fn ssh_and_ssh_dial_reach_the_same_host_through_the_same_config() {
     assert_eq!(server_end(&ours.stdout).2, target.addr().port().to_string());
     client.close().await;
 }
+
+/// `Match exec`, when allowed, runs its command as ssh does (exit 0
+/// matches) and, through a dialer, under the dial's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_exec_runs_only_when_allowed_and_within_the_deadline() {
+    let text = "Match exec \"test %h = web\"\n  Port 2222\nMatch exec \"sleep 2\"\n  User late\n";
+    let refused = SshConfig::parse(text).unwrap().resolve("web").unwrap_err();
+    assert!(refused.to_string().contains("Match exec"), "{refused}");
+
+    let cfg = SshConfig::parse("Match exec \"test %h = web\"\n  Port 2222\n")
+        .unwrap()
+        .allow_match_exec(true);
+    assert_eq!(cfg.resolve("web").unwrap().port(), 2222);
+    assert_eq!(cfg.resolve("db").unwrap().port(), 22);
+
+    let slow = SshConfig::parse(text).unwrap().allow_match_exec(true);
+    let start = std::time::Instant::now();
+    let err = Dialer::builder()
+        .timeout(Duration::from_millis(500))
+        .ssh_config(slow)
+        .build()
+        .dial("web", "u", Auth::password("p"))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        start.elapsed()
+    );
+}
