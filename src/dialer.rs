@@ -203,9 +203,15 @@ impl Dialer {
     ) -> Result<Client, DialError> {
         let user = user.into();
         if let Some(ssh) = &self.config.ssh_config {
-            return self
-                .dial_configured(ssh, addr.to_target(), addr.names_port(), user, Some(auth))
-                .await;
+            // Boxed, so that dials without a config do not carry its room.
+            return Box::pin(self.dial_configured(
+                ssh,
+                addr.to_target(),
+                addr.names_port(),
+                user,
+                Some(auth),
+            ))
+            .await;
         }
         let hops = self.hops(&self.config.proxy_jump, &user);
         self.dial_with(&self.config, addr.to_target(), user, auth, hops, None)
@@ -575,16 +581,15 @@ impl Attempt<'_> {
         for hop in hops {
             self.hop = Some(hop.target.display());
             let mut ignored = DialTimings::default();
-            match self
-                .leg(
-                    &hop.target,
-                    &hop.user,
-                    &credentials,
-                    via.take(),
-                    &mut ignored,
-                )
-                .await
-            {
+            // Boxed, as the target's leg below.
+            let leg = self.leg(
+                &hop.target,
+                &hop.user,
+                &credentials,
+                via.take(),
+                &mut ignored,
+            );
+            match Box::pin(leg).await {
                 Ok(client) => via = Some(Arc::new(client)),
                 Err(e) => return Err(e),
             }
@@ -611,7 +616,9 @@ impl Attempt<'_> {
     ) -> Result<Client, DialError> {
         let connected = match &via {
             None => self.direct(target, timings).await,
-            Some(jump) => self.through(jump, target, timings).await,
+            // Boxed: a channel stream's handshake is larger than a TCP
+            // one, and direct legs should not carry its room.
+            Some(jump) => Box::pin(self.through(jump, target, timings)).await,
         };
         let authed = match connected {
             Ok((handle, mut switch, armed, remote)) => self
