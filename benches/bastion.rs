@@ -15,9 +15,10 @@
 //!   direct to the target, then through the bastion (a new bastion connection per dial,
 //!   as `ssh -J` makes): medians, and their ratio;
 //! - fleet: dial + `exec("true")` + close on N targets (one sshd, N
-//!   dials), 10 at a time, through one shared bastion connection
-//!   (`Dialer::dial_via`) versus a bastion connection per host
-//!   (`DialerBuilder::proxy_jump`): hosts per second.
+//!   dials), 10 at a time, through the bastion: a connection per host
+//!   (`DialerBuilder::proxy_jump`), shared by the dialer
+//!   (`share_jump_hosts`), and one made first and passed to
+//!   `Dialer::dial_via`: hosts per second and bastion handshakes.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -73,7 +74,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let jump = JumpHost::parse(&format!("{}@{}", bastion.user(), bastion.addr()))?;
     let direct = builder().build();
-    let through = builder().proxy_jump([jump]).build();
+    let through = builder().proxy_jump([jump.clone()]).build();
+    let through_shared = builder().proxy_jump([jump]).share_jump_hosts(true).build();
     let user = target.user().to_owned();
 
     // The dial, and the dial + the first command: sshd starts a user's
@@ -128,9 +130,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Fleets, 10 at a time.
-    let run = |shared: Option<Arc<Client>>| {
-        let (through, direct, key, user) =
-            (through.clone(), direct.clone(), key.clone(), user.clone());
+    let run = |through: Dialer, shared: Option<Arc<Client>>| {
+        let (direct, key, user) = (direct.clone(), key.clone(), user.clone());
         let addr = target.addr();
         async move {
             let start = Instant::now();
@@ -169,22 +170,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let logins = || bastion.log().matches("Accepted publickey").count();
     let before = logins();
-    let per_host = run(None).await;
+    let per_host = run(through.clone(), None).await;
     let per_host_logins = logins() - before;
+    let before = logins();
+    let shared = run(through_shared, None).await;
+    let shared_logins = logins() - before;
     let jump = Arc::new(
         direct
             .dial(bastion.addr(), bastion.user(), key.clone())
             .await?,
     );
     let before = logins() - 1;
-    let shared = run(Some(jump.clone())).await;
-    let shared_logins = logins() - before;
+    let via = run(through.clone(), Some(jump.clone())).await;
+    let via_logins = logins() - before;
     println!();
     println!(
         "| fleet of {fleet}, 10 at a time, through a bastion | hosts/s | bastion handshakes |"
     );
     println!("|---|---|---|");
     println!("| a bastion connection per host | {per_host:.1} | {per_host_logins} |");
-    println!("| one shared bastion connection | {shared:.1} | {shared_logins} |");
+    println!("| shared (`share_jump_hosts`) | {shared:.1} | {shared_logins} |");
+    println!("| one connection passed to `dial_via` | {via:.1} | {via_logins} |");
     Ok(())
 }

@@ -37,6 +37,10 @@ struct Args {
     /// (`none`: direct, whatever the config says).
     #[arg(short = 'J', value_name = "JUMP")]
     jump: Option<String>,
+    /// Hosts behind the same jump hosts share one connection to them
+    /// (one bastion handshake instead of one per host).
+    #[arg(long)]
+    share_jump_hosts: bool,
     /// Hosts at once.
     #[arg(long, value_name = "N", default_value_t = 20)]
     concurrency: usize,
@@ -154,6 +158,7 @@ async fn run() -> Result<bool, String> {
     }
     let mut dialer = Dialer::builder()
         .max_output(Some(args.max_output))
+        .share_jump_hosts(args.share_jump_hosts)
         .ssh_config(ssh);
     match (&args.known_hosts, args.accept_any_host_key) {
         (_, true) => dialer = dialer.host_keys(HostKeys::insecure_accept_any()),

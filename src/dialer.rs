@@ -72,6 +72,35 @@ struct Config {
     host_key_alias: Option<String>,
     /// ssh_config's authentication settings.
     methods: MethodPolicy,
+    /// Jump host connections shared by this dialer's dials, if sharing.
+    jump_hosts: Option<SharedJumps>,
+}
+
+/// Jump host connections in use, by chain (`user@host:port>` per hop),
+/// held weakly: a jump host lives as long as a client goes through it.
+#[derive(Clone, Debug, Default)]
+struct SharedJumps(
+    Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<Client>>>>,
+);
+
+impl SharedJumps {
+    fn get(&self, chain: &str) -> Option<Arc<Client>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let live = map.get(chain).and_then(std::sync::Weak::upgrade);
+        match live {
+            Some(client) if !client.is_closed() => Some(client),
+            _ => {
+                map.remove(chain);
+                None
+            }
+        }
+    }
+
+    fn put(&self, chain: &str, client: &Arc<Client>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, weak| weak.strong_count() > 0);
+        map.insert(chain.to_owned(), Arc::downgrade(client));
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -100,6 +129,7 @@ impl Default for Config {
             connection_attempts: 1,
             host_key_alias: None,
             methods: MethodPolicy::default(),
+            jump_hosts: None,
         }
     }
 }
@@ -578,8 +608,16 @@ impl Attempt<'_> {
         let mut timings = DialTimings::default();
         let credentials = self.load(&auth).await?;
         timings.auth = self.lap();
+        // The chain so far, as the key of a shared jump host.
+        let mut chain = String::new();
         for hop in hops {
             self.hop = Some(hop.target.display());
+            chain.push_str(&format!("{}@{}>", hop.user, hop.target.display()));
+            if let Some(shared) = self.config.jump_hosts.as_ref().and_then(|j| j.get(&chain)) {
+                tracing::debug!(jump_host = %hop.target.display(), "sharing a jump host connection");
+                via = Some(shared);
+                continue;
+            }
             let mut ignored = DialTimings::default();
             // Boxed, as the target's leg below.
             let leg = self.leg(
@@ -590,7 +628,13 @@ impl Attempt<'_> {
                 &mut ignored,
             );
             match Box::pin(leg).await {
-                Ok(client) => via = Some(Arc::new(client)),
+                Ok(client) => {
+                    let client = Arc::new(client);
+                    if let Some(shared) = &self.config.jump_hosts {
+                        shared.put(&chain, &client);
+                    }
+                    via = Some(client);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -1096,6 +1140,21 @@ impl DialerBuilder {
     pub fn proxy_jump(mut self, chain: impl IntoIterator<Item = JumpHost>) -> Self {
         self.config.explicit.proxy_jump = true;
         self.config.proxy_jump = chain.into_iter().collect();
+        self
+    }
+
+    /// Whether dials through the same jump hosts share one connection to
+    /// each (keyed by the chain of `user@host:port` up to it): the first
+    /// dial makes it, later ones open their channel through it while any
+    /// client still goes through it. A bastion that limits unauthenticated
+    /// connections (`MaxStartups`) then sees one handshake, not one per
+    /// target. Dials that start while the first is still connecting make
+    /// their own.
+    ///
+    /// Default is `false`: each dial makes its own jump host connections,
+    /// as `ssh -J` does. [`Dialer::dial_via`] shares one explicitly.
+    pub fn share_jump_hosts(mut self, share: bool) -> Self {
+        self.config.jump_hosts = share.then(SharedJumps::default);
         self
     }
 

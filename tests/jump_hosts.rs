@@ -440,3 +440,47 @@ async fn a_channel_confirmed_after_the_deadline_is_closed() {
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(!jump.is_closed(), "the shared bastion stays up");
 }
+
+/// `share_jump_hosts`: dials through the same bastion share one connection
+/// to it while any client goes through it; then it closes, and the next
+/// dial makes a new one.
+#[tokio::test]
+async fn a_dialer_shares_its_jump_host_connections_while_in_use() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let f = fleet(3);
+    let (bastion, t1, t2) = (&f.servers[0], &f.servers[1], &f.servers[2]);
+    let dialer = Dialer::builder()
+        .timeout(DEADLINE)
+        .host_keys(HostKeys::known_hosts(&f.known_hosts))
+        .proxy_jump([JumpHost::parse(&format!("{}@{}", bastion.user(), bastion.addr())).unwrap()])
+        .share_jump_hosts(true)
+        .build();
+    let key = Auth::key(bastion.user_key().clone());
+    let logins = || bastion.log().matches("Accepted publickey").count();
+    let c1 = dialer
+        .dial(t1.addr(), t1.user(), key.clone())
+        .await
+        .unwrap();
+    let c2 = dialer
+        .dial(t2.addr(), t2.user(), key.clone())
+        .await
+        .unwrap();
+    assert_eq!(c1.exec("echo 1").await.unwrap().stdout, b"1\n");
+    assert_eq!(c2.exec("echo 2").await.unwrap().stdout, b"2\n");
+    assert_eq!(logins(), 1, "one bastion connection for both");
+    assert_eq!(connections_to(bastion.addr()), 1);
+    c1.close().await;
+    assert_eq!(c2.exec("echo 2").await.unwrap().stdout, b"2\n");
+    c2.close().await;
+    assert!(
+        support::wait_until(Duration::from_secs(5), || connections_to(bastion.addr())
+            == 0)
+        .await,
+        "the bastion connection outlived its clients"
+    );
+    let c3 = dialer.dial(t1.addr(), t1.user(), key).await.unwrap();
+    assert_eq!(logins(), 2, "a new connection once the old one is gone");
+    c3.close().await;
+}
