@@ -8,6 +8,11 @@
 //! noticed by TCP keepalive, `TCP_USER_TIMEOUT` and SSH keepalive, and each
 //! [`Client::exec`] runs under its own deadline.
 //!
+//! Hosts can be reached the way `ssh` reaches them: [`SshConfig`] resolves
+//! `~/.ssh/config` as `ssh -G` does, and jump hosts
+//! ([`DialerBuilder::proxy_jump`], `ProxyJump`) are dialed hop by hop under
+//! the same one deadline.
+//!
 //! # Examples
 //!
 //! ```no_run
