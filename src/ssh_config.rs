@@ -848,12 +848,8 @@ impl Pass<'_> {
                 &mut opts.server_alive_count_max,
                 parse_int(first).map_err(err)?,
             ),
-            "userknownhostsfile" => {
-                set_files(&mut opts.user_known_hosts_files, args).map_err(err)?
-            }
-            "globalknownhostsfile" => {
-                set_files(&mut opts.global_known_hosts_files, args).map_err(err)?
-            }
+            "userknownhostsfile" => set(&mut opts.user_known_hosts_files, args.clone()),
+            "globalknownhostsfile" => set(&mut opts.global_known_hosts_files, args.clone()),
             "stricthostkeychecking" => set(
                 &mut opts.strict_host_key_checking,
                 parse_strict(first).map_err(err)?,
@@ -1169,13 +1165,6 @@ fn set<T>(slot: &mut Option<T>, value: T) {
     if slot.is_none() {
         *slot = Some(value);
     }
-}
-
-fn set_files(slot: &mut Option<Vec<String>>, args: &[String]) -> Result<(), String> {
-    if slot.is_none() {
-        *slot = Some(args.to_vec());
-    }
-    Ok(())
 }
 
 /// Checks what OpenSSH checks of each value as it reads a line, whether or

@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ssh_dial::testing::TestServer;
@@ -19,64 +18,42 @@ use ssh_dial::{Auth, Dialer, HostKeys, Phase};
 
 const CHILD_ENV: &str = "SSH_DIAL_HAPPY_EYEBALLS_CHILD";
 
-struct Namespace {
-    name: String,
-    etc: std::path::PathBuf,
-}
-
-impl Namespace {
-    fn create() -> Result<Namespace, String> {
-        let name = format!("ssh-dial-he-{}", std::process::id() % 100_000);
-        support::ip(&["netns", "add", &name])?;
-        let etc = std::path::Path::new("/etc/netns").join(&name);
-        let ns = Namespace { name, etc };
-        let exec = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", ns.name.as_str(), "ip"];
-            all.extend_from_slice(args);
-            support::ip(&all)
-        };
-        exec(&["link", "set", "lo", "up"])?;
-        // A veth pair whose other end stays down: what is sent into it
-        // vanishes. Neighbour entries spare the ARP that would otherwise
-        // fail the connect with "no route to host".
-        exec(&[
-            "link", "add", "hole0", "type", "veth", "peer", "name", "hole1",
-        ])?;
-        exec(&["addr", "add", "192.0.2.1/24", "dev", "hole0"])?;
-        exec(&["link", "set", "hole0", "up"])?;
-        for ip in ["192.0.2.2", "192.0.2.3", "192.0.2.4"] {
-            exec(&[
-                "neigh",
-                "add",
-                ip,
-                "lladdr",
-                "02:00:00:00:00:02",
-                "dev",
-                "hole0",
-                "nud",
-                "permanent",
-            ])?;
-        }
-        std::fs::create_dir_all(&ns.etc).map_err(|e| e.to_string())?;
-        for (file, text) in [
+/// The namespace: `half-dead.test` is a black-holed address, then
+/// 127.0.0.1; `dead.test` two black-holed addresses.
+fn namespace() -> Result<support::Namespace, String> {
+    let ns = support::Namespace::create(
+        "ssh-dial-he",
+        &[
             (
                 "hosts",
                 "127.0.0.1 localhost\n192.0.2.2 half-dead.test\n127.0.0.1 half-dead.test\n\
                  192.0.2.3 dead.test\n192.0.2.4 dead.test\n",
             ),
             ("nsswitch.conf", "hosts: files\n"),
-        ] {
-            std::fs::write(ns.etc.join(file), text).map_err(|e| e.to_string())?;
-        }
-        Ok(ns)
+        ],
+    )?;
+    // A veth pair whose other end stays down: what is sent into it
+    // vanishes. Neighbour entries spare the ARP that would otherwise fail
+    // the connect with "no route to host".
+    ns.ip(&[
+        "link", "add", "hole0", "type", "veth", "peer", "name", "hole1",
+    ])?;
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "hole0"])?;
+    ns.ip(&["link", "set", "hole0", "up"])?;
+    for ip in ["192.0.2.2", "192.0.2.3", "192.0.2.4"] {
+        ns.ip(&[
+            "neigh",
+            "add",
+            ip,
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "hole0",
+            "nud",
+            "permanent",
+        ])?;
     }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.etc);
-        let _ = support::ip(&["netns", "del", &self.name]);
-    }
+    Ok(ns)
 }
 
 fn result(stdout: &str, key: &str) -> String {
@@ -91,12 +68,11 @@ fn result(stdout: &str, key: &str) -> String {
 #[test]
 #[ignore = "needs root and network namespaces (ip netns); .ci/run runs it with --ignored"]
 fn a_black_holed_first_address_costs_the_attempt_delay_not_the_deadline() {
-    let ns = Namespace::create().unwrap_or_else(|why| {
+    let ns = namespace().unwrap_or_else(|why| {
         panic!("this test needs root and network namespaces, and could not make one: {why}")
     });
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(std::env::current_exe().unwrap())
+    let out = ns
+        .command(&std::env::current_exe().unwrap())
         .args([
             "--exact",
             "child_in_namespace",

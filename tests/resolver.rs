@@ -24,44 +24,18 @@ const STALLED: usize = 1000;
 const DEADLINE: Duration = Duration::from_secs(1);
 
 /// A network namespace with its own resolv.conf, hosts and nsswitch.conf.
-struct DnsNamespace {
-    name: String,
-    etc: std::path::PathBuf,
-}
-
-impl DnsNamespace {
-    fn create() -> Result<DnsNamespace, String> {
-        let name = format!("ssh-dial-dns-{}", std::process::id() % 100_000);
-        support::ip(&["netns", "add", &name])?;
-        let etc = std::path::Path::new("/etc/netns").join(&name);
-        let ns = DnsNamespace { name, etc };
-        support::ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"])?;
-        std::fs::create_dir_all(&ns.etc).map_err(|e| e.to_string())?;
-        for (file, text) in [
+fn dns_namespace() -> Result<support::Namespace, String> {
+    support::Namespace::create(
+        "ssh-dial-dns",
+        &[
             (
                 "resolv.conf",
                 "nameserver 127.0.0.1\noptions timeout:2 attempts:1\n",
             ),
             ("hosts", "127.0.0.1 localhost healthy.test\n"),
             ("nsswitch.conf", "hosts: files dns\n"),
-        ] {
-            std::fs::write(ns.etc.join(file), text).map_err(|e| e.to_string())?;
-        }
-        Ok(ns)
-    }
-
-    fn command(&self, program: &std::path::Path) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c
-    }
-}
-
-impl Drop for DnsNamespace {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.etc);
-        let _ = support::ip(&["netns", "del", &self.name]);
-    }
+        ],
+    )
 }
 
 fn threads() -> usize {
@@ -82,7 +56,7 @@ fn result(stdout: &str, key: &str) -> f64 {
 #[test]
 #[ignore = "needs root and network namespaces (ip netns); .ci/run runs it with --ignored"]
 fn a_stalled_dns_server_starves_nothing() {
-    let ns = DnsNamespace::create().unwrap_or_else(|why| {
+    let ns = dns_namespace().unwrap_or_else(|why| {
         panic!("this test needs root and network namespaces, and could not make one: {why}")
     });
     let out = ns

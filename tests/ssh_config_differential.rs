@@ -8,31 +8,17 @@
 
 mod support;
 
+use support::Rng;
+
+fn pick<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
+    items[rng.below(items.len())]
+}
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use ssh_dial::SshConfig;
-
-/// xorshift64*, so that a divergence replays from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const NAMES: &[&str] = &[
     "web1",
@@ -176,7 +162,7 @@ const KEYS: &[&str] = &[
 
 fn option_line(rng: &mut Rng) -> String {
     let (key, values) = OPTIONS[rng.below(OPTIONS.len())];
-    let value = rng.pick(values);
+    let value = pick(rng, values);
     let key = match rng.below(4) {
         0 => key.to_ascii_lowercase(),
         1 => key.to_ascii_uppercase(),
@@ -187,7 +173,7 @@ fn option_line(rng: &mut Rng) -> String {
         1 => format!("{key} = {value}"),
         _ => format!("{key} {value}"),
     };
-    let indent = rng.pick(&["", "  ", "\t"]);
+    let indent = pick(rng, &["", "  ", "\t"]);
     // ProxyJump is read from the raw text, where ssh itself mixes the
     // comment into the chain it prints; keep comments off those lines.
     if rng.chance(10) && !key.eq_ignore_ascii_case("proxyjump") {
@@ -200,7 +186,7 @@ fn option_line(rng: &mut Rng) -> String {
 fn pattern_list(rng: &mut Rng) -> String {
     let n = 1 + rng.below(3);
     (0..n)
-        .map(|_| rng.pick(PATTERNS).to_owned())
+        .map(|_| pick(rng, PATTERNS).to_owned())
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -208,14 +194,12 @@ fn pattern_list(rng: &mut Rng) -> String {
 fn block_header(rng: &mut Rng) -> String {
     if rng.chance(55) {
         let n = 1 + rng.below(3);
-        let patterns: Vec<&str> = (0..n).map(|_| rng.pick(PATTERNS)).collect();
+        let patterns: Vec<&str> = (0..n).map(|_| pick(rng, PATTERNS)).collect();
         return format!("Host {}", patterns.join(" "));
     }
     let mut criteria = Vec::new();
     if rng.chance(10) {
-        return rng
-            .pick(&["Match all", "Match final all", "Match !final"])
-            .to_owned();
+        return pick(rng, &["Match all", "Match final all", "Match !final"]).to_owned();
     }
     for _ in 0..1 + rng.below(2) {
         let neg = if rng.chance(20) { "!" } else { "" };
@@ -224,9 +208,9 @@ fn block_header(rng: &mut Rng) -> String {
             1 => format!("{neg}originalhost {}", pattern_list(rng)),
             2 => format!(
                 "{neg}user {}",
-                rng.pick(&["alice", "root", "bob,!alice", "*", "r*"])
+                pick(rng, &["alice", "root", "bob,!alice", "*", "r*"])
             ),
-            3 => format!("{neg}localuser {}", rng.pick(&["root", "nobody", "*"])),
+            3 => format!("{neg}localuser {}", pick(rng, &["root", "nobody", "*"])),
             _ => format!("{neg}final"),
         });
     }
@@ -262,16 +246,19 @@ fn config(rng: &mut Rng, dir: &Path, depth: usize) -> String {
         }
         if rng.chance(2) {
             // Lines both must refuse, or (IgnoreUnknown) both accept.
-            text += rng.pick(&[
-                "Port 0\n",
-                "Hostnme typo\n",
-                "ConnectTimeout 5q\n",
-                "IgnoreUnknown Host*me,Other\nHostnme typo\n",
-                "User \"unterminated\n",
-                "Port 22 33\n",
-                "UserKnownHostsFile /a none\n",
-                "HostName %p\n",
-            ]);
+            text += pick(
+                rng,
+                &[
+                    "Port 0\n",
+                    "Hostnme typo\n",
+                    "ConnectTimeout 5q\n",
+                    "IgnoreUnknown Host*me,Other\nHostnme typo\n",
+                    "User \"unterminated\n",
+                    "Port 22 33\n",
+                    "UserKnownHostsFile /a none\n",
+                    "HostName %p\n",
+                ],
+            );
         }
     }
     text
@@ -361,7 +348,7 @@ fn resolved_configs_equal_ssh_g() {
         let path = dir.path().join("config");
         std::fs::write(&path, config(&mut rng, dir.path(), 0)).unwrap();
         for _ in 0..5 {
-            let name = rng.pick(NAMES);
+            let name = pick(&mut rng, NAMES);
             let destination = match rng.below(4) {
                 0 => format!("alice@{name}"),
                 1 => format!("root@{name}"),

@@ -14,23 +14,7 @@ use std::sync::Arc;
 
 use ssh_dial::testing::{ssh_keygen, Sshd};
 use ssh_dial::HostKeys;
-use support::{dial_verdict, ssh_verdict, Verdict};
-
-/// xorshift64*, so that a divergence replays from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+use support::{dial_verdict, ssh_verdict, Rng, Verdict};
 
 /// `|1|salt|hash` of `name`, as `ssh-keygen -H` writes it.
 fn hashed(name: &str) -> String {

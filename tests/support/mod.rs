@@ -274,3 +274,68 @@ pub async fn connect_sshd(
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()))
 }
+
+/// xorshift64*, so that a generated case replays from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A network namespace of the test's own, with files of its own under
+/// `/etc/netns/NAME/` (which `ip netns exec` mounts over `/etc/`), its
+/// loopback up; deleted with its files when dropped.
+pub struct Namespace {
+    pub name: String,
+    etc: std::path::PathBuf,
+}
+
+impl Namespace {
+    /// `prefix` and this process's id name it; `files` are `(name, text)`.
+    pub fn create(prefix: &str, files: &[(&str, &str)]) -> Result<Namespace, String> {
+        let name = format!("{prefix}-{}", std::process::id() % 100_000);
+        ip(&["netns", "add", &name])?;
+        let etc = std::path::Path::new("/etc/netns").join(&name);
+        let ns = Namespace { name, etc };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        std::fs::create_dir_all(&ns.etc).map_err(|e| e.to_string())?;
+        for (file, text) in files {
+            std::fs::write(ns.etc.join(file), text).map_err(|e| e.to_string())?;
+        }
+        Ok(ns)
+    }
+
+    /// Runs `ip ARGS` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> Result<(), String> {
+        let mut all = vec!["netns", "exec", self.name.as_str(), "ip"];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// `program`, to be run inside the namespace.
+    pub fn command(&self, program: &std::path::Path) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.etc);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
