@@ -115,18 +115,50 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(j.iter().map(|x| x.1).collect()),
     );
     println!("negotiated: curve25519-sha256, ssh-ed25519, chacha20-poly1305@openssh.com");
-    println!("| {dials} sequential dials, medians | dial | dial + exec(\"true\") |");
-    println!("|---|---|---|");
-    println!("| direct | {:.1} ms | {:.1} ms |", ms(dd), ms(dr));
+    println!("| {dials} sequential, medians | direct | through a bastion | ratio |");
+    println!("|---|---|---|---|");
     println!(
-        "| through a bastion (own connection) | {:.1} ms | {:.1} ms |",
+        "| dial | {:.1} ms | {:.1} ms | {:.2}x |",
+        ms(dd),
         ms(jd),
-        ms(jr)
+        ms(jd) / ms(dd)
     );
     println!(
-        "| ratio | {:.2}x | {:.2}x |",
-        ms(jd) / ms(dd),
+        "| dial + exec(\"true\") | {:.1} ms | {:.1} ms | {:.2}x |",
+        ms(dr),
+        ms(jr),
         ms(jr) / ms(dr)
+    );
+
+    // A command on a client already connected, direct and through the
+    // bastion: what the tunnel adds per round trip.
+    let exec_times = |client: Client| async move {
+        let mut t = Vec::new();
+        for _ in 0..dials {
+            let start = Instant::now();
+            client.exec("true").await.expect("exec");
+            t.push(start.elapsed());
+        }
+        client.close().await;
+        median(t)
+    };
+    let ed = exec_times(
+        direct
+            .dial(target.addr(), user.clone(), key.clone())
+            .await?,
+    )
+    .await;
+    let ej = exec_times(
+        through
+            .dial(target.addr(), user.clone(), key.clone())
+            .await?,
+    )
+    .await;
+    println!(
+        "| exec(\"true\") on a connected client | {:.1} ms | {:.1} ms | {:.2}x |",
+        ms(ed),
+        ms(ej),
+        ms(ej) / ms(ed)
     );
 
     // Fleets, 10 at a time.

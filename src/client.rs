@@ -124,6 +124,12 @@ impl Client {
         }
     }
 
+    /// Marks this client's connection as carrying tunnels (it is a jump
+    /// host): its reads are acknowledged at once.
+    pub(crate) fn carry_tunnels(&self) {
+        self.switch.carry_tunnels();
+    }
+
     /// The jump host this client's connection goes through, if any.
     pub fn jump_host(&self) -> Option<&Arc<Client>> {
         self.via.as_ref()

@@ -707,7 +707,8 @@ impl Attempt<'_> {
         timings.resolve = self.lap();
         let (tcp, remote) = self.connect(&addrs).await?;
         timings.connect = self.lap();
-        let (handle, switch, armed) = self.handshake(target, tcp, timings).await?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+        let (handle, switch, armed) = self.handshake(target, tcp, Some(fd), timings).await?;
         Ok((handle, switch, armed, remote))
     }
 
@@ -720,6 +721,7 @@ impl Attempt<'_> {
         timings: &mut DialTimings,
     ) -> Result<(Handle<ClientHandler>, Switch, Armed, SocketAddr), DialError> {
         self.remote_addr = None;
+        jump.carry_tunnels();
         let shared = Arc::strong_count(jump) > 1;
         let owner = jump.clone();
         let (host, port) = (target.host().to_owned(), u32::from(target.port()));
@@ -749,7 +751,7 @@ impl Attempt<'_> {
         timings.connect = self.lap();
         tracing::debug!(via = %jump.target(), "channel to the target open");
         let (handle, switch, armed) = self
-            .handshake(target, channel.into_stream(), timings)
+            .handshake(target, channel.into_stream(), None, timings)
             .await?;
         Ok((handle, switch, armed, jump.remote_addr()))
     }
@@ -817,6 +819,7 @@ impl Attempt<'_> {
         &mut self,
         target: &Target,
         stream: S,
+        tcp_fd: Option<std::os::fd::RawFd>,
         timings: &mut DialTimings,
     ) -> Result<(Handle<ClientHandler>, Switch, Armed), DialError>
     where
@@ -838,7 +841,10 @@ impl Attempt<'_> {
         let started = Instant::now();
         let read_files = started - self.lap;
 
-        let (stream, mut switch) = deadline::guard(stream);
+        let (mut stream, mut switch) = deadline::guard(stream);
+        if let Some(fd) = tcp_fd {
+            stream = stream.on_tcp_socket(fd);
+        }
         let wire = switch.wire();
         let session = switch.session_guard();
         let armed = Armed::new(&switch);
