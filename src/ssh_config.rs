@@ -1850,7 +1850,15 @@ fn fnmatch(pattern: &[u8], s: &[u8]) -> bool {
 impl Local {
     /// The calling user, from the passwd entry of the process's uid, and
     /// the machine's host name.
+    /// The process's local side, looked up once: the passwd entry may come
+    /// from a slow NSS source, and neither it nor the host name changes
+    /// under a running program in practice.
     fn current() -> Local {
+        static CURRENT: std::sync::OnceLock<Local> = std::sync::OnceLock::new();
+        CURRENT.get_or_init(Local::look_up).clone()
+    }
+
+    fn look_up() -> Local {
         let uid = unsafe { libc::getuid() };
         let (user, home) = passwd(uid).unwrap_or_else(|| {
             (
