@@ -450,8 +450,9 @@ impl Dialer {
     /// # Cancellation
     ///
     /// As [`dial`](Self::dial). If the deadline passes while the jump host
-    /// has not yet answered the channel request, the channel is closed when
-    /// the answer comes.
+    /// has not yet answered the channel request, a small task waits for the
+    /// answer (at most 150 s, longer than sshd's own connect can take) and
+    /// closes the channel if it was opened after all.
     pub async fn dial_via(
         &self,
         jump: &Arc<Client>,
@@ -549,6 +550,12 @@ impl Dialer {
         result
     }
 }
+
+/// How long a shared jump host is watched for a late answer to a channel
+/// request the dial gave up on: longer than sshd's own connect to the
+/// target can take (Linux gives up on an unanswered SYN after about
+/// 127 s), so that a late confirmation is seen and closed.
+const LATE_ANSWER: Duration = Duration::from_secs(150);
 
 /// One dial in progress: the phases in order, each a method that returns
 /// what the next needs or the dial's error.
@@ -738,12 +745,14 @@ impl Attempt<'_> {
                 if shared {
                     // The jump host stays up for others: close the channel
                     // if the jump host confirms it after all. The wait ends
-                    // with the jump host's answer or its session.
-                    tokio::spawn(async move {
+                    // with the jump host's answer, its session, or
+                    // LATE_ANSWER: the task holds the jump host, which must
+                    // not outlive its clients because it never answers.
+                    tokio::spawn(tokio::time::timeout(LATE_ANSWER, async move {
                         if let Ok(late) = open.await {
                             let _ = late.close().await;
                         }
-                    });
+                    }));
                 }
                 return Err(self.timed_out(Phase::Connect));
             }
