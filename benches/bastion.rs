@@ -20,25 +20,13 @@
 //!   (`share_jump_hosts`), and one made first and passed to
 //!   `Dialer::dial_via`: hosts per second and bastion handshakes.
 
-use std::borrow::Cow;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ssh_dial::russh::{cipher, kex, keys::Algorithm, Preferred};
 use ssh_dial::testing::Sshd;
 use ssh_dial::{Auth, Client, Dialer, DialerBuilder, HostKeys, JumpHost};
-
-fn pinned() -> ssh_dial::russh::client::Config {
-    ssh_dial::russh::client::Config {
-        preferred: Preferred {
-            kex: Cow::Owned(vec![kex::CURVE25519]),
-            key: Cow::Owned(vec![Algorithm::Ed25519]),
-            cipher: Cow::Owned(vec![cipher::CHACHA20_POLY1305]),
-            ..Preferred::default()
-        },
-        ..Default::default()
-    }
-}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -70,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Dialer::builder()
             .timeout(Duration::from_secs(20))
             .host_keys(HostKeys::known_hosts(&known))
-            .russh_config(pinned())
+            .russh_config(common::pinned())
     };
     let jump = JumpHost::parse(&format!("{}@{}", bastion.user(), bastion.addr()))?;
     let direct = builder().build();
@@ -114,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(j.iter().map(|x| x.0).collect()),
         median(j.iter().map(|x| x.1).collect()),
     );
-    println!("negotiated: curve25519-sha256, ssh-ed25519, chacha20-poly1305@openssh.com");
+    println!("negotiated: {}", common::PINNED);
     println!("| {dials} sequential, medians | direct | through a bastion | ratio |");
     println!("|---|---|---|---|");
     println!(

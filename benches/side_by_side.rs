@@ -21,12 +21,12 @@
 //! -o FILE --"` (or `strace -c -f -o FILE`) runs the ssh-dial worker under
 //! that command.
 
-use std::borrow::Cow;
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ssh_dial::russh::{cipher, kex, keys::Algorithm, Preferred};
 use ssh_dial::testing::Sshd;
 use ssh_dial::{Auth, Dialer, HostKeys};
 
@@ -121,8 +121,9 @@ fn orchestrate(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     };
     let cores = std::thread::available_parallelism()?.get() as f64;
     println!(
-        "{hosts} hosts, {CONCURRENT} at a time, {rounds} rounds; both sides pinned to \
-         curve25519-sha256, ssh-ed25519, chacha20-poly1305@openssh.com; {cores} cores"
+        "{hosts} hosts, {CONCURRENT} at a time, {rounds} rounds; both sides pinned to {}; \
+         {cores} cores",
+        common::PINNED
     );
     let mut results: Vec<(&str, Vec<(Run, f64)>)> = vec![("ssh-dial", Vec::new())];
     if have_ssh {
@@ -193,18 +194,6 @@ fn worker_args(args: &[String]) -> WorkerArgs {
     }
 }
 
-fn pinned() -> ssh_dial::russh::client::Config {
-    ssh_dial::russh::client::Config {
-        preferred: Preferred {
-            kex: Cow::Owned(vec![kex::CURVE25519]),
-            key: Cow::Owned(vec![Algorithm::Ed25519]),
-            cipher: Cow::Owned(vec![cipher::CHACHA20_POLY1305]),
-            ..Preferred::default()
-        },
-        ..Default::default()
-    }
-}
-
 fn ssh_dial_worker(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let w = worker_args(args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -216,7 +205,7 @@ fn ssh_dial_worker(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         let dialer = Dialer::builder()
             .timeout(Duration::from_secs(60))
             .host_keys(HostKeys::known_hosts(&w.known))
-            .russh_config(pinned())
+            .russh_config(common::pinned())
             .build();
         let key = Auth::key(ssh_dial::russh::keys::load_secret_key(&w.key, None)?);
         let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENT));
