@@ -71,23 +71,7 @@ fn a_black_holed_first_address_costs_the_attempt_delay_not_the_deadline() {
     let ns = namespace().unwrap_or_else(|why| {
         panic!("this test needs root and network namespaces, and could not make one: {why}")
     });
-    let out = ns
-        .command(&std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_in_namespace",
-            "--include-ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = ns.run_test("child_in_namespace", CHILD_ENV);
     let connected_ms: f64 = result(&stdout, "connected_ms").parse().unwrap();
     eprintln!("half-dead.test connected in {connected_ms:.0} ms");
     // The black-holed address went first: the good one started 250 ms in.

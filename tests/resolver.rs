@@ -59,20 +59,7 @@ fn a_stalled_dns_server_starves_nothing() {
     let ns = dns_namespace().unwrap_or_else(|why| {
         panic!("this test needs root and network namespaces, and could not make one: {why}")
     });
-    let out = ns
-        .command(&std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_in_namespace",
-            "--include-ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let stdout = ns.run_test("child_in_namespace", CHILD_ENV);
     eprintln!(
         "{}",
         stdout

@@ -325,6 +325,25 @@ impl Namespace {
         ip(&all)
     }
 
+    /// Runs this test binary's test `test` inside the namespace, with
+    /// `env` set (the child's cue that it is the child), and returns its
+    /// stdout; fails with both outputs if it fails.
+    pub fn run_test(&self, test: &str, env: &str) -> String {
+        let out = self
+            .command(&std::env::current_exe().expect("test binary path"))
+            .args(["--exact", test, "--include-ignored", "--nocapture"])
+            .env(env, "1")
+            .output()
+            .expect("ip netns exec runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     /// `program`, to be run inside the namespace.
     pub fn command(&self, program: &std::path::Path) -> std::process::Command {
         let mut c = std::process::Command::new("ip");
