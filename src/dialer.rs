@@ -244,7 +244,12 @@ impl Dialer {
             .await;
         }
         let hops = self.hops(&self.config.proxy_jump, &user);
-        self.dial_with(&self.config, addr.to_target(), user, auth, hops, None)
+        let route = Route {
+            target: addr.to_target(),
+            hops,
+            via: None,
+        };
+        self.dial_with(Instant::now(), &self.config, route, user, auth)
             .await
     }
 
@@ -311,11 +316,17 @@ impl Dialer {
             "" => target.host().to_owned(),
             u => format!("{u}@{}", target.host()),
         };
-        let host = if ssh.runs_commands() {
-            // `Match exec` runs a shell command: off the runtime's workers,
-            // and under the dial's deadline.
+        let explicit_chain = self
+            .config
+            .explicit
+            .proxy_jump
+            .then(|| self.config.proxy_jump.clone());
+        let resolved = if ssh.runs_commands() {
+            // `Match exec` runs shell commands: off the runtime's workers,
+            // and under the dial's deadline, which starts now.
             let (ssh, dest) = (ssh.clone(), destination.clone());
-            let resolving = tokio::task::spawn_blocking(move || ssh.resolve(&dest));
+            let resolving =
+                tokio::task::spawn_blocking(move || resolve_with_hops(&ssh, &dest, explicit_chain));
             let deadline = deadline::deadline_after(start, self.config.timeout);
             match tokio::time::timeout_at(deadline, resolving).await {
                 Err(_) => {
@@ -331,9 +342,10 @@ impl Dialer {
                 Ok(Ok(resolved)) => resolved,
             }
         } else {
-            ssh.resolve(&destination)
-        }
-        .map_err(|e| fail(&label, Kind::Config(e.to_string())))?;
+            resolve_with_hops(ssh, &destination, explicit_chain)
+        };
+        let (host, resolved_hops) =
+            resolved.map_err(|e| fail(&label, Kind::Config(e.to_string())))?;
         if host.proxy_command().is_some() && host.proxy_jump().is_empty() {
             return Err(fail(
                 &label,
@@ -365,37 +377,23 @@ impl Dialer {
         } else {
             user
         };
-        let chain = if self.config.explicit.proxy_jump {
-            self.config.proxy_jump.clone()
-        } else {
-            host.proxy_jump().to_vec()
-        };
-        let mut hops = Vec::new();
-        for jump in &chain {
-            let spec = match jump.user() {
-                Some(u) => format!("{u}@{}", jump.host()),
-                None => jump.host().to_owned(),
-            };
-            let resolved = ssh
-                .resolve(&spec)
-                .map_err(|e| fail(&label, Kind::Config(e.to_string())))?;
-            let port = jump.port().unwrap_or(resolved.port());
-            hops.push((resolved.hostname(), port).to_target().map(|t| Hop {
-                target: t,
-                user: resolved.user().to_owned(),
-            }));
-        }
-        let hops: Result<Vec<Hop>, InvalidTarget> = hops.into_iter().collect();
+        let hops = resolved_hops
+            .iter()
+            .map(|(jump, resolved)| {
+                let port = jump.port().unwrap_or(resolved.port());
+                (resolved.hostname(), port).to_target().map(|t| Hop {
+                    target: t,
+                    user: resolved.user().to_owned(),
+                })
+            })
+            .collect();
         let config = self.for_host(&host);
-        self.dial_with(
-            &config,
-            (host.hostname(), port).to_target(),
-            user,
-            auth,
+        let route = Route {
+            target: (host.hostname(), port).to_target(),
             hops,
-            None,
-        )
-        .await
+            via: None,
+        };
+        self.dial_with(start, &config, route, user, auth).await
     }
 
     /// This dialer's settings with `host`'s from ssh_config where the
@@ -460,15 +458,13 @@ impl Dialer {
         user: impl Into<String>,
         auth: Auth,
     ) -> Result<Client, DialError> {
-        self.dial_with(
-            &self.config,
-            addr.to_target(),
-            user.into(),
-            auth,
-            Ok(Vec::new()),
-            Some(jump.clone()),
-        )
-        .await
+        let route = Route {
+            target: addr.to_target(),
+            hops: Ok(Vec::new()),
+            via: Some(jump.clone()),
+        };
+        self.dial_with(Instant::now(), &self.config, route, user.into(), auth)
+            .await
     }
 
     /// The jump hosts as hops: each with its own user or else `user`.
@@ -484,16 +480,16 @@ impl Dialer {
             .collect()
     }
 
+    /// A dial that began at `start` (its deadline counts from there).
     async fn dial_with(
         &self,
+        start: Instant,
         config: &Config,
-        target: Result<Target, InvalidTarget>,
+        route: Route,
         user: String,
         auth: Auth,
-        hops: Result<Vec<Hop>, InvalidTarget>,
-        via: Option<Arc<Client>>,
     ) -> Result<Client, DialError> {
-        let start = Instant::now();
+        let Route { target, hops, via } = route;
         let invalid = |invalid: InvalidTarget, via: Option<&str>| {
             DialError::new(
                 invalid.input(),
@@ -551,6 +547,28 @@ impl Dialer {
     }
 }
 
+/// Resolves `destination` and the jump hosts it goes through (`chain`, or
+/// the file's `ProxyJump`): each hop as its own host in the file.
+#[allow(clippy::type_complexity)]
+fn resolve_with_hops(
+    ssh: &SshConfig,
+    destination: &str,
+    chain: Option<Vec<JumpHost>>,
+) -> Result<(HostConfig, Vec<(JumpHost, HostConfig)>), crate::ssh_config::ConfigError> {
+    let host = ssh.resolve(destination)?;
+    let chain = chain.unwrap_or_else(|| host.proxy_jump().to_vec());
+    let mut hops = Vec::with_capacity(chain.len());
+    for jump in chain {
+        let spec = match jump.user() {
+            Some(u) => format!("{u}@{}", jump.host()),
+            None => jump.host().to_owned(),
+        };
+        let resolved = ssh.resolve(&spec)?;
+        hops.push((jump, resolved));
+    }
+    Ok((host, hops))
+}
+
 /// How long a shared jump host is watched for a late answer to a channel
 /// request the dial gave up on: longer than sshd's own connect to the
 /// target can take (Linux gives up on an unanswered SYN after about
@@ -571,6 +589,14 @@ struct Attempt<'a> {
     remote_addr: Option<std::net::SocketAddr>,
     /// When the phase under way began.
     lap: Instant,
+}
+
+/// Where a dial goes: the target, the jump hosts to dial first, and a jump
+/// host already connected to go through.
+struct Route {
+    target: Result<Target, InvalidTarget>,
+    hops: Result<Vec<Hop>, InvalidTarget>,
+    via: Option<Arc<Client>>,
 }
 
 /// One jump host of a dial: where, and as whom.

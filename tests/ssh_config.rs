@@ -220,4 +220,27 @@ async fn match_exec_runs_only_when_allowed_and_within_the_deadline() {
         "{:?}",
         start.elapsed()
     );
+
+    // The same for a jump host's command, and the time spent resolving
+    // counts against the dial's one deadline.
+    let hop = SshConfig::parse(
+        "Host target\n  ProxyJump hop\nMatch host hop exec \"sleep 2\"\n  Port 2200\n",
+    )
+    .unwrap()
+    .allow_match_exec(true);
+    let start = std::time::Instant::now();
+    let err = Dialer::builder()
+        .timeout(Duration::from_millis(500))
+        .ssh_config(hop)
+        .build()
+        .dial("target", "u", Auth::password("p"))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(err.elapsed() >= Duration::from_millis(500), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        start.elapsed()
+    );
 }
