@@ -830,19 +830,13 @@ impl Pass<'_> {
                     );
                 }
             }
-            "connecttimeout" => {
-                if let Some(t) = parse_time(first).map_err(err)? {
-                    set(&mut opts.connect_timeout, t)
-                }
-            }
+            "connecttimeout" => set_time(&mut opts.connect_timeout, first).map_err(err)?,
             "connectionattempts" => set(
                 &mut opts.connection_attempts,
                 parse_int(first).map_err(err)?,
             ),
             "serveraliveinterval" => {
-                if let Some(t) = parse_time(first).map_err(err)? {
-                    set(&mut opts.server_alive_interval, t)
-                }
+                set_time(&mut opts.server_alive_interval, first).map_err(err)?
             }
             "serveralivecountmax" => set(
                 &mut opts.server_alive_count_max,
@@ -1167,6 +1161,15 @@ fn set<T>(slot: &mut Option<T>, value: T) {
     }
 }
 
+/// A time value: `none` is OpenSSH's "unset", so it leaves the slot for a
+/// later line.
+fn set_time(slot: &mut Option<u32>, value: &str) -> Result<(), String> {
+    if let Some(t) = parse_time(value)? {
+        set(slot, t);
+    }
+    Ok(())
+}
+
 /// Checks what OpenSSH checks of each value as it reads a line, whether or
 /// not the line applies: a bad value anywhere in a file is an error.
 fn validate(keyword: &str, args: &[String], rest: &str) -> Result<(), String> {
@@ -1226,7 +1229,6 @@ fn validate(keyword: &str, args: &[String], rest: &str) -> Result<(), String> {
             return Ok(());
         }
         "proxyjump" => parse_proxy_jump(rest).map(drop)?,
-        "proxycommand" => return Ok(()),
         _ => return Ok(()),
     }
     if keyword_takes_one(keyword) && args.len() > 1 {
