@@ -74,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     reset_peak();
     let start = Instant::now();
     let mut process = client.command(command.as_str()).spawn().await?;
-    let mut stdout = process.stdout().expect("stdout");
+    let stdout = process.stdout().expect("stdout");
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ssh_dial::fleet::{FailedIn, Fleet, Host, HostReport, Retry};
-use ssh_dial::{Auth, Dialer, ExitStatus, HostKeys, JumpHost, SshConfig};
+use ssh_dial::{Auth, Dialer, HostKeys, JumpHost, SshConfig};
 
 /// Run one command on many hosts, each under its own deadline.
 #[derive(Parser)]
@@ -267,14 +267,8 @@ fn print_line(host: &str, stderr: bool, line: &[u8]) {
 fn json(r: &HostReport) -> serde_json::Value {
     let (exit_status, signal, stdout, stderr) = match &r.outcome {
         Ok(out) => (
-            match out.status {
-                ExitStatus::Code(c) => Some(c),
-                _ => None,
-            },
-            match &out.status {
-                ExitStatus::Signal(s) => Some(s.clone()),
-                _ => None,
-            },
+            out.status.code(),
+            out.status.signal().map(str::to_owned),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         ),

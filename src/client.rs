@@ -9,10 +9,9 @@ use russh::client::Handle;
 use russh::Disconnect;
 
 use crate::deadline::{Switch, GRACE};
-use crate::error::{ExecError, Phase};
+use crate::error::Phase;
 use crate::handshake::ClientHandler;
-use crate::output::Output;
-use crate::process::{Closing, Command};
+use crate::process::{Closing, Command, ExecError, Output};
 
 /// An authenticated SSH connection, returned by [`Dialer::dial`](crate::Dialer::dial).
 ///
@@ -22,7 +21,9 @@ use crate::process::{Closing, Command};
 /// Dropping a `Client` ends its session task and closes its socket at once,
 /// whatever channels are open; [`close`](Client::close) says goodbye first.
 pub struct Client {
-    handle: Handle<ClientHandler>,
+    /// Shared with the tasks that own the client's command channels; the
+    /// session ends when the switch trips, whoever holds a handle.
+    handle: Arc<Handle<ClientHandler>>,
     switch: Switch,
     target: String,
     remote_addr: SocketAddr,
@@ -100,7 +101,7 @@ impl Client {
     ) -> Self {
         crate::metrics::session_opened();
         Client {
-            handle,
+            handle: Arc::new(handle),
             switch,
             target,
             remote_addr,
@@ -118,7 +119,6 @@ impl Client {
     /// then does the same for the jump hosts this client alone kept alive.
     pub(crate) async fn abort(mut self) {
         self.switch.shut(GRACE).await;
-        let _ = tokio::time::timeout(GRACE, &mut self.handle).await;
         if let Some(via) = self.via.take() {
             abort_unshared(via).await;
         }
@@ -145,12 +145,13 @@ impl Client {
         self.timings
     }
 
-    /// A command to run, with the dialer's exec timeout and output cap:
-    /// [`spawn`](Command::spawn) it for pipes, or collect its
-    /// [`output`](Command::output).
-    pub fn command(&self, command: impl Into<String>) -> Command<'_> {
+    /// A command line to run, with the dialer's exec timeout and output cap:
+    /// add quoted [`arg`](Command::arg)s, then collect its
+    /// [`output`](Command::output), its [`status`](Command::status), or
+    /// [`spawn`](Command::spawn) it for pipes.
+    pub fn command(&self, command: impl Into<String>) -> Command {
         Command::new(
-            &self.handle,
+            self.handle.clone(),
             self.closing.clone(),
             command.into(),
             self.exec_timeout,
@@ -158,31 +159,22 @@ impl Client {
         )
     }
 
-    /// Runs `command` under the dialer's exec timeout and output cap, and
-    /// collects its output: `client.command(command).output()`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Command::output`].
-    pub async fn exec(&self, command: &str) -> Result<Output, ExecError> {
-        self.command(command).output().await
-    }
-
-    /// Runs `command` with its own deadline and collects its output:
-    /// `client.command(command).timeout(timeout).output()`.
+    /// Runs the command line `command` under the dialer's exec timeout and
+    /// output cap, stdin closed, and collects its output:
+    /// `client.command(command).output()`.
     ///
     /// A non-zero exit is not an error: look at [`Output::status`].
     ///
     /// # Errors
     ///
     /// As [`Command::output`]: [`ExecError::is_timeout`] if the deadline
-    /// passed, with the output so far in [`ExecError::partial_output`]; a
-    /// `signal` request (KILL) is sent and the channel closed, and the
-    /// client stays usable for other commands. OpenSSH's sshd (7.9 and
-    /// later) then kills the command's process group, except for root
-    /// logins, where it refuses signals; there, and on servers without
-    /// signal support, the command runs on until it ends or notices its
-    /// closed pipes. [`ExecError::is_closed`] if the session is gone.
+    /// passed, with the output so far in [`ExecError::partial_output`]; the
+    /// command is sent `KILL` and its channel closed, and the client stays
+    /// usable. OpenSSH's sshd (7.9 and later) then kills the command's
+    /// process group, except for root logins, where it refuses signals;
+    /// there, and on servers without signal support, the command runs on
+    /// until it notices its closed pipes. [`ExecError::is_closed`] if the
+    /// session is gone.
     ///
     /// # Panics
     ///
@@ -191,14 +183,11 @@ impl Client {
     ///
     /// # Cancellation
     ///
-    /// Dropping the future closes the channel within a bounded time; the
-    /// client stays usable.
-    pub async fn exec_with_timeout(
-        &self,
-        command: &str,
-        timeout: Option<Duration>,
-    ) -> Result<Output, ExecError> {
-        self.command(command).timeout(timeout).output().await
+    /// Dropping the future sends the command `KILL` and closes its channel
+    /// (an open the server has not answered yet is closed when it does);
+    /// the client stays usable.
+    pub async fn exec(&self, command: &str) -> Result<Output, ExecError> {
+        self.command(command).output().await
     }
 
     /// Says goodbye to the server and waits, at most the dialer's
@@ -218,7 +207,7 @@ impl Client {
                 .handle
                 .disconnect(Disconnect::ByApplication, "", "en")
                 .await;
-            let _ = (&mut self.handle).await;
+            self.switch.ended().await;
         };
         let joined = tokio::time::timeout(self.close_timeout, goodbye)
             .await
@@ -226,12 +215,8 @@ impl Client {
         if !joined {
             tracing::debug!(target = %self.target, "server did not end the session in time; closing the socket");
         }
+        // Waits for the socket and the session task to be gone.
         self.switch.shut(GRACE).await;
-        if !joined {
-            // The socket is closed; wait for the task itself to finish.
-            // (A finished handle must not be polled again.)
-            let _ = tokio::time::timeout(GRACE, &mut self.handle).await;
-        }
         if let Some(via) = self.via.take() {
             if let Ok(jump) = Arc::try_unwrap(via) {
                 Box::pin(jump.close()).await;

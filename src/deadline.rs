@@ -227,6 +227,18 @@ impl Switch {
         self.closed_seen
     }
 
+    /// Waits, without tripping anything, until russh's session task has
+    /// ended (or, for a session without a guard, its stream is gone).
+    pub(crate) async fn ended(&mut self) {
+        if let Some(ended) = &mut self.ended {
+            let _ = ended.await;
+            self.ended = None;
+        } else if !self.is_closed() {
+            let _ = (&mut self.closed).await;
+            self.closed_seen = true;
+        }
+    }
+
     /// Trips the switch and waits, at most `grace`, until the stream has been
     /// dropped. Returns whether it was.
     ///

@@ -1025,17 +1025,17 @@ impl DialerBuilder {
     /// [`happy_eyeballs_delay`](Self::happy_eyeballs_delay)).
     ///
     /// If `None`, each attempt may use what is left of the total. Default is `None`.
-    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+    pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config.explicit.connect_timeout = true;
-        self.config.tcp.connect_timeout = timeout;
+        self.config.tcp.connect_timeout = timeout.into();
         self
     }
 
     /// Idle time before TCP keepalive probes start (`SO_KEEPALIVE` + `TCP_KEEPIDLE`).
     ///
     /// If `None`, TCP keepalive is off. Default is 15 seconds.
-    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
-        self.config.tcp.keepalive_time = idle;
+    pub fn tcp_keepalive(mut self, idle: impl Into<Option<Duration>>) -> Self {
+        self.config.tcp.keepalive_time = idle.into();
         self
     }
 
@@ -1046,8 +1046,8 @@ impl DialerBuilder {
     /// # Notes
     ///
     /// Ignored on OpenBSD, Redox and Solaris, which lack the option.
-    pub fn tcp_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
-        self.config.tcp.keepalive_interval = interval;
+    pub fn tcp_keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.config.tcp.keepalive_interval = interval.into();
         self
     }
 
@@ -1058,8 +1058,8 @@ impl DialerBuilder {
     /// # Notes
     ///
     /// Ignored on OpenBSD, Redox, Solaris and Windows, which lack the option.
-    pub fn tcp_keepalive_retries(mut self, retries: Option<u32>) -> Self {
-        self.config.tcp.keepalive_retries = retries;
+    pub fn tcp_keepalive_retries(mut self, retries: impl Into<Option<u32>>) -> Self {
+        self.config.tcp.keepalive_retries = retries.into();
         self
     }
 
@@ -1074,8 +1074,8 @@ impl DialerBuilder {
     /// # Notes
     ///
     /// Linux, Android and Fuchsia only; elsewhere it does nothing.
-    pub fn tcp_user_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.tcp.user_timeout = Some(timeout);
+    pub fn tcp_user_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.tcp.user_timeout = Some(timeout.into());
         self
     }
 
@@ -1094,9 +1094,9 @@ impl DialerBuilder {
     /// but whose sshd is frozen.
     ///
     /// If `None`, off. Default is 15 seconds.
-    pub fn ssh_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+    pub fn ssh_keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.config.explicit.ssh_keepalive = true;
-        self.ssh_keepalive_interval = interval;
+        self.ssh_keepalive_interval = interval.into();
         self
     }
 
@@ -1144,8 +1144,8 @@ impl DialerBuilder {
     /// exit status.
     ///
     /// If `None`, commands may run forever. Default is 60 seconds.
-    pub fn exec_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.exec_timeout = timeout;
+    pub fn exec_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.exec_timeout = timeout.into();
         self
     }
 
@@ -1154,8 +1154,8 @@ impl DialerBuilder {
     /// [`Client::exec`] keeps, and what a spawned command may buffer unread.
     ///
     /// If `None`, unbounded. Default is 16 MiB.
-    pub fn max_output(mut self, max: Option<usize>) -> Self {
-        self.config.max_output = max;
+    pub fn max_output(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.config.max_output = max.into();
         self
     }
 

@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::host_keys::HostKeyFailure;
-use crate::output::Output;
-use crate::text::{fmt_io, Escaped, Escaping, PeerText};
+use crate::text::{fmt_io, Escaping, PeerText};
 
 /// The step of a dial that was under way when it failed.
 ///
@@ -398,137 +397,6 @@ impl From<DialError> for io::Error {
     }
 }
 
-/// Why a command run through [`Client::exec`](crate::Client::exec) failed.
-///
-/// A command that ran and exited non-zero is not an error: see
-/// [`Output::status`](crate::Output::status).
-#[derive(Debug)]
-pub struct ExecError {
-    kind: ExecKind,
-    elapsed: Duration,
-    /// What the command printed before it timed out.
-    partial: Option<Box<Output>>,
-}
-
-#[derive(Debug)]
-pub(crate) enum ExecKind {
-    /// The exec deadline passed; the channel was closed.
-    TimedOut,
-    /// The SSH session is gone.
-    SessionClosed,
-    /// The server refused the channel or the exec request.
-    Refused,
-    /// Unusable input, caught before anything was sent.
-    InvalidInput(String),
-    /// The server refused this environment variable (sshd's `AcceptEnv`).
-    EnvRefused(String),
-    /// Unread output passed the cap; the command was ended.
-    OutputOverflow,
-    Ssh(russh::Error),
-}
-
-impl ExecError {
-    pub(crate) fn new(kind: ExecKind, elapsed: Duration) -> Self {
-        ExecError {
-            kind,
-            elapsed,
-            partial: None,
-        }
-    }
-
-    pub(crate) fn with_partial(mut self, output: Output) -> Self {
-        self.partial = Some(Box::new(output));
-        self
-    }
-
-    /// What the command printed before its deadline passed (up to the
-    /// output cap), for a timed-out [`Client::exec`](crate::Client::exec).
-    pub fn partial_output(&self) -> Option<&Output> {
-        self.partial.as_deref()
-    }
-
-    /// True for input that could not be sent: a command or environment
-    /// variable with a NUL byte, an empty variable name, a zero-sized
-    /// terminal. Nothing was sent.
-    pub fn is_invalid_input(&self) -> bool {
-        matches!(self.kind, ExecKind::InvalidInput(_))
-    }
-
-    /// True if the server refused a request: the channel, the command, the
-    /// terminal or an environment variable (named in the message).
-    pub fn is_refused(&self) -> bool {
-        matches!(self.kind, ExecKind::Refused | ExecKind::EnvRefused(_))
-    }
-
-    pub(crate) fn is_output_overflow(&self) -> bool {
-        matches!(self.kind, ExecKind::OutputOverflow)
-    }
-
-    fn describe(&self) -> String {
-        let secs = self.elapsed.as_secs_f64();
-        match &self.kind {
-            ExecKind::TimedOut => {
-                format!("exec timed out after {secs:.2}s; its channel was closed")
-            }
-            ExecKind::SessionClosed => format!("exec: ssh session closed after {secs:.2}s"),
-            ExecKind::Refused => "exec: server refused the channel or the command".into(),
-            ExecKind::InvalidInput(why) => format!("exec: invalid input: {why}"),
-            ExecKind::EnvRefused(name) => format!(
-                "exec: server refused environment variable {} (sshd accepts only what AcceptEnv lists)",
-                PeerText::new(name)
-            ),
-            ExecKind::OutputOverflow => {
-                format!("exec: unread output passed max_output after {secs:.2}s; the command was ended")
-            }
-            ExecKind::Ssh(e) => format!("exec: ssh error: {}", PeerText::new(&e.to_string())),
-        }
-    }
-
-    /// True if the command outlived its deadline.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, ExecKind::TimedOut)
-    }
-
-    /// True if the SSH session is gone (peer closed, keepalive failed, or the
-    /// client was closed); the client will not recover.
-    pub fn is_closed(&self) -> bool {
-        matches!(self.kind, ExecKind::SessionClosed)
-    }
-
-    /// Time from the start of the exec to the failure.
-    pub fn elapsed(&self) -> Duration {
-        self.elapsed
-    }
-}
-
-impl fmt::Display for ExecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", Escaped(self.describe()))
-    }
-}
-
-impl std::error::Error for ExecError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            ExecKind::Ssh(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<ExecError> for io::Error {
-    fn from(e: ExecError) -> io::Error {
-        let kind = if e.is_timeout() {
-            io::ErrorKind::TimedOut
-        } else if e.is_closed() {
-            io::ErrorKind::ConnectionAborted
-        } else {
-            io::ErrorKind::Other
-        };
-        io::Error::new(kind, e)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,7 +405,6 @@ mod tests {
     fn errors_are_send_sync_and_small() {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         assert_send_sync::<DialError>();
-        assert_send_sync::<ExecError>();
         assert_eq!(
             std::mem::size_of::<DialError>(),
             std::mem::size_of::<usize>()

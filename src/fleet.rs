@@ -256,8 +256,8 @@ impl FleetBuilder {
     /// A deadline for the whole run: when it passes, hosts in progress are
     /// stopped and they and those not started are reported
     /// [`HostError::Cancelled`]. If `None`, none. Default is `None`.
-    pub fn run_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.fleet.run_timeout = timeout;
+    pub fn run_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.fleet.run_timeout = timeout.into();
         self
     }
 
@@ -536,7 +536,8 @@ async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
             Ok(client) => {
                 let timings = client.timings();
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                let run = client.command(&*command).timeout(Some(remaining));
+                let mut run = client.command(&*command);
+                run.timeout(remaining);
                 let result = match &fleet.on_output {
                     Some(sink) => {
                         run.output_with(|stderr, bytes| {

@@ -62,7 +62,6 @@ mod handshake;
 mod host_keys;
 mod known_hosts;
 mod metrics;
-mod output;
 mod process;
 mod resolve;
 mod ssh_config;
@@ -77,11 +76,13 @@ pub mod testing;
 pub use auth::{Auth, Challenge, Prompt};
 pub use client::{Client, DialTimings};
 pub use dialer::{Dialer, DialerBuilder};
-pub use error::{DialError, ExecError, Phase};
+pub use error::{DialError, Phase};
 pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};
-pub use output::{ExitStatus, Output};
-pub use process::{Command, ProcessOutput, ProcessStdin, RemoteProcess};
+pub use process::{
+    Command, EndReason, ExecError, ExitStatus, Output, ProcessStderr, ProcessStdin, ProcessStdout,
+    RemoteProcess, Signal, Stdio,
+};
 pub use ssh_config::{ConfigError, HostConfig, JumpHost, SshConfig, StrictHostKeyChecking};
 pub use target::{InvalidTarget, Target, ToTarget};
 pub use tcp::AddressFamily;

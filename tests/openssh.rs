@@ -155,7 +155,9 @@ async fn exec_timeout_against_sshd_leaves_the_client_usable() {
     )
     .await;
     let err = client
-        .exec_with_timeout("sleep 30", Some(Duration::from_millis(300)))
+        .command("sleep 30")
+        .timeout(Duration::from_millis(300))
+        .output()
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
@@ -189,7 +191,9 @@ async fn a_timed_out_command_is_sent_a_kill_signal() {
     .await;
     let cmdline = b"sleep\x0031.4159\x00";
     let err = client
-        .exec_with_timeout("exec sleep 31.4159", Some(Duration::from_millis(500)))
+        .command("exec sleep 31.4159")
+        .timeout(Duration::from_millis(500))
+        .output()
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");

@@ -1,6 +1,6 @@
 //! A well-behaved in-process SSH server that runs a tiny shell.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,7 +42,19 @@ pub(super) fn russh_config(host_key: PrivateKey) -> server::Config {
 /// | `sleep SECS` | waits (fractions allowed) |
 /// | `true`, `false` | status 0, 1 |
 /// | `kill SIG` | ends the command by signal `SIG` (e.g. `KILL`) |
+/// | `cat` | echoes stdin to stdout; at stdin's EOF exits with status 0 |
+/// | (a `signal` request) | ends the command by that signal |
+/// | `status-only N` | sends status `N`, then neither EOF nor close |
+/// | `flood` | writes to stdout without end |
+/// | `no-reply` | never answers the exec request |
+/// | `flood-no-reply` | writes to stdout without end, never answering the exec request |
 /// | anything else | `sh: NAME: not found` on stderr, status 127 |
+///
+/// [`open_channels`](TestServer::open_channels) counts the channels the
+/// client has not closed, and [`TestServerBuilder::channel_open_delay`]
+/// makes the server slow (or silent) in confirming them: channel-level
+/// misbehaviour, for testing that a client closes every channel whatever
+/// it cancels.
 ///
 /// # Examples
 ///
@@ -65,6 +77,8 @@ pub struct TestServer {
     addr: SocketAddr,
     host_key: PublicKey,
     auth_attempts: Arc<AtomicUsize>,
+    open_channels: Arc<AtomicUsize>,
+    opened_channels: Arc<AtomicUsize>,
     received: Arc<Mutex<Received>>,
     _thread: ServerThread,
 }
@@ -75,6 +89,7 @@ pub struct TestServer {
 pub struct TestServerBuilder {
     users: Users,
     host_key: Option<PrivateKey>,
+    open_delay: Option<Duration>,
 }
 
 /// Keyboard-interactive rounds, each prompt a (text, echo, expected answer).
@@ -160,6 +175,14 @@ impl TestServerBuilder {
         self
     }
 
+    /// Confirms each session channel only `delay` after the client asked
+    /// for it; `Duration::MAX` never confirms one (nor refuses it). Default
+    /// is at once.
+    pub fn channel_open_delay(mut self, delay: Duration) -> Self {
+        self.open_delay = Some(delay);
+        self
+    }
+
     /// Uses this host key instead of a random Ed25519 one.
     pub fn host_key(mut self, key: PrivateKey) -> Self {
         self.host_key = Some(key);
@@ -186,6 +209,11 @@ impl TestServerBuilder {
         let counter = auth_attempts.clone();
         let received = Arc::new(Mutex::new(Received::default()));
         let record = received.clone();
+        let open_channels = Arc::new(AtomicUsize::new(0));
+        let open_count = open_channels.clone();
+        let opened_channels = Arc::new(AtomicUsize::new(0));
+        let opened_count = opened_channels.clone();
+        let open_delay = self.open_delay;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let thread = ServerThread::spawn("ssh-dial-test-server", listener, move |l| {
@@ -197,6 +225,15 @@ impl TestServerBuilder {
                     received: record.clone(),
                     keyboard_round: 0,
                     running: HashMap::new(),
+                    channels: Arc::new(Channels {
+                        global: open_count.clone(),
+                        total: opened_count.clone(),
+                        open: Mutex::new(HashSet::new()),
+                    }),
+                    open_delay,
+                    unanswered: Vec::new(),
+                    cat: HashSet::new(),
+                    ends: HashMap::new(),
                 };
                 async move {
                     if let Ok(session) = server::run_stream(config, socket, handler).await {
@@ -209,6 +246,8 @@ impl TestServerBuilder {
             addr,
             host_key: public,
             auth_attempts,
+            open_channels,
+            opened_channels,
             received,
             _thread: thread,
         })
@@ -236,6 +275,18 @@ impl TestServer {
     /// leave this at zero.
     pub fn auth_attempts(&self) -> usize {
         self.auth_attempts.load(Ordering::SeqCst)
+    }
+
+    /// Session channels the server has opened and the client has not
+    /// closed, over every connection (a connection's channels count until
+    /// it ends). A client that closes every channel brings this back to 0.
+    pub fn open_channels(&self) -> usize {
+        self.open_channels.load(Ordering::SeqCst)
+    }
+
+    /// Session channels the server has opened (confirmed) since it started.
+    pub fn channels_opened(&self) -> usize {
+        self.opened_channels.load(Ordering::SeqCst)
     }
 
     /// The method of each authentication request received, in order
@@ -279,6 +330,55 @@ struct Shell {
     /// The keyboard-interactive round under way.
     keyboard_round: usize,
     running: HashMap<ChannelId, oneshot::Sender<()>>,
+    channels: Arc<Channels>,
+    open_delay: Option<Duration>,
+    /// Channel opens never to be answered (held until the connection ends).
+    unanswered: Vec<ChannelOpenHandle>,
+    /// Channels running `cat`.
+    cat: HashSet<ChannelId>,
+    /// Each open channel's own end, for the floods (which must wait for the
+    /// client's window).
+    ends: HashMap<ChannelId, Channel<Msg>>,
+}
+
+/// One connection's open channels, counted into the server's total.
+#[derive(Debug)]
+struct Channels {
+    global: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+    open: Mutex<HashSet<ChannelId>>,
+}
+
+impl Channels {
+    fn opened(&self, id: ChannelId) {
+        if self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
+        {
+            self.global.fetch_add(1, Ordering::SeqCst);
+            self.total.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn closed(&self, id: ChannelId) {
+        if self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
+        {
+            self.global.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Channels {
+    fn drop(&mut self) {
+        let left = self.open.lock().unwrap_or_else(|e| e.into_inner()).len();
+        self.global.fetch_sub(left, Ordering::SeqCst);
+    }
 }
 
 impl server::Handler for Shell {
@@ -363,11 +463,27 @@ impl server::Handler for Shell {
 
     async fn channel_open_session(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        reply.accept().await;
+        let id = channel.id();
+        self.ends.insert(id, channel);
+        match self.open_delay {
+            None => {
+                reply.accept().await;
+                self.channels.opened(id);
+            }
+            Some(Duration::MAX) => self.unanswered.push(reply),
+            Some(delay) => {
+                let channels = self.channels.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    reply.accept().await;
+                    channels.opened(id);
+                });
+            }
+        }
         Ok(())
     }
 
@@ -377,17 +493,97 @@ impl server::Handler for Shell {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_success(channel)?;
         let script = String::from_utf8_lossy(data).into_owned();
         let handle = session.handle();
+        let end = self.ends.remove(&channel);
+        match script.trim() {
+            "cat" => {
+                session.channel_success(channel)?;
+                self.cat.insert(channel);
+                return Ok(());
+            }
+            "no-reply" => return Ok(()),
+            "flood" => session.channel_success(channel)?,
+            "flood-no-reply" => {}
+            _ => {
+                session.channel_success(channel)?;
+                let channels = self.channels.clone();
+                let (stop_tx, stop_rx) = oneshot::channel();
+                self.running.insert(channel, stop_tx);
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = run_script(&script, channel, &handle) => {}
+                        _ = stop_rx => return,
+                    }
+                    // The script closed the channel.
+                    channels.closed(channel);
+                });
+                return Ok(());
+            }
+        }
+        // Floods: as fast as the client's window allows (russh's session
+        // would buffer without limit what the window does not take), the
+        // channel's incoming messages drained meanwhile.
+        let Some(end) = end else {
+            return Ok(());
+        };
         let (stop_tx, stop_rx) = oneshot::channel();
         self.running.insert(channel, stop_tx);
         tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let (mut read, write) = end.split();
+            let mut writer = write.make_writer();
+            let chunk = vec![b'y'; 32 * 1024];
+            let flood = async { while writer.write_all(&chunk).await.is_ok() {} };
+            let drain = async { while read.wait().await.is_some() {} };
             tokio::select! {
-                () = run_script(&script, channel, &handle) => {}
+                () = flood => {}
+                () = drain => {}
                 _ = stop_rx => {}
             }
         });
+        Ok(())
+    }
+
+    /// A signal ends the command running on the channel, by that signal.
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        signal: Sig,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.running.remove(&channel).is_some() || self.cat.remove(&channel) {
+            session.exit_signal_request(channel, signal, false, "", "")?;
+            session.eof(channel)?;
+            session.close(channel)?;
+            self.channels.closed(channel);
+        }
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.cat.contains(&channel) {
+            session.data(channel, data.to_vec())?;
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.cat.remove(&channel) {
+            session.exit_status_request(channel, 0)?;
+            session.eof(channel)?;
+            session.close(channel)?;
+            self.channels.closed(channel);
+        }
         Ok(())
     }
 
@@ -397,6 +593,9 @@ impl server::Handler for Shell {
         _: &mut Session,
     ) -> Result<(), Self::Error> {
         self.running.remove(&channel);
+        self.ends.remove(&channel);
+        self.cat.remove(&channel);
+        self.channels.closed(channel);
         Ok(())
     }
 }
@@ -466,6 +665,12 @@ async fn run_script(script: &str, channel: ChannelId, handle: &server::Handle) {
                 let _ = handle.exit_status_request(channel, status).await;
                 let _ = handle.eof(channel).await;
                 // Never CHANNEL_CLOSE: held until the client closes it.
+                return std::future::pending().await;
+            }
+            "status-only" => {
+                let status = rest.parse().unwrap_or(255);
+                let _ = handle.exit_status_request(channel, status).await;
+                // Neither EOF nor CHANNEL_CLOSE.
                 return std::future::pending().await;
             }
             "sleep" => {

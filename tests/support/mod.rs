@@ -358,3 +358,54 @@ impl Drop for Namespace {
         let _ = ip(&["netns", "del", &self.name]);
     }
 }
+
+/// Runs this test binary's test `test` alone in a child process, with
+/// `env` set (the child's cue that it is the child, and its inputs), and
+/// returns its stdout; fails with both outputs if it fails. For
+/// measurements no other test may disturb (the process's RSS).
+pub fn run_alone(test: &str, env: &[(&str, String)]) -> String {
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary path"))
+        .args(["--exact", test, "--include-ignored", "--nocapture"])
+        .envs(env.iter().map(|(k, v)| (k, v.as_str())))
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// This process's resident set size, in bytes.
+pub fn rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .expect("VmRSS in /proc/self/status")
+        * 1024
+}
+
+/// Processes on this machine whose command line contains `marker`.
+pub fn processes_with(marker: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            cmdline
+                .split(|&b| b == 0)
+                .any(|arg| String::from_utf8_lossy(arg).contains(marker))
+        })
+        .count()
+}

@@ -1,0 +1,214 @@
+//! Why a command failed, and what became of its channel.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use super::status::Output;
+use crate::text::{Escaped, PeerText};
+
+/// Why a command failed to start or to finish: from
+/// [`Client::exec`](crate::Client::exec), [`Command`](crate::Command)'s
+/// `output`, `status` and `spawn`, and [`RemoteProcess::wait`](crate::RemoteProcess::wait).
+///
+/// A command that ran and exited non-zero is not an error: see
+/// [`Output::status`].
+///
+/// The message is one line of printable ASCII; text that came from the
+/// server is escaped in it. It shows its cause, so
+/// [`source`](std::error::Error::source) returns `None`.
+pub struct ExecError {
+    kind: ExecKind,
+    elapsed: Duration,
+    /// What the command printed before it failed.
+    partial: Option<Box<Output>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ExecKind {
+    /// The deadline passed; what became of the channel.
+    TimedOut(ChannelAt),
+    /// The SSH session is gone.
+    SessionClosed,
+    /// The server refused the channel or a request on it.
+    Refused(String),
+    /// Unusable input, caught before anything was sent.
+    InvalidInput(String),
+    /// Any other SSH failure, as russh put it (escaped when shown).
+    Ssh(String),
+}
+
+/// What had become of a timed-out command's channel when the error was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChannelAt {
+    /// The server had not opened it (or it was never asked for, while
+    /// earlier closes were still being sent); if the server opens it
+    /// later, it is closed then.
+    NeverOpened,
+    /// Open, the command not yet started: close sent.
+    SettingUp,
+    /// The command had started: sent `KILL`, and close sent.
+    Running,
+}
+
+impl ExecError {
+    pub(crate) fn new(kind: ExecKind, elapsed: Duration) -> Self {
+        ExecError {
+            kind,
+            elapsed,
+            partial: None,
+        }
+    }
+
+    pub(crate) fn with_partial(mut self, output: Output) -> Self {
+        self.partial = Some(Box::new(output));
+        self
+    }
+
+    /// What the command printed before it failed (up to the output cap),
+    /// and its status if the server had sent one; for
+    /// [`Command::output`](crate::Command::output) and
+    /// [`Client::exec`](crate::Client::exec) after the command started.
+    pub fn partial_output(&self) -> Option<&Output> {
+        self.partial.as_deref()
+    }
+
+    /// True for input that could not be sent: a NUL byte in the command, an
+    /// argument, a directory or an environment variable, an empty or
+    /// malformed variable name, a zero-sized terminal. Nothing was sent.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self.kind, ExecKind::InvalidInput(_))
+    }
+
+    /// True if the server refused a request: the session channel (at its
+    /// `MaxSessions`, say), the terminal or the command.
+    pub fn is_refused(&self) -> bool {
+        matches!(self.kind, ExecKind::Refused(_))
+    }
+
+    /// True if the command's deadline passed. The message says what became
+    /// of its channel.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, ExecKind::TimedOut(_))
+    }
+
+    /// True if the SSH session is gone (peer closed, keepalive failed, or the
+    /// client was closed); the client will not recover.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.kind, ExecKind::SessionClosed)
+    }
+
+    /// Time from the start of the command to the failure.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        match &self.kind {
+            ExecKind::TimedOut(at) => {
+                write!(f, "exec timed out after {secs:.2}s")?;
+                match at {
+                    ChannelAt::NeverOpened => f.write_str(
+                        ": the server had not opened a channel (it is closed if it opens one later)",
+                    ),
+                    ChannelAt::SettingUp => f.write_str(
+                        " before the server started the command; its channel's close was sent",
+                    ),
+                    ChannelAt::Running => f.write_str(
+                        "; the command was sent KILL and its channel's close was sent",
+                    ),
+                }
+            }
+            ExecKind::SessionClosed => write!(f, "exec: ssh session closed after {secs:.2}s"),
+            ExecKind::Refused(what) => write!(f, "exec: server refused {}", PeerText::new(what)),
+            ExecKind::InvalidInput(why) => write!(f, "exec: invalid input: {why}"),
+            ExecKind::Ssh(e) => write!(f, "exec: ssh error: {}", PeerText::new(e)),
+        }
+    }
+}
+
+impl fmt::Debug for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecError")
+            .field("message", &self.to_string())
+            .field("elapsed", &self.elapsed)
+            .field("partial", &self.partial.is_some())
+            .finish()
+    }
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Describe<'a>(&'a ExecError);
+        impl fmt::Display for Describe<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.describe(f)
+            }
+        }
+        write!(f, "{}", Escaped(Describe(self)))
+    }
+}
+
+impl std::error::Error for ExecError {}
+
+impl From<ExecError> for io::Error {
+    fn from(e: ExecError) -> io::Error {
+        let kind = if e.is_timeout() {
+            io::ErrorKind::TimedOut
+        } else if e.is_closed() {
+            io::ErrorKind::ConnectionAborted
+        } else if e.is_invalid_input() {
+            io::ErrorKind::InvalidInput
+        } else {
+            io::ErrorKind::Other
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_says_what_became_of_the_channel() {
+        let at = |at| ExecError::new(ExecKind::TimedOut(at), Duration::from_millis(2003));
+        assert_eq!(
+            at(ChannelAt::NeverOpened).to_string(),
+            "exec timed out after 2.00s: the server had not opened a channel (it is closed if it opens one later)"
+        );
+        assert!(at(ChannelAt::Running)
+            .to_string()
+            .ends_with("; the command was sent KILL and its channel's close was sent"));
+        assert!(at(ChannelAt::SettingUp)
+            .to_string()
+            .contains("before the server started the command; its channel's close was sent"));
+        assert_eq!(
+            io::Error::from(at(ChannelAt::NeverOpened)).kind(),
+            io::ErrorKind::TimedOut
+        );
+    }
+
+    #[test]
+    fn server_text_is_escaped_and_there_is_no_raw_source() {
+        let e = ExecError::new(
+            ExecKind::Ssh("bad\n\x1b[31mdial x: ok".into()),
+            Duration::ZERO,
+        );
+        let shown = e.to_string();
+        assert!(
+            shown.chars().all(|c| c == ' ' || c.is_ascii_graphic()),
+            "{shown}"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+        let debug = format!("{e:?}");
+        assert!(!debug.contains('\x1b'), "{debug}");
+    }
+
+    #[test]
+    fn exec_errors_are_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<ExecError>();
+    }
+}
