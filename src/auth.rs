@@ -261,10 +261,10 @@ impl Auth {
                     .await;
                     match loaded {
                         Ok(Ok(key)) => Credential::Key(Arc::new(key), Some(path.clone())),
-                        Ok(Err(source)) => {
+                        Ok(Err(cause)) => {
                             return Err(Kind::Key {
                                 path: path.display().to_string(),
-                                source,
+                                cause,
                             })
                         }
                         Err(join) => return Err(Kind::Io(std::io::Error::other(join))),

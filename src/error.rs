@@ -61,8 +61,8 @@ pub(crate) enum Kind {
     TimedOut(Vec<ConnectAttempt>),
     #[error("invalid address: {0}")]
     InvalidAddress(String),
-    #[error("cannot resolve host: {0}")]
-    Resolve(#[source] io::Error),
+    #[error("cannot resolve host: {}", PeerText::new(&fmt_io(.0)))]
+    Resolve(io::Error),
     #[error("host resolved to no addresses (of the address family asked for)")]
     NoAddresses,
     #[error(
@@ -72,7 +72,7 @@ pub(crate) enum Kind {
     #[error("{}", fmt_attempts(.0))]
     Connect(Vec<ConnectAttempt>),
     #[error("{0}")]
-    HostKey(#[source] HostKeyFailure),
+    HostKey(HostKeyFailure),
     #[error("authentication rejected for user {user:?} (tried {tried}; server allows {allowed})")]
     AuthRejected {
         user: String,
@@ -81,11 +81,10 @@ pub(crate) enum Kind {
     },
     #[error("no credentials to offer: {0}")]
     NoCredentials(String),
-    #[error("cannot load private key {path}: {source}")]
+    #[error("cannot load private key {path}: {}", PeerText::new(&.cause.to_string()))]
     Key {
         path: String,
-        #[source]
-        source: russh::keys::Error,
+        cause: russh::keys::Error,
     },
     #[error("connection closed by peer")]
     Closed,
@@ -94,11 +93,11 @@ pub(crate) enum Kind {
     #[error("{0}")]
     Unsupported(String),
     #[error("the jump host did not open a channel to the target: {}", PeerText::new(&.0.to_string()))]
-    ChannelOpen(#[source] russh::Error),
+    ChannelOpen(russh::Error),
     #[error("{}", PeerText::new(&fmt_io(.0)))]
-    Io(#[source] io::Error),
+    Io(io::Error),
     #[error("ssh protocol error: {}", PeerText::new(&.0.to_string()))]
-    Protocol(#[source] russh::Error),
+    Protocol(russh::Error),
 }
 
 impl Kind {
@@ -128,8 +127,10 @@ fn fmt_attempts(attempts: &[ConnectAttempt]) -> String {
 /// `dial 127.0.0.1:2222: connect: 127.0.0.1:2222: connection refused`.
 /// Passwords and passphrases never appear in it.
 ///
-/// Use the predicates to tell causes apart; [`source`](std::error::Error::source)
-/// gives the underlying error where there is one.
+/// Use the predicates to tell causes apart. The message shows its cause
+/// (escaped), so [`source`](std::error::Error::source) returns `None`:
+/// an error reporter that walks the chain (anyhow, eyre) never prints text
+/// from the peer unescaped, nor the cause twice.
 pub struct DialError {
     inner: Box<Inner>,
 }
@@ -369,16 +370,7 @@ impl fmt::Display for Line<'_> {
     }
 }
 
-impl std::error::Error for DialError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.inner.kind {
-            Kind::Connect(attempts) => attempts
-                .last()
-                .map(|a| &a.error as &(dyn std::error::Error + 'static)),
-            kind => std::error::Error::source(kind),
-        }
-    }
-}
+impl std::error::Error for DialError {}
 
 impl From<DialError> for io::Error {
     fn from(e: DialError) -> io::Error {

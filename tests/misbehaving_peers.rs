@@ -27,6 +27,13 @@ async fn dial_mode(mode: Mode) {
         .expect_err("a misbehaving peer cannot be dialed");
     let took = start.elapsed();
     let msg = err.to_string();
+    // One printable line that shows its cause, and no raw peer text
+    // further down the chain for an error reporter to print.
+    assert!(
+        msg.chars().all(|c| c == ' ' || c.is_ascii_graphic()),
+        "{mode}: {msg:?}"
+    );
+    assert!(std::error::Error::source(&err).is_none(), "{mode}: {msg}");
     assert_eq!(
         support::sockets_to(server.addr()),
         sockets_before,
