@@ -50,6 +50,11 @@ pub(crate) enum Method {
         passphrase: Option<Arc<Secret>>,
     },
     Key(Arc<PrivateKey>),
+    /// An OpenSSH private key, as the text of its file.
+    KeyText {
+        text: Arc<Secret>,
+        passphrase: Option<Arc<Secret>>,
+    },
     /// The agent at this socket, or at `SSH_AUTH_SOCK` when `None`.
     Agent(Option<PathBuf>),
     KeyboardInteractive(Responder),
@@ -77,6 +82,11 @@ impl fmt::Debug for Method {
             Method::KeyFile { path, passphrase } => f
                 .debug_struct("KeyFile")
                 .field("path", path)
+                .field("passphrase", passphrase)
+                .finish(),
+            Method::KeyText { passphrase, .. } => f
+                .debug_struct("KeyText")
+                .field("text", &"<redacted>")
                 .field("passphrase", passphrase)
                 .finish(),
             Method::Key(k) => f
@@ -211,6 +221,20 @@ impl Auth {
         })
     }
 
+    /// Public key authentication with a private key given as the text of an
+    /// OpenSSH key file (`-----BEGIN OPENSSH PRIVATE KEY-----`, or PEM), as a
+    /// secrets manager hands it out, decrypted with `passphrase` if it is
+    /// encrypted. Like [`key_file`](Self::key_file) it is decoded at each
+    /// dial, within the deadline; a key that does not decode fails the dial
+    /// in the auth phase. The text and the passphrase are zeroed when the
+    /// last clone of this `Auth` is dropped, and never shown.
+    pub fn key_openssh(text: impl Into<String>, passphrase: Option<&str>) -> Self {
+        Auth::one(Method::KeyText {
+            text: Arc::new(Secret(Zeroizing::new(text.into()))),
+            passphrase: passphrase.map(|p| Arc::new(Secret(Zeroizing::new(p.to_owned())))),
+        })
+    }
+
     /// Public key authentication with a key already in memory. RSA keys
     /// sign with the strongest of `rsa-sha2-512`, `rsa-sha2-256` and
     /// `ssh-rsa` that the server accepts.
@@ -250,6 +274,26 @@ impl Auth {
                 Method::Key(k) => Credential::Key(k.clone(), None),
                 Method::Agent(path) => Credential::Agent(path.clone()),
                 Method::KeyboardInteractive(r) => Credential::KeyboardInteractive(r.clone()),
+                Method::KeyText { text, passphrase } => {
+                    let (text, passphrase) = (text.clone(), passphrase.clone());
+                    let decoded = tokio::task::spawn_blocking(move || {
+                        russh::keys::decode_secret_key(
+                            &text.0,
+                            passphrase.as_ref().map(|p| p.0.as_str()),
+                        )
+                    })
+                    .await;
+                    match decoded {
+                        Ok(Ok(key)) => Credential::Key(Arc::new(key), None),
+                        Ok(Err(cause)) => {
+                            return Err(Kind::Key {
+                                path: "(given as text)".into(),
+                                cause,
+                            })
+                        }
+                        Err(join) => return Err(Kind::Io(std::io::Error::other(join))),
+                    }
+                }
                 Method::KeyFile { path, passphrase } => {
                     let (file, passphrase) = (path.clone(), passphrase.clone());
                     let loaded = tokio::task::spawn_blocking(move || {
@@ -720,6 +764,7 @@ mod tests {
                 Method::Password(_) => "password",
                 Method::Agent(_) => "agent",
                 Method::KeyFile { .. } => "keyfile",
+                Method::KeyText { .. } => "keytext",
                 Method::Key(_) => "key",
                 Method::KeyboardInteractive(_) => "kbd",
             })

@@ -236,8 +236,16 @@ impl Client {
         self.remote_addr
     }
 
-    /// The russh session handle, for port forwarding, interactive shells,
-    /// subsystems and anything else beyond [`exec`](Client::exec).
+    /// The russh session handle, for what ssh-dial does not cover yet.
+    ///
+    /// # Warning
+    ///
+    /// Nothing done through it is bounded by ssh-dial: a channel opened
+    /// here waits as long as the server makes it, is not closed when its
+    /// future or its halves are dropped (russh sends no `CHANNEL_CLOSE`
+    /// then), and one whose messages nobody reads stalls the whole session,
+    /// keepalives included. Its type follows russh: a russh release that
+    /// changes it is a breaking ssh-dial release. Prefer [`command`](Client::command).
     pub fn handle(&self) -> &Handle<ClientHandler> {
         &self.handle
     }

@@ -11,7 +11,14 @@
 //! Hosts can be reached the way `ssh` reaches them: [`SshConfig`] resolves
 //! `~/.ssh/config` as `ssh -G` does, and jump hosts
 //! ([`DialerBuilder::proxy_jump`], `ProxyJump`) are dialed hop by hop under
-//! the same one deadline.
+//! the same one deadline. Commands ([`Client::command`]) have the shape of
+//! `tokio::process`, each bounded in time and memory, and every channel is
+//! closed whatever future is dropped when.
+//!
+//! The [`guide`] has a page per topic: [design](guide::design),
+//! [trust](guide::trust), [reach](guide::reach),
+//! [processes](guide::processes), [fleet](guide::fleet),
+//! [testing](guide::testing) and [performance](guide::performance).
 //!
 //! # Examples
 //!
@@ -58,6 +65,7 @@ mod deadline;
 mod dialer;
 mod error;
 pub mod fleet;
+pub mod guide;
 mod handshake;
 mod host_keys;
 mod known_hosts;

@@ -86,6 +86,34 @@ async fn encrypted_keys_of_every_type_with_the_right_and_wrong_passphrase() {
     }
 }
 
+/// A key handed over as text (from a secrets manager) works as the file
+/// does, and neither the key nor its passphrase reaches an error or Debug.
+#[tokio::test]
+async fn a_key_given_as_openssh_text_works_and_stays_secret() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    let path = sshd.dir().join("id_text");
+    ssh_keygen(&path, "ed25519", "open sesame").unwrap();
+    sshd.authorize(&path.with_extension("pub")).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let auth = Auth::key_openssh(text.clone(), Some("open sesame"));
+    assert!(!format!("{auth:?}").contains("sesame") && !format!("{auth:?}").contains("OPENSSH"));
+    let client = dial(&sshd, auth).await.unwrap();
+    assert!(client.exec("true").await.unwrap().status.success());
+    let err = dial(&sshd, Auth::key_openssh(text, Some("close sesame")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.phase(), Phase::Auth, "{err}");
+    assert!(err.is_invalid_input(), "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains("sesame") && !shown.contains("OPENSSH"),
+        "{shown}"
+    );
+}
+
 #[tokio::test]
 async fn methods_are_tried_in_order_within_one_deadline() {
     if !support::openssh(&["ssh-add", "ssh-agent", "ssh-keygen", "sshd"]) {
