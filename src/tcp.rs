@@ -161,7 +161,11 @@ pub(crate) async fn connect(
     let mut failed = Vec::new();
     let mut queue = addrs.iter().copied();
     let mut pending: Vec<(SocketAddr, Attempting)> = Vec::new();
-    let stagger = tokio::time::sleep_until(Instant::now());
+    // The next attempt starts when the stagger fires, or at once when `now`
+    // is set: a timer set to now would still wait for the timer wheel's
+    // next tick (a millisecond on every dial).
+    let mut now = true;
+    let stagger = tokio::time::sleep_until(deadline);
     tokio::pin!(stagger);
     let expiry = tokio::time::sleep_until(deadline);
     tokio::pin!(expiry);
@@ -181,7 +185,7 @@ pub(crate) async fn connect(
                     return Poll::Ready(Event::Done(i, result));
                 }
             }
-            if more > 0 && stagger.as_mut().poll(cx).is_ready() {
+            if more > 0 && (now || stagger.as_mut().poll(cx).is_ready()) {
                 return Poll::Ready(Event::Next);
             }
             if expiry.as_mut().poll(cx).is_ready() {
@@ -201,7 +205,7 @@ pub(crate) async fn connect(
                 tracing::trace!(%addr, %error, "connect attempt failed");
                 failed.push(ConnectAttempt { addr, error });
                 // The next address at once.
-                stagger.as_mut().reset(Instant::now());
+                now = true;
             }
             Event::Next => {
                 let Some(addr) = queue.next() else {
@@ -209,6 +213,7 @@ pub(crate) async fn connect(
                     continue;
                 };
                 more -= 1;
+                now = false;
                 tracing::debug!(%addr, "connecting");
                 pending.push((addr, attempt(addr, config, deadline)));
                 let next = crate::deadline::deadline_after(Instant::now(), config.attempt_delay);
