@@ -72,3 +72,44 @@ fn the_quickstart_runs_a_command_and_names_what_failed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not an SSH server"), "{stderr}");
 }
+
+/// The prometheus example serves the series while it dials.
+#[test]
+fn the_prometheus_example_serves_the_series() {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(support::example("prometheus"))
+        .arg(&listen)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let scrape = || -> Option<String> {
+        let mut s = std::net::TcpStream::connect(&listen).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = String::new();
+    while std::time::Instant::now() < end {
+        last = scrape().unwrap_or_default();
+        if last.contains("ssh_dial_dials_total{outcome=\"ok\"") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        last.contains("ssh_dial_dials_total{outcome=\"ok\""),
+        "{last}"
+    );
+    assert!(last.contains("ssh_dial_dials_in_flight"), "{last}");
+}

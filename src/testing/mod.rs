@@ -29,11 +29,16 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "metrics")]
+mod metrics;
 mod misbehaving;
 mod openssh;
 mod server;
 mod socket;
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use metrics::MetricsRecorder;
 pub use misbehaving::{MisbehavingServer, Mode};
 pub use openssh::{find_program, ssh_keygen, SshAgent, Sshd, SshdBuilder};
 pub use server::{TestServer, TestServerBuilder};
