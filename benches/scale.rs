@@ -5,6 +5,8 @@
 //! ```text
 //! cargo bench --bench scale               # 100, 1,000 and 10,000 dials
 //! cargo bench --bench scale -- 100 1000   # other sizes
+//! cargo bench --bench scale -- --check-before-banner 2000 7
+//!                                         # fails if a dial before the banner takes over 7 KiB
 //! ```
 //!
 //! The stalled peers run in one child process and every measurement in a
@@ -46,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("--peers") => run_peers(),
         Some("--precision") => worker(|| precision(&args[1..])),
         Some("--memory") => worker(|| memory(&args[1..])),
+        Some("--check-before-banner") => check_before_banner(&args[1..]),
         _ => orchestrate(&args),
     }
 }
@@ -114,6 +117,24 @@ fn run_worker(args: &[String]) -> std::io::Result<()> {
     let status = Command::new(std::env::current_exe()?).args(args).status()?;
     if !status.success() {
         eprintln!("worker {args:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// `--check-before-banner N MAX_KIB`: N dials in flight against a silent
+/// peer, failing (non-zero exit) if each takes more than MAX_KIB of RSS.
+/// CI runs it, so that the memory a stalled dial holds cannot creep up.
+fn check_before_banner(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let n = args.first().map(String::as_str).unwrap_or("2000");
+    let max = args.get(1).map(String::as_str).unwrap_or("7");
+    let peers = Peers::spawn()?;
+    let status = Command::new(std::env::current_exe()?)
+        .args(["--memory", "before banner (silent)", n])
+        .arg(peers.addrs[Mode::Silent.name()].to_string())
+        .args([Mode::Silent.name(), max])
+        .status()?;
+    if !status.success() {
+        return Err(format!("a dial before the banner takes more than {max} KiB").into());
     }
     Ok(())
 }
@@ -249,6 +270,7 @@ async fn memory(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: malloc_trim has no preconditions.
     unsafe { libc::malloc_trim(0) };
     let per_dial = rss_in_flight.saturating_sub(rss_before) as f64 / n as f64;
+    let limit: Option<f64> = args.get(4).map(|m| m.parse()).transpose()?;
     println!(
         "{:<22} {:>7} {:>6.1} KiB {:>6} KiB {:>7} KiB {:>7} KiB {:>+4}/{:<+4}{}",
         label,
@@ -265,7 +287,15 @@ async fn memory(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             "  (not all got in flight)"
         }
     );
-    Ok(())
+    if !all_in_flight {
+        return Err("not all dials got in flight".into());
+    }
+    match limit {
+        Some(max) if per_dial > max => {
+            Err(format!("{per_dial:.1} KiB per dial, over the {max} KiB limit").into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Lets closing sockets and exiting tasks settle before a reading.

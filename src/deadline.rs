@@ -104,6 +104,14 @@ pub(crate) struct GuardedStream<S> {
     _closed: oneshot::Sender<()>,
     /// The TCP socket under the stream, if it is one (for quick ACKs).
     tcp_fd: Option<std::os::fd::RawFd>,
+    /// Our version line, sent before russh ran, and how much of russh's
+    /// own first write (the same line) has been taken in its place.
+    ahead: Option<(Box<[u8]>, usize)>,
+    /// The server's first bytes, read before russh ran: russh reads them
+    /// first, and how far it has.
+    replay: Option<(Box<[u8]>, usize)>,
+    /// What went wrong before russh ran, for russh to meet at its first read.
+    early_error: Option<io::Error>,
 }
 
 /// Controls a [`GuardedStream`]; kept by the dial and then by the client.
@@ -133,6 +141,9 @@ pub(crate) fn guard<S>(inner: S) -> (GuardedStream<S>, Switch) {
         sent_version: false,
         _closed: tx,
         tcp_fd: None,
+        ahead: None,
+        replay: None,
+        early_error: None,
     };
     (
         stream,
@@ -299,6 +310,53 @@ fn tripped() -> io::Error {
     )
 }
 
+/// The most of the server's first bytes read before russh runs: its version
+/// line fits (255 bytes at most, as russh takes it), and russh reads the
+/// rest from the socket.
+const READ_AHEAD: usize = 256;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> GuardedStream<S> {
+    /// Sends our version line and waits for the server's first bytes,
+    /// before russh's handshake future (4.4 KiB) is made: a dial to a peer
+    /// that never speaks costs only this. russh then runs as if it had
+    /// done both itself: its own write of the same line is taken without
+    /// sending it again, and its reads get the bytes read here first. What
+    /// fails here (a reset, an EOF) is left for russh to meet, so that the
+    /// dial's errors stay russh's. Not cancel safe; raced against the
+    /// deadline, after which the stream is dropped.
+    pub(crate) async fn exchange_ahead(&mut self, version_line: Vec<u8>) {
+        let mut sent = 0;
+        while sent < version_line.len() {
+            let wrote = std::future::poll_fn(|cx| {
+                self.poll_write_op(cx, |s, cx| s.poll_write(cx, &version_line[sent..]))
+            })
+            .await;
+            match wrote {
+                Ok(0) => {
+                    self.early_error = Some(io::ErrorKind::WriteZero.into());
+                    return;
+                }
+                Ok(n) => sent += n,
+                Err(e) => {
+                    self.early_error = Some(e);
+                    return;
+                }
+            }
+        }
+        self.ahead = Some((version_line.into_boxed_slice(), 0));
+        let mut first = [0u8; READ_AHEAD];
+        let mut buf = ReadBuf::new(&mut first);
+        match std::future::poll_fn(|cx| Pin::new(&mut *self).poll_read(cx, &mut buf)).await {
+            Ok(()) if !buf.filled().is_empty() => {
+                self.replay = Some((buf.filled().into(), 0));
+            }
+            // EOF: russh reads it again from the socket.
+            Ok(()) => {}
+            Err(e) => self.early_error = Some(e),
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -307,6 +365,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check()?;
+        if let Some(e) = this.early_error.take() {
+            return Poll::Ready(Err(e));
+        }
+        if let Some((bytes, at)) = &mut this.replay {
+            let n = (bytes.len() - *at).min(buf.remaining());
+            buf.put_slice(&bytes[*at..*at + n]);
+            *at += n;
+            if *at == bytes.len() {
+                this.replay = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Pending => {
                 Shared::park(&this.shared.read_waker, cx.waker());
@@ -378,6 +448,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some((line, at)) = &mut this.ahead {
+            // russh's version line, already on the wire: taken, not sent.
+            let n = (line.len() - *at).min(buf.len());
+            debug_assert_eq!(&line[*at..*at + n], &buf[..n], "russh's version line");
+            *at += n;
+            if *at == line.len() {
+                this.ahead = None;
+            }
+            this.check()?;
+            this.saw_written(&buf[..n]);
+            return Poll::Ready(Ok(n));
+        }
         let written = this.poll_write_op(cx, |s, cx| s.poll_write(cx, buf));
         if let Poll::Ready(Ok(n)) = written {
             this.saw_written(&buf[..n]);

@@ -880,6 +880,21 @@ impl Attempt<'_> {
         if let Some(fd) = tcp_fd {
             stream = stream.on_tcp_socket(fd);
         }
+        // Our version line out and the server's first bytes in, before
+        // russh's handshake future exists: a dial stalled before the
+        // banner holds only this one's room.
+        let line = handshake::version_line(&self.config.russh);
+        if let Raced::TimedOut(phase) = race(
+            Box::pin(stream.exchange_ahead(line)),
+            self.deadline,
+            &switch,
+        )
+        .await
+        {
+            drop(stream);
+            switch.shut(GRACE).await;
+            return Err(self.timed_out(phase));
+        }
         let wire = switch.wire();
         let session = switch.session_guard();
         let armed = Armed::new(&switch);

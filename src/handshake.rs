@@ -110,6 +110,14 @@ fn with_preferred(base: &client::Config, preferred: russh::Preferred) -> client:
 
 /// A copy of `base`: russh's `Config` is not `Clone`, so the fields are
 /// copied one by one.
+/// Our version line as russh writes it from `config`.
+pub(crate) fn version_line(config: &client::Config) -> Vec<u8> {
+    match &config.client_id {
+        russh::SshId::Standard(id) => format!("{id}\r\n").into_bytes(),
+        russh::SshId::Raw(id) => id.as_bytes().to_vec(),
+    }
+}
+
 pub(crate) fn copy(base: &client::Config) -> client::Config {
     client::Config {
         client_id: match &base.client_id {
