@@ -71,6 +71,9 @@ mod host_keys;
 mod known_hosts;
 mod metrics;
 mod process;
+// Wired into the dialer with ssh_config's ProxyCommand.
+#[allow(dead_code)]
+mod proxy_command;
 mod resolve;
 mod ssh_config;
 mod target;
