@@ -63,6 +63,7 @@ mod host_keys;
 mod known_hosts;
 mod metrics;
 mod output;
+mod pattern;
 mod process;
 mod resolve;
 mod ssh_config;

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use crate::auth::Auth;
 use crate::host_keys::HostKeys;
+use crate::pattern::{self, Listed};
 use crate::tcp::AddressFamily;
 
 /// How deep `Include` may nest, as in OpenSSH (`READCONF_MAX_DEPTH`).
@@ -761,7 +762,7 @@ impl Pass<'_> {
                         Some(p) => (true, p),
                         None => (false, pattern.as_str()),
                     };
-                    if wildcard(pattern.as_bytes(), self.host.as_bytes()) {
+                    if pattern::matches(pattern.as_bytes(), self.host.as_bytes()) {
                         if negated {
                             return Ok(false);
                         }
@@ -788,10 +789,9 @@ impl Pass<'_> {
         // unless IgnoreUnknown (as obtained so far) covers it.
         if !HONOURED.contains(&line.keyword.as_str()) && !KEYWORDS.contains(&line.keyword.as_str())
         {
-            let ignored = opts
-                .ignore_unknown
-                .as_deref()
-                .is_some_and(|list| pattern_list(&line.keyword, list, true) == Some(true));
+            let ignored = opts.ignore_unknown.as_deref().is_some_and(|list| {
+                pattern::list(line.keyword.as_bytes(), list.as_bytes(), true) == Listed::Yes
+            });
             if !ignored {
                 return Err(err(format!("bad configuration option: {}", line.keyword)));
             }
@@ -936,12 +936,10 @@ impl Pass<'_> {
                 return Err(err(format!("missing Match criteria for {attr}")));
             };
             let matched = match attr.as_str() {
-                "host" => pattern_list(&host.to_ascii_lowercase(), &arg, true) == Some(true),
-                "originalhost" => {
-                    pattern_list(&self.host_arg.to_ascii_lowercase(), &arg, true) == Some(true)
-                }
-                "user" => pattern_list(&ruser, &arg, false) == Some(true),
-                "localuser" => pattern_list(&local.user, &arg, false) == Some(true),
+                "host" => list(&host.to_ascii_lowercase(), &arg, true),
+                "originalhost" => list(&self.host_arg.to_ascii_lowercase(), &arg, true),
+                "user" => list(&ruser, &arg, false),
+                "localuser" => list(&local.user, &arg, false),
                 "exec" => {
                     if !self.inner.allow_exec {
                         return Err(err(
@@ -1489,41 +1487,10 @@ fn tilde(path: &str, home: &str) -> String {
     format!("{home}{slash}{rest}")
 }
 
-/// `match_pattern_list`: `Some(true)` on a positive match, `Some(false)` on
-/// a negated one, `None` if nothing matched. With `lower`, the patterns are
-/// lowercased.
-fn pattern_list(s: &str, list: &str, lower: bool) -> Option<bool> {
-    let mut positive = false;
-    for pattern in list.split(',') {
-        let (negated, pattern) = match pattern.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, pattern),
-        };
-        let pattern = if lower {
-            pattern.to_ascii_lowercase()
-        } else {
-            pattern.to_owned()
-        };
-        if wildcard(pattern.as_bytes(), s.as_bytes()) {
-            if negated {
-                return Some(false);
-            }
-            positive = true;
-        }
-    }
-    positive.then_some(true)
-}
-
-/// `match_pattern`: `*` and `?`, byte for byte.
-fn wildcard(pattern: &[u8], s: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| wildcard(rest, &s[i..])),
-        Some((&p, rest)) => match s.split_first() {
-            Some((&c, srest)) if p == b'?' || p == c => wildcard(rest, srest),
-            _ => false,
-        },
-    }
+/// `match_pattern_list(..) == 1`: a pattern of the list matches `s` and no
+/// negated one does.
+fn list(s: &str, patterns: &str, lower: bool) -> bool {
+    pattern::list(s.as_bytes(), patterns.as_bytes(), lower) == Listed::Yes
 }
 
 /// Splits words as `strdelim` does for `Match`: on blanks, with `"`
@@ -1765,7 +1732,8 @@ fn glob_home(local: &Local) -> String {
         .unwrap_or_else(|| local.home.clone())
 }
 
-/// A small `glob(3)`: `*`, `?` and `[...]` within path components, names
+/// A small `glob(3)`: `*`, `?` and `[...]` within path components
+/// ([`pattern::fnmatch`]), names
 /// starting with `.` only matched by a pattern that starts with `.`,
 /// results sorted. A path without magic is returned if it exists.
 fn glob(pattern: &str) -> Vec<PathBuf> {
@@ -1790,7 +1758,7 @@ fn glob(pattern: &str) -> Vec<PathBuf> {
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| !n.starts_with('.') || part.starts_with('.'))
-                .filter(|n| fnmatch(part.as_bytes(), n.as_bytes()))
+                .filter(|n| pattern::fnmatch(part.as_bytes(), n.as_bytes()))
                 .collect();
             names.sort();
             for n in names {
@@ -1812,41 +1780,6 @@ fn glob(pattern: &str) -> Vec<PathBuf> {
             _ => p,
         })
         .collect()
-}
-
-/// `fnmatch` for one path component: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`.
-fn fnmatch(pattern: &[u8], s: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| fnmatch(rest, &s[i..])),
-        Some((b'?', rest)) => !s.is_empty() && fnmatch(rest, &s[1..]),
-        Some((b'[', rest)) => {
-            let Some((&c, srest)) = s.split_first() else {
-                return false;
-            };
-            let (negate, body) = match rest.first() {
-                Some(b'!') | Some(b'^') => (true, &rest[1..]),
-                _ => (false, rest),
-            };
-            let Some(close) = body.iter().skip(1).position(|&b| b == b']').map(|p| p + 1) else {
-                return c == b'[' && fnmatch(rest, srest);
-            };
-            let set = &body[..close];
-            let mut hit = false;
-            let mut k = 0;
-            while k < set.len() {
-                if k + 2 < set.len() && set[k + 1] == b'-' {
-                    hit |= set[k] <= c && c <= set[k + 2];
-                    k += 3;
-                } else {
-                    hit |= set[k] == c;
-                    k += 1;
-                }
-            }
-            hit != negate && fnmatch(&body[close + 1..], srest)
-        }
-        Some((&p, rest)) => s.first() == Some(&p) && fnmatch(rest, &s[1..]),
-    }
 }
 
 impl Local {
@@ -2131,13 +2064,5 @@ mod tests {
         assert_eq!(parse_time("none"), Ok(None));
         assert!(parse_time("-1").is_err());
         assert!(parse_time("1x").is_err());
-    }
-
-    #[test]
-    fn globs_match_within_components() {
-        assert!(fnmatch(b"*.conf", b"a.conf"));
-        assert!(fnmatch(b"[a-c]?", b"bz"));
-        assert!(!fnmatch(b"[!a]", b"a"));
-        assert!(wildcard(b"a*c", b"abbc"));
     }
 }
