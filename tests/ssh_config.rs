@@ -266,3 +266,42 @@ fn a_hostile_host_pattern_costs_microseconds() {
     // debug build and a busy machine.
     assert!(took < Duration::from_millis(20), "{took:?}");
 }
+
+/// `load_default` refuses a `~/.ssh/config` that others may write to (or
+/// that belongs to someone else), as `ssh` does ("Bad owner or
+/// permissions"); before, it read it. Run as root in a network namespace
+/// whose `/etc/passwd` gives root a temporary home (`ip netns exec` mounts
+/// `/etc/netns/NAME/passwd` over `/etc/passwd`), twice: with the file
+/// private, then writable by all.
+#[test]
+#[ignore = "needs root and network namespaces (ip netns); .ci/run runs it with --ignored"]
+fn load_default_refuses_a_user_config_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    const CHILD: &str = "SSH_DIAL_LOAD_DEFAULT_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        match SshConfig::load_default().and_then(|c| c.resolve("x")) {
+            Ok(c) => println!("loaded: port {}", c.port()),
+            Err(e) => println!("refused: {e}"),
+        }
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    let config = write(&home.path().join(".ssh"), "config", "Host x\n  Port 2200\n");
+    let passwd = format!("root:x:0:0:root:{}:/bin/sh\n", home.path().display());
+    let ns = support::Namespace::create("sshdial-home", &[("passwd", &passwd)]).unwrap();
+    let test = "load_default_refuses_a_user_config_others_can_write";
+
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = ns.run_test(test, CHILD);
+    assert!(out.contains("loaded: port 2200"), "{out}");
+
+    for mode in [0o666, 0o620] {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = ns.run_test(test, CHILD);
+        assert!(
+            out.contains("refused: bad owner or permissions on"),
+            "{mode:o}: {out}"
+        );
+    }
+}
