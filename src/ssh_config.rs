@@ -38,6 +38,8 @@
 //!   holds little more than the bytes it read
 //!   (`tests/ssh_config_memory.rs`).
 //! - Patterns match in linear time (`crate::pattern`).
+//! - `Match exec` runs in a process group of its own, killed (and reaped)
+//!   at the dial's deadline or when the dial is dropped.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -45,8 +47,9 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::auth::Auth;
 use crate::host_keys::HostKeys;
@@ -160,6 +163,8 @@ enum Why {
     Config,
     /// The load passed a bound.
     TooLarge,
+    /// `Match exec` ran past the deadline, or the dial was dropped.
+    Deadline,
 }
 
 impl fmt::Display for ConfigError {
@@ -198,6 +203,12 @@ impl ConfigError {
     /// time it is included.
     pub fn is_too_large(&self) -> bool {
         self.why == Why::TooLarge
+    }
+
+    /// True if `Match exec` was given up: the deadline passed or the dial
+    /// was dropped.
+    pub(crate) fn is_deadline(&self) -> bool {
+        self.why == Why::Deadline
     }
 }
 
@@ -681,12 +692,14 @@ impl SshConfig {
         }
     }
 
-    /// Whether `Match exec` may run its command (with `sh -c`, as `ssh`
-    /// does). Off by default: resolving a host then fails with an error
-    /// that names the line. [`resolve`](Self::resolve) then blocks while
-    /// the command runs; a [`Dialer`](crate::Dialer) resolves on the
-    /// blocking pool under the dial's deadline (a command still running
-    /// when the deadline passes runs on until it ends).
+    /// Whether `Match exec` may run its command (with `sh -c`, stdin and
+    /// stdout on `/dev/null`, as `ssh` runs it). Off by default: resolving
+    /// a host then fails with an error that names the line.
+    /// [`resolve`](Self::resolve) then blocks while the command runs; a
+    /// [`Dialer`](crate::Dialer) resolves on the blocking pool under the
+    /// dial's deadline, and a command still running when the deadline
+    /// passes (or when the dial is dropped) is killed with its process
+    /// group and reaped.
     #[must_use]
     pub fn allow_match_exec(mut self, allow: bool) -> SshConfig {
         self.allow_exec = allow;
@@ -724,6 +737,15 @@ impl SshConfig {
     /// When `Match exec` is [allowed](Self::allow_match_exec), this waits
     /// for each command it runs, with no deadline.
     pub fn resolve(&self, destination: &str) -> Result<HostConfig, ConfigError> {
+        self.resolve_until(destination, &Until::default())
+    }
+
+    /// [`resolve`](Self::resolve), giving up on `Match exec` at `until`.
+    pub(crate) fn resolve_until(
+        &self,
+        destination: &str,
+        until: &Until,
+    ) -> Result<HostConfig, ConfigError> {
         let (user, host) = match destination.rfind('@') {
             Some(0) => {
                 return Err(ConfigError::new(format!(
@@ -748,6 +770,7 @@ impl SshConfig {
         };
         let mut pass = Pass {
             inner,
+            until,
             host_arg,
             host: host.to_owned(),
             final_pass: false,
@@ -785,6 +808,7 @@ impl SshConfig {
             opts.hostname = Some(host.clone());
             let mut pass = Pass {
                 inner,
+                until,
                 host_arg,
                 host: host.clone(),
                 final_pass: true,
@@ -795,6 +819,31 @@ impl SshConfig {
             }
         }
         opts.finish(host_arg, host, &inner.local)
+    }
+}
+
+/// When to give up on a `Match exec` command: a deadline, and a flag the
+/// dial sets when it is dropped.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Until {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) dropped: Option<Arc<AtomicBool>>,
+}
+
+impl Until {
+    /// Why to give up now, if so.
+    fn expired(&self) -> Option<&'static str> {
+        if self
+            .dropped
+            .as_ref()
+            .is_some_and(|d| d.load(Ordering::Acquire))
+        {
+            return Some("the dial was dropped");
+        }
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Some("the dial's deadline passed"),
+            _ => None,
+        }
     }
 }
 
@@ -1146,6 +1195,7 @@ struct Options {
 /// One pass over the files for a host.
 struct Pass<'a> {
     inner: &'a SshConfig,
+    until: &'a Until,
     /// The name as given (`originalhost`, `%n`).
     host_arg: &'a str,
     /// What `Host` lines match: the name as given in the first pass, the
@@ -1229,7 +1279,13 @@ impl Pass<'_> {
                 return Ok(matched);
             }
             "match" => {
-                let matched = self.match_line(line, opts).map_err(err)?;
+                let matched = self.match_line(line, opts).map_err(|e| match e {
+                    Refused::Line(m) => err(m),
+                    Refused::Deadline(m) => ConfigError {
+                        message: format!("{} line {}: {m}", line.file.path, line.number),
+                        why: Why::Deadline,
+                    },
+                })?;
                 return Ok(!never && matched);
             }
             "include" => {
@@ -1330,7 +1386,8 @@ impl Pass<'_> {
     }
 
     /// A `Match` line: `match_cfg_line`.
-    fn match_line(&mut self, line: &Line<'_>, opts: &Options) -> Result<bool, String> {
+    fn match_line(&mut self, line: &Line<'_>, opts: &Options) -> Result<bool, Refused> {
+        let refuse = |m: String| Refused::Line(m);
         let local = &self.inner.local;
         let ruser = opts.user.as_deref().unwrap_or(&local.user);
         let host = if self.final_pass {
@@ -1338,9 +1395,10 @@ impl Pass<'_> {
         } else {
             match &opts.hostname {
                 Some(h) => utf8(
-                    expand(h.as_bytes(), &[(b'h', self.host_arg)], false)?,
+                    expand(h.as_bytes(), &[(b'h', self.host_arg)], false).map_err(refuse)?,
                     "HostName",
-                )?,
+                )
+                .map_err(refuse)?,
                 None => self.host_arg.to_owned(),
             }
         };
@@ -1369,10 +1427,10 @@ impl Pass<'_> {
                         .as_deref()
                         .is_some_and(|n| !n.is_empty() && n[0] != b'#')
                 {
-                    return Err(format!(
+                    return Err(refuse(format!(
                         "'{}' cannot be combined with other Match attributes",
                         shown(&word)
-                    ));
+                    )));
                 }
                 rest = if next.is_some_and(|n| n.first() == Some(&b'#')) {
                     None
@@ -1380,18 +1438,20 @@ impl Pass<'_> {
                     after
                 };
                 if !rest.unwrap_or_default().is_empty() {
-                    return Err("Match all: extra arguments at end of line".to_owned());
+                    return Err(refuse(
+                        "Match all: extra arguments at end of line".to_owned(),
+                    ));
                 }
                 return Ok(result && !negate);
             }
             attributes += 1;
             if attr == b"canonical" || attr == b"final" {
                 if attr == b"canonical" && !self.inner.allow_canonical {
-                    return Err(
+                    return Err(refuse(
                         "Match canonical is refused: ssh-dial does not canonicalise host names \
                          (SshConfig::allow_match_canonical)"
                             .to_owned(),
-                    );
+                    ));
                 }
                 if attr == b"final" {
                     self.want_final = true;
@@ -1404,7 +1464,10 @@ impl Pass<'_> {
             let (arg, after) = strdelim(rest);
             rest = after;
             let Some(arg) = arg.filter(|a| !a.is_empty() && a[0] != b'#') else {
-                return Err(format!("missing Match criteria for {}", shown(&attr)));
+                return Err(refuse(format!(
+                    "missing Match criteria for {}",
+                    shown(&attr)
+                )));
             };
             let matched = match attr.as_slice() {
                 b"host" => {
@@ -1418,9 +1481,9 @@ impl Pass<'_> {
                 b"localuser" => pattern::list(local.user.as_bytes(), &arg, false) == Listed::Yes,
                 b"exec" => {
                     if !self.inner.allow_exec {
-                        return Err(
-                            "Match exec is refused (SshConfig::allow_match_exec)".to_owned()
-                        );
+                        return Err(refuse(
+                            "Match exec is refused (SshConfig::allow_match_exec)".to_owned(),
+                        ));
                     }
                     let port = opts.port.unwrap_or(22).to_string();
                     let alias = opts.host_key_alias.as_deref().unwrap_or(&host);
@@ -1433,28 +1496,35 @@ impl Pass<'_> {
                         alias,
                     }
                     .list();
-                    let command = expand(&arg, &tokens, false)?;
+                    let command = expand(&arg, &tokens, false).map_err(refuse)?;
                     if !result {
                         // OpenSSH skips the command once the line cannot
                         // match (after expanding it, which may fail).
                         continue;
                     }
-                    run_exec(&command)?
+                    run_exec(&command, self.until)?
                 }
-                _ => return Err(format!("unsupported Match attribute {}", shown(&attr))),
+                _ => {
+                    return Err(refuse(format!(
+                        "unsupported Match attribute {}",
+                        shown(&attr)
+                    )))
+                }
             };
             if matched == negate {
                 result = false;
             }
         }
         if attributes == 0 {
-            return Err("one or more attributes required for Match".to_owned());
+            return Err(refuse(
+                "one or more attributes required for Match".to_owned(),
+            ));
         }
         if !rest.unwrap_or_default().is_empty() {
-            return Err(format!(
+            return Err(refuse(format!(
                 "Match: extra arguments at end of line: {}",
                 shown(rest.unwrap_or_default())
-            ));
+            )));
         }
         Ok(result)
     }
@@ -1470,16 +1540,81 @@ struct Line<'a> {
     include: Option<&'a Include>,
 }
 
+/// Why a `Match` line failed.
+enum Refused {
+    /// The line is wrong, or a command could not run.
+    Line(String),
+    /// A command was given up at the deadline.
+    Deadline(String),
+}
+
 /// Runs a `Match exec` command as OpenSSH's `execute_in_shell` does (`sh
-/// -c`, stdin on `/dev/null`).
-fn run_exec(command: &[u8]) -> Result<bool, String> {
-    let status = std::process::Command::new("/bin/sh")
+/// -c`, stdin and stdout on `/dev/null`, stderr shared), in a process group
+/// of its own so that whatever it starts can be killed with it. Waits for
+/// it, checking `until` every few milliseconds; when it expires, the group
+/// is killed and the shell reaped before this returns.
+fn run_exec(command: &[u8], until: &Until) -> Result<bool, Refused> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let shown_command = shown(command);
+    if let Some(why) = until.expired() {
+        return Err(Refused::Deadline(format!(
+            "match exec {shown_command} not run: {why}"
+        )));
+    }
+    let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(OsStr::from_bytes(command))
-        .stdin(std::process::Stdio::null())
-        .status()
-        .map_err(|e| format!("match exec {}: {}", shown(command), crate::text::fmt_io(&e)))?;
-    Ok(status.success())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            Refused::Line(format!(
+                "match exec {shown_command}: {}",
+                crate::text::fmt_io(&e)
+            ))
+        })?;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status.success()),
+            Ok(None) => {}
+            Err(e) => {
+                kill_group(&mut child);
+                return Err(Refused::Line(format!(
+                    "match exec {shown_command}: {}",
+                    crate::text::fmt_io(&e)
+                )));
+            }
+        }
+        if let Some(why) = until.expired() {
+            kill_group(&mut child);
+            return Err(Refused::Deadline(format!(
+                "match exec {shown_command} killed: {why}"
+            )));
+        }
+        let mut nap = pause;
+        if let Some(deadline) = until.deadline {
+            nap = nap.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        std::thread::sleep(nap);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Kills the child's process group (the shell and all it started that
+/// stayed in it) and reaps the shell.
+fn kill_group(child: &mut std::process::Child) {
+    // The group is the shell's pid (`process_group(0)`); the shell is not
+    // reaped yet, so the id cannot have been reused.
+    let group = child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a negative pid signals that process group; no
+    // memory is involved.
+    unsafe {
+        libc::kill(-group, libc::SIGKILL);
+    }
+    let _ = child.wait();
 }
 
 /// The `%` tokens of the keys that take OpenSSH's full set.

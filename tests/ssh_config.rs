@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ssh_dial::testing::Sshd;
-use ssh_dial::{Auth, Dialer, HostKeys, SshConfig};
+use ssh_dial::{Auth, DialError, Dialer, HostKeys, SshConfig};
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -206,20 +206,7 @@ async fn match_exec_runs_only_when_allowed_and_within_the_deadline() {
     assert_eq!(cfg.resolve("db").unwrap().port(), 22);
 
     let slow = SshConfig::parse(text).unwrap().allow_match_exec(true);
-    let start = std::time::Instant::now();
-    let err = Dialer::builder()
-        .timeout(Duration::from_millis(500))
-        .ssh_config(slow)
-        .build()
-        .dial("web", "u", Auth::password("p"))
-        .await
-        .unwrap_err();
-    assert!(err.is_timeout(), "{err}");
-    assert!(
-        start.elapsed() < Duration::from_millis(800),
-        "{:?}",
-        start.elapsed()
-    );
+    dial_times_out(slow, "web", Duration::from_millis(500)).await;
 
     // The same for a jump host's command, and the time spent resolving
     // counts against the dial's one deadline.
@@ -228,20 +215,134 @@ async fn match_exec_runs_only_when_allowed_and_within_the_deadline() {
     )
     .unwrap()
     .allow_match_exec(true);
+    let err = dial_times_out(hop, "target", Duration::from_millis(500)).await;
+    assert!(err.elapsed() >= Duration::from_millis(500), "{err:?}");
+}
+
+/// Dials `host` with `config`: the dial must time out, and return within
+/// 300 ms of its deadline.
+async fn dial_times_out(config: SshConfig, host: &str, timeout: Duration) -> DialError {
     let start = std::time::Instant::now();
     let err = Dialer::builder()
-        .timeout(Duration::from_millis(500))
-        .ssh_config(hop)
+        .timeout(timeout)
+        .ssh_config(config)
         .build()
-        .dial("target", "u", Auth::password("p"))
+        .dial(host, "u", Auth::password("p"))
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(err.elapsed() >= Duration::from_millis(500), "{err:?}");
+    let took = start.elapsed();
+    assert!(took < timeout + Duration::from_millis(300), "{took:?}");
+    err
+}
+
+/// Whether `pid` is a process that has not exited (a zombie has).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            state != Some("Z") && state != Some("X")
+        }
+        Err(_) => false,
+    }
+}
+
+/// This process's children that exited and were not reaped.
+fn zombie_children() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let mut fields = stat.rsplit(')').next()?.split_whitespace();
+            let (state, ppid) = (fields.next()?, fields.next()?);
+            (state == "Z" && ppid == me).then_some(pid)
+        })
+        .collect()
+}
+
+/// A `Match exec` command that starts a child of its own and waits: the
+/// shell's pid and the child's, as the command wrote them.
+fn forking_exec(dir: &Path) -> (SshConfig, std::path::PathBuf) {
+    let pids = dir.join("pids");
+    let text = format!(
+        "Match exec \"echo $$ > {p}.tmp; sleep 60 & echo $! >> {p}.tmp; mv {p}.tmp {p}; wait\"\n  Port 2222\n",
+        p = pids.display()
+    );
+    (
+        SshConfig::parse(&text).unwrap().allow_match_exec(true),
+        pids,
+    )
+}
+
+fn read_pids(path: &Path) -> Vec<u32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// A `Match exec` command still running at the dial's deadline is killed
+/// with its process group, the shell reaped before the dial returns, and
+/// what it started gone too. Before, both ran on (for 60 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_exec_running_at_the_deadline_is_killed_with_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, pids) = forking_exec(dir.path());
+    dial_times_out(config, "web", Duration::from_millis(700)).await;
+    let pids = read_pids(&pids);
+    assert_eq!(
+        pids.len(),
+        2,
+        "the command did not start its child: {pids:?}"
+    );
+    let (shell, child) = (pids[0], pids[1]);
+    assert!(!running(shell), "the shell still runs");
     assert!(
-        start.elapsed() < Duration::from_millis(800),
-        "{:?}",
-        start.elapsed()
+        zombie_children().is_empty(),
+        "unreaped: {:?}",
+        zombie_children()
+    );
+    assert!(
+        support::wait_until(Duration::from_secs(5), || !running(child)).await,
+        "the command's child still runs"
+    );
+}
+
+/// Dropping a dial while its `Match exec` runs kills the command's
+/// process group too. Before, it ran on after the dial was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_dial_kills_its_match_exec() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, pids_path) = forking_exec(dir.path());
+    let dialer = Dialer::builder()
+        .timeout(Duration::from_secs(60))
+        .ssh_config(config)
+        .build();
+    let mut dial = Box::pin(dialer.dial("web", "u", Auth::password("p")));
+    let started = support::wait_until(Duration::from_secs(10), || read_pids(&pids_path).len() == 2);
+    tokio::select! {
+        r = &mut dial => panic!("the dial ended: {:?}", r.err()),
+        ok = started => assert!(ok, "the command never started its child"),
+    }
+    drop(dial);
+    let pids = read_pids(&pids_path);
+    assert!(
+        support::wait_until(Duration::from_secs(5), || pids.iter().all(|&p| !running(p))).await,
+        "still running: {pids:?}"
+    );
+    assert!(
+        support::wait_until(Duration::from_secs(5), || zombie_children().is_empty()).await,
+        "unreaped: {:?}",
+        zombie_children()
     );
 }
 
