@@ -20,7 +20,7 @@ use crate::handshake::{self, ClientHandler};
 use crate::host_keys::HostKeys;
 use crate::resolve::{ResolveError, Resolver};
 use crate::ssh_config::{HostConfig, JumpHost, SshConfig, Until};
-use crate::target::{InvalidTarget, Target, ToTarget};
+use crate::target::{ssh_user_problem, InvalidTarget, Target, ToTarget};
 use crate::tcp::{self, AddressFamily, TcpConfig};
 
 /// Dials SSH servers with one deadline over the whole handshake.
@@ -202,8 +202,10 @@ impl Dialer {
     ///
     /// `addr` is a `"host:port"` string (port 22 if left out, IPv6 in
     /// brackets), a [`SocketAddr`](std::net::SocketAddr) or a `(host, port)`
-    /// tuple. A private key file is read first, then the host is resolved
-    /// and each of its addresses tried in turn.
+    /// tuple. `user` is checked as `ssh` checks a user on its command line
+    /// (no shell metacharacter, control character or leading `-`). A
+    /// private key file is read first, then the host is resolved and each
+    /// of its addresses tried in turn.
     ///
     /// # Errors
     ///
@@ -266,8 +268,9 @@ impl Dialer {
     ///
     /// # Errors
     ///
-    /// As [`dial`](Self::dial); a configuration that cannot be resolved
-    /// for the host, a `ProxyCommand`, or nothing to authenticate with are
+    /// As [`dial`](Self::dial); a user or host `ssh` would refuse on its
+    /// command line, a configuration that cannot be resolved for the host,
+    /// a `ProxyCommand`, or nothing to authenticate with are
     /// [`is_invalid_input`](DialError::is_invalid_input).
     ///
     /// # Cancellation
@@ -317,6 +320,10 @@ impl Dialer {
             Err(e) => return Err(fail(e.input(), Kind::InvalidAddress(e.reason().to_owned()))),
         };
         let label = target.display();
+        // Before resolving: the user reaches `%r` in `Match exec`.
+        if let Some(why) = ssh_user_problem(&user) {
+            return Err(fail(&label, Kind::InvalidUser(why)));
+        }
         let destination = match user.as_str() {
             "" => target.host().to_owned(),
             u => format!("{u}@{}", target.host()),
@@ -532,6 +539,15 @@ impl Dialer {
             (Ok(_), Err(e)) => return Err(invalid(e.clone(), Some(e.input()))),
         };
         let label = target.display();
+        if let Some(why) = ssh_user_problem(&user) {
+            return Err(DialError::new(
+                &label,
+                Phase::Resolve,
+                Kind::InvalidUser(why),
+                None,
+                start.elapsed(),
+            ));
+        }
         let mut chain: Vec<String> = Vec::new();
         if let Some(jump) = &via {
             chain.push(jump.target().to_owned());

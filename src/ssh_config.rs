@@ -37,6 +37,11 @@
 //!   is included, and resolving walks its lines where they lie: a load
 //!   holds little more than the bytes it read
 //!   (`tests/ssh_config_memory.rs`).
+//! - Names that reach `%` tokens (the destination's user and host, jump
+//!   hosts) are checked where they come in, with the rules `ssh` applies to
+//!   its command line; and `Match exec` will not run a command in which a
+//!   `%h`, `%n`, `%k` or `%r` holds anything a shell would read as more
+//!   than a name.
 //! - Patterns match in linear time (`crate::pattern`).
 //! - `Match exec` runs in a process group of its own, killed (and reaped)
 //!   at the dial's deadline or when the dial is dropped.
@@ -54,6 +59,7 @@ use std::time::{Duration, Instant};
 use crate::auth::Auth;
 use crate::host_keys::HostKeys;
 use crate::pattern::{self, Listed};
+use crate::target::{ssh_hostname_problem, ssh_user_problem};
 use crate::tcp::AddressFamily;
 use crate::text::Escaped;
 
@@ -148,7 +154,8 @@ struct Local {
     hostname: String,
 }
 
-/// Why a configuration could not be read or resolved.
+/// Why a configuration could not be read or resolved, or a name was
+/// refused.
 ///
 /// Text from the configuration is escaped in the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +168,8 @@ pub struct ConfigError {
 enum Why {
     /// The configuration says something OpenSSH would refuse.
     Config,
+    /// A name given by the caller was refused.
+    Name,
     /// The load passed a bound.
     TooLarge,
     /// `Match exec` ran past the deadline, or the dial was dropped.
@@ -183,6 +192,13 @@ impl ConfigError {
         }
     }
 
+    fn name(message: impl Into<String>) -> Self {
+        ConfigError {
+            message: message.into(),
+            why: Why::Name,
+        }
+    }
+
     fn too_large(message: impl Into<String>) -> Self {
         ConfigError {
             message: message.into(),
@@ -196,6 +212,17 @@ impl ConfigError {
 
     fn at(file: &str, line: usize, message: impl fmt::Display) -> Self {
         ConfigError::new(format!("{file} line {line}: {message}"))
+    }
+
+    /// True if a name given to ssh-dial was refused before the
+    /// configuration was consulted, as `ssh` refuses it on its command
+    /// line: the user or host of [`SshConfig::resolve`]'s destination, or a
+    /// jump host of [`JumpHost::parse`] and [`JumpHost::parse_chain`], with
+    /// a character a shell would act on (see
+    /// [`DialError::is_invalid_input`](crate::DialError::is_invalid_input)),
+    /// or a spec that does not parse.
+    pub fn is_invalid_input(&self) -> bool {
+        self.why == Why::Name
     }
 
     /// True if a load stopped at one of its bounds: more than 16 MiB of
@@ -255,11 +282,16 @@ impl JumpHost {
     ///
     /// # Errors
     ///
-    /// If there is no host, the user is empty, or the port is not a number
-    /// from 1 to 65535.
+    /// If there is no host, the user is empty, the port is not a number
+    /// from 1 to 65535, or the user or host has a character `ssh` refuses
+    /// on its command line (shell metacharacters, blanks, control
+    /// characters, a leading `-`): [`ConfigError::is_invalid_input`].
     pub fn parse(spec: &str) -> Result<JumpHost, ConfigError> {
-        parse_jump_host(spec)
-            .map_err(|why| ConfigError::new(format!("invalid jump host {}: {why}", shown(spec))))
+        let hop = parse_jump_host(spec).map_err(|why| {
+            ConfigError::name(format!("invalid jump host {}: {why}", shown(spec)))
+        })?;
+        hop.check().map_err(ConfigError::name)?;
+        Ok(hop)
     }
 
     /// The user, if the spec names one.
@@ -286,9 +318,24 @@ impl JumpHost {
     ///
     /// As [`parse`](Self::parse), for any hop.
     pub fn parse_chain(chain: &str) -> Result<Vec<JumpHost>, ConfigError> {
-        jump_chain(chain.as_bytes()).map_err(|why| {
-            ConfigError::new(format!("invalid jump host chain {}: {why}", shown(chain)))
-        })
+        let hops = jump_chain(chain.as_bytes()).map_err(|why| {
+            ConfigError::name(format!("invalid jump host chain {}: {why}", shown(chain)))
+        })?;
+        for hop in &hops {
+            hop.check().map_err(ConfigError::name)?;
+        }
+        Ok(hops)
+    }
+
+    /// Refuses what `ssh` refuses in a `-J` spec (`parse_jump`, strict).
+    fn check(&self) -> Result<(), String> {
+        if let Some(why) = ssh_hostname_problem(&self.host) {
+            return Err(format!("jump host {}: {why}", shown(&self.spec)));
+        }
+        if let Some(why) = self.user.as_deref().and_then(ssh_user_problem) {
+            return Err(format!("jump host {}: {why}", shown(&self.spec)));
+        }
+        Ok(())
     }
 }
 
@@ -700,6 +747,12 @@ impl SshConfig {
     /// dial's deadline, and a command still running when the deadline
     /// passes (or when the dial is dropped) is killed with its process
     /// group and reaped.
+    ///
+    /// A command whose `%h`, `%n`, `%k` or `%r` would hold a character
+    /// `ssh` refuses in names on its command line (shell metacharacters,
+    /// blanks before a `-`, control characters) is not run: resolving
+    /// fails. OpenSSH checks only the names from its command line; this
+    /// also covers a `User` or `HostName` from the file.
     #[must_use]
     pub fn allow_match_exec(mut self, allow: bool) -> SshConfig {
         self.allow_exec = allow;
@@ -727,10 +780,14 @@ impl SshConfig {
     ///
     /// # Errors
     ///
-    /// An empty host or user, a `%` token a key does not take, an unknown
-    /// keyword (unless `IgnoreUnknown` covers it), `Match exec` or `Match
-    /// canonical` when not allowed, `CanonicalizeHostname` other than `no`,
-    /// or a `ProxyJump` that loops to the host itself.
+    /// An empty host or user, a user or host with a character `ssh`
+    /// refuses on its command line
+    /// ([`is_invalid_input`](ConfigError::is_invalid_input)), a `%` token a
+    /// key does not take, an unknown keyword (unless `IgnoreUnknown` covers
+    /// it), `Match exec` or `Match canonical` when not allowed,
+    /// `CanonicalizeHostname` other than `no`, a `ProxyJump` whose user or
+    /// host has such a character, or a `ProxyJump` that loops to the host
+    /// itself.
     ///
     /// # Blocking
     ///
@@ -748,7 +805,7 @@ impl SshConfig {
     ) -> Result<HostConfig, ConfigError> {
         let (user, host) = match destination.rfind('@') {
             Some(0) => {
-                return Err(ConfigError::new(format!(
+                return Err(ConfigError::name(format!(
                     "empty user in {}",
                     shown(destination)
                 )))
@@ -757,10 +814,18 @@ impl SshConfig {
             None => (None, destination),
         };
         if host.is_empty() {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::name(format!(
                 "no host in {}",
                 shown(destination)
             )));
+        }
+        // As ssh checks its command line, before any `%` token can see
+        // them (CVE-2023-51385, CVE-2026-35386).
+        if let Some(why) = user.and_then(ssh_user_problem) {
+            return Err(ConfigError::name(why));
+        }
+        if let Some(why) = ssh_hostname_problem(host) {
+            return Err(ConfigError::name(why));
         }
         let inner = self;
         let host_arg = host;
@@ -1324,7 +1389,14 @@ impl Pass<'_> {
             "identityagent" => set(&mut opts.identity_agent, first.to_vec()),
             "proxyjump" => {
                 if opts.proxy_command.is_none() && opts.proxy_jump.is_none() {
-                    opts.proxy_jump = Some(parse_proxy_jump(line.rest).map_err(err)?);
+                    let hops = parse_proxy_jump(line.rest).map_err(err)?;
+                    // OpenSSH checks only `-J`'s names; these reach `%h`
+                    // and `%r` when the hop is resolved, so they are
+                    // checked the same way here.
+                    for hop in &hops {
+                        hop.check().map_err(err)?;
+                    }
+                    opts.proxy_jump = Some(hops);
                 }
             }
             "proxycommand" => {
@@ -1502,6 +1574,7 @@ impl Pass<'_> {
                         // match (after expanding it, which may fail).
                         continue;
                     }
+                    check_names(&arg, &tokens).map_err(refuse)?;
                     run_exec(&command, self.until)?
                 }
                 _ => {
@@ -1546,6 +1619,41 @@ enum Refused {
     Line(String),
     /// A command was given up at the deadline.
     Deadline(String),
+}
+
+/// `Match exec`'s command must not hand a shell a name it would read as
+/// more than a name: each `%h`, `%n` and `%k` it uses must pass `ssh`'s
+/// host name rule, and `%r` its user name rule. (OpenSSH checks only the
+/// names from its command line; these may also come from the file.)
+fn check_names<S: AsRef<str>>(command: &[u8], tokens: &[(u8, S)]) -> Result<(), String> {
+    let mut i = 0;
+    while i + 1 < command.len() {
+        if command[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        let token = command[i + 1];
+        i += 2;
+        let Some(value) = tokens
+            .iter()
+            .find(|(k, _)| *k == token)
+            .map(|(_, v)| v.as_ref())
+        else {
+            continue;
+        };
+        let problem = match token {
+            b'h' | b'n' | b'k' => ssh_hostname_problem(value),
+            b'r' => ssh_user_problem(value),
+            _ => None,
+        };
+        if let Some(why) = problem {
+            return Err(format!(
+                "Match exec not run: %{} would be {why}",
+                token as char
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs a `Match exec` command as OpenSSH's `execute_in_shell` does (`sh
@@ -2814,6 +2922,7 @@ mod tests {
                 .and_then(|c| c.resolve("h"))
                 .unwrap_err();
             assert!(e.to_string().contains("line "), "{text:?}: {e}");
+            assert!(!e.is_invalid_input(), "{text:?}: {e}");
         }
     }
 
@@ -2953,6 +3062,34 @@ mod tests {
                 .port(),
             22
         );
+    }
+
+    /// `Match exec` does not hand the shell a `%r` or `%h` it would read as
+    /// more than a name, wherever the name came from (here the file).
+    #[test]
+    fn match_exec_will_not_run_names_a_shell_would_act_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        for (user, host) in [("a;touch ran;#", "x"), ("u", "x$(touch${IFS}ran)")] {
+            let text = format!(
+                "User \"{user}\"\nHostName {host}\nMatch exec \"cd {} && true %r %h\"\n  Port 2200\n",
+                dir.path().display()
+            );
+            let e = SshConfig::parse(&text)
+                .unwrap()
+                .allow_match_exec(true)
+                .resolve("x")
+                .unwrap_err();
+            assert!(e.to_string().contains("Match exec not run"), "{e}");
+            assert!(!marker.exists());
+        }
+        // `%%r` is no token: the command runs.
+        let ok = SshConfig::parse("User \"a;b\"\nMatch exec \"true %%r\"\n  Port 2200\n")
+            .unwrap()
+            .allow_match_exec(true)
+            .resolve("x")
+            .unwrap();
+        assert_eq!(ok.port(), 2200);
     }
 
     #[test]

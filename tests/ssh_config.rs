@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ssh_dial::testing::Sshd;
-use ssh_dial::{Auth, DialError, Dialer, HostKeys, SshConfig};
+use ssh_dial::{Auth, DialError, Dialer, HostKeys, JumpHost, SshConfig};
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -234,6 +234,93 @@ async fn dial_times_out(config: SshConfig, host: &str, timeout: Duration) -> Dia
     let took = start.elapsed();
     assert!(took < timeout + Duration::from_millis(300), "{took:?}");
     err
+}
+
+/// A config whose `Match exec` hands `%r`, `%h` and `%n` to a shell, run
+/// in `dir`; every host it names is a closed port on 127.0.0.1.
+fn exec_config(dir: &Path, extra: &str) -> SshConfig {
+    let text = format!(
+        "{extra}Match exec \"cd {} && true %r %h %n\"\n  Port 9\nHost *\n  HostName 127.0.0.1\n  Port 9\n",
+        dir.display()
+    );
+    SshConfig::parse(&text).unwrap().allow_match_exec(true)
+}
+
+/// The injections of issue 18: a user or jump host name with shell syntax
+/// reached `Match exec`'s `%r`/`%h`/`%n` and ran (`touch X` made `X`).
+/// Each is now refused where it comes in, as `ssh` refuses it on its
+/// command line, as invalid input, and `X` is never made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_names_never_reach_a_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("X");
+    let dialer = |extra: &str| {
+        Dialer::builder()
+            .timeout(Duration::from_secs(5))
+            .ssh_config(exec_config(dir.path(), extra))
+            .build()
+    };
+    let check = |what: &str, err: Option<String>, invalid: bool| {
+        assert!(!marker.exists(), "{what}: the injected command ran");
+        let err = err.unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(invalid, "{what}: not invalid input: {err}");
+    };
+
+    let err = dialer("").dial_alias("a;touch X;#@host").await.unwrap_err();
+    check(
+        "dial_alias user",
+        Some(err.to_string()),
+        err.is_invalid_input(),
+    );
+
+    let err = dialer("")
+        .dial("host", "a;touch X;#", Auth::password("p"))
+        .await
+        .unwrap_err();
+    check("dial user", Some(err.to_string()), err.is_invalid_input());
+
+    let err = exec_config(dir.path(), "")
+        .resolve("a;touch X;#@host")
+        .unwrap_err();
+    check(
+        "resolve user",
+        Some(err.to_string()),
+        err.is_invalid_input(),
+    );
+    let err = exec_config(dir.path(), "")
+        .resolve("bastion$(touch${IFS}X)")
+        .unwrap_err();
+    check(
+        "resolve host",
+        Some(err.to_string()),
+        err.is_invalid_input(),
+    );
+
+    // Jump hosts given to the builder (`ssh -J`).
+    for spec in ["x;touch X;#@b", "bastion$(touch${IFS}X)"] {
+        let (err, invalid) = match JumpHost::parse(spec) {
+            Err(e) => (e.to_string(), e.is_invalid_input()),
+            Ok(hop) => {
+                let e = Dialer::builder()
+                    .timeout(Duration::from_secs(5))
+                    .ssh_config(exec_config(dir.path(), ""))
+                    .proxy_jump([hop])
+                    .build()
+                    .dial("host", "u", Auth::password("p"))
+                    .await
+                    .unwrap_err();
+                (e.to_string(), e.is_invalid_input())
+            }
+        };
+        check(spec, Some(err), invalid);
+    }
+
+    // Jump hosts from the file's ProxyJump (a `#` would end the value).
+    for spec in ["x;touch${IFS}X;@b", "bastion$(touch${IFS}X)"] {
+        let extra = format!("Host target\n  ProxyJump {spec}\n");
+        let err = dialer(&extra).dial_alias("target").await.unwrap_err();
+        check(spec, Some(err.to_string()), err.is_invalid_input());
+    }
 }
 
 /// Whether `pid` is a process that has not exited (a zombie has).
