@@ -19,8 +19,8 @@ use crate::error::{DialError, Kind, Phase};
 use crate::handshake::{self, ClientHandler};
 use crate::host_keys::HostKeys;
 use crate::resolve::{ResolveError, Resolver};
-use crate::ssh_config::{HostConfig, JumpHost, SshConfig};
-use crate::target::{InvalidTarget, Target, ToTarget};
+use crate::ssh_config::{HostConfig, JumpHost, SshConfig, Until};
+use crate::target::{ssh_user_problem, InvalidTarget, Target, ToTarget};
 use crate::tcp::{self, AddressFamily, TcpConfig};
 
 /// Dials SSH servers with one deadline over the whole handshake.
@@ -202,8 +202,10 @@ impl Dialer {
     ///
     /// `addr` is a `"host:port"` string (port 22 if left out, IPv6 in
     /// brackets), a [`SocketAddr`](std::net::SocketAddr) or a `(host, port)`
-    /// tuple. A private key file is read first, then the host is resolved
-    /// and each of its addresses tried in turn.
+    /// tuple. `user` is checked as `ssh` checks a user on its command line
+    /// (no shell metacharacter, control character or leading `-`). A
+    /// private key file is read first, then the host is resolved and each
+    /// of its addresses tried in turn.
     ///
     /// # Errors
     ///
@@ -224,7 +226,10 @@ impl Dialer {
     /// Dropping the returned future at any point aborts the dial: the socket
     /// is closed and the session task ends promptly after the drop, even in
     /// the middle of key exchange, where a plain timeout around russh would
-    /// leave both behind until the peer hung up.
+    /// leave both behind until the peer hung up. With an
+    /// [`ssh_config`](DialerBuilder::ssh_config) that
+    /// [allows `Match exec`](SshConfig::allow_match_exec), a command still
+    /// running is killed with its process group within 20 ms of the drop.
     pub async fn dial(
         &self,
         addr: impl ToTarget,
@@ -263,13 +268,16 @@ impl Dialer {
     ///
     /// # Errors
     ///
-    /// As [`dial`](Self::dial); a configuration that cannot be resolved
-    /// for the host, a `ProxyCommand`, or nothing to authenticate with are
+    /// As [`dial`](Self::dial); a user or host `ssh` would refuse on its
+    /// command line, a configuration that cannot be resolved for the host,
+    /// a `ProxyCommand`, or nothing to authenticate with are
     /// [`is_invalid_input`](DialError::is_invalid_input).
     ///
     /// # Cancellation
     ///
-    /// As [`dial`](Self::dial).
+    /// As [`dial`](Self::dial). A `Match exec` command still running (see
+    /// [`SshConfig::allow_match_exec`]) is killed with its process group
+    /// within 20 ms of the drop.
     pub async fn dial_alias(&self, destination: &str) -> Result<Client, DialError> {
         let (user, host) = match destination.rfind('@') {
             Some(at) => (&destination[..at], &destination[at + 1..]),
@@ -312,6 +320,10 @@ impl Dialer {
             Err(e) => return Err(fail(e.input(), Kind::InvalidAddress(e.reason().to_owned()))),
         };
         let label = target.display();
+        // Before resolving: the user reaches `%r` in `Match exec`.
+        if let Some(why) = ssh_user_problem(&user) {
+            return Err(fail(&label, Kind::InvalidUser(why)));
+        }
         let destination = match user.as_str() {
             "" => target.host().to_owned(),
             u => format!("{u}@{}", target.host()),
@@ -321,31 +333,52 @@ impl Dialer {
             .explicit
             .proxy_jump
             .then(|| self.config.proxy_jump.clone());
+        let timed_out = || {
+            DialError::new(
+                &label,
+                Phase::Resolve,
+                Kind::TimedOut(Vec::new()),
+                None,
+                start.elapsed(),
+            )
+        };
         let resolved = if ssh.runs_commands() {
             // `Match exec` runs shell commands: off the runtime's workers,
-            // and under the dial's deadline, which starts now.
-            let (ssh, dest) = (ssh.clone(), destination.clone());
-            let resolving =
-                tokio::task::spawn_blocking(move || resolve_with_hops(&ssh, &dest, explicit_chain));
+            // under the dial's deadline, which starts now. A command still
+            // running at the deadline, or when this future is dropped, is
+            // killed with its process group.
             let deadline = deadline::deadline_after(start, self.config.timeout);
-            match tokio::time::timeout_at(deadline, resolving).await {
+            let dropped = DropFlag::default();
+            let until = Until {
+                deadline: Some(deadline.into_std()),
+                dropped: Some(dropped.0.clone()),
+            };
+            let (ssh, dest) = (ssh.clone(), destination.clone());
+            let mut resolving = tokio::task::spawn_blocking(move || {
+                resolve_with_hops(&ssh, &dest, explicit_chain, &until)
+            });
+            match tokio::time::timeout_at(deadline, &mut resolving).await {
                 Err(_) => {
-                    return Err(DialError::new(
-                        &label,
-                        Phase::Resolve,
-                        Kind::TimedOut(Vec::new()),
-                        None,
-                        start.elapsed(),
-                    ))
+                    // The resolve sees the deadline too and kills its
+                    // command; wait for that (briefly), so that nothing it
+                    // started outlives the dial's error.
+                    dropped.0.store(true, std::sync::atomic::Ordering::Release);
+                    let _ = tokio::time::timeout(GRACE, resolving).await;
+                    return Err(timed_out());
                 }
                 Ok(Err(join)) => Err(crate::ssh_config::ConfigError::from_panic(join)),
                 Ok(Ok(resolved)) => resolved,
             }
         } else {
-            resolve_with_hops(ssh, &destination, explicit_chain)
+            resolve_with_hops(ssh, &destination, explicit_chain, &Until::default())
         };
-        let (host, resolved_hops) =
-            resolved.map_err(|e| fail(&label, Kind::Config(e.to_string())))?;
+        let (host, resolved_hops) = resolved.map_err(|e| {
+            if e.is_deadline() {
+                timed_out()
+            } else {
+                fail(&label, Kind::Config(e.to_string()))
+            }
+        })?;
         if host.proxy_command().is_some() && host.proxy_jump().is_empty() {
             return Err(fail(
                 &label,
@@ -506,6 +539,15 @@ impl Dialer {
             (Ok(_), Err(e)) => return Err(invalid(e.clone(), Some(e.input()))),
         };
         let label = target.display();
+        if let Some(why) = ssh_user_problem(&user) {
+            return Err(DialError::new(
+                &label,
+                Phase::Resolve,
+                Kind::InvalidUser(why),
+                None,
+                start.elapsed(),
+            ));
+        }
         let mut chain: Vec<String> = Vec::new();
         if let Some(jump) = &via {
             chain.push(jump.target().to_owned());
@@ -554,8 +596,9 @@ fn resolve_with_hops(
     ssh: &SshConfig,
     destination: &str,
     chain: Option<Vec<JumpHost>>,
+    until: &Until,
 ) -> Result<(HostConfig, Vec<(JumpHost, HostConfig)>), crate::ssh_config::ConfigError> {
-    let host = ssh.resolve(destination)?;
+    let host = ssh.resolve_until(destination, until)?;
     let chain = chain.unwrap_or_else(|| host.proxy_jump().to_vec());
     let mut hops = Vec::with_capacity(chain.len());
     for jump in chain {
@@ -563,10 +606,21 @@ fn resolve_with_hops(
             Some(u) => format!("{u}@{}", jump.host()),
             None => jump.host().to_owned(),
         };
-        let resolved = ssh.resolve(&spec)?;
+        let resolved = ssh.resolve_until(&spec, until)?;
         hops.push((jump, resolved));
     }
     Ok((host, hops))
+}
+
+/// Set when the dial that resolves is dropped (or has given up), so that a
+/// `Match exec` command it started is killed.
+#[derive(Debug, Default)]
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// How long a shared jump host is watched for a late answer to a channel

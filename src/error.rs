@@ -61,6 +61,9 @@ pub(crate) enum Kind {
     TimedOut(Vec<ConnectAttempt>),
     #[error("invalid address: {0}")]
     InvalidAddress(String),
+    /// A user name `ssh` would refuse on its command line.
+    #[error("{0}")]
+    InvalidUser(String),
     #[error("cannot resolve host: {}", PeerText::new(&fmt_io(.0)))]
     Resolve(io::Error),
     #[error("host resolved to no addresses (of the address family asked for)")]
@@ -270,12 +273,17 @@ impl DialError {
     }
 
     /// True if the input was unusable: an address that does not parse, a
-    /// private key that cannot be read or decrypted, or no credential at
-    /// all to offer (say, an agent that is not running).
+    /// user name or jump host `ssh` would refuse on its command line (a
+    /// shell metacharacter, a control character, a leading `-`: such names
+    /// could reach a shell through `Match exec`'s `%r` and `%h`), a private
+    /// key that cannot be read or decrypted, no credential at all to offer
+    /// (say, an agent that is not running), or an ssh_config that cannot be
+    /// resolved for the host.
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self.inner.kind,
             Kind::InvalidAddress(_)
+                | Kind::InvalidUser(_)
                 | Kind::Key { .. }
                 | Kind::NoCredentials(_)
                 | Kind::Config(_)

@@ -311,62 +311,11 @@ impl<'a> Line<'a> {
     }
 }
 
-/// OpenSSH's `match_pattern_list` with lowercasing, as `match_hostname`
-/// calls it: a matching negated pattern rejects; else any matching pattern
-/// accepts. `host` is already lowercase.
+/// OpenSSH's `match_hostname`: `match_pattern_list` with the patterns
+/// lowercased; a matching negated pattern rejects, else any matching
+/// pattern accepts. `host` is already lowercase.
 pub(crate) fn pattern_list_matches(host: &[u8], patterns: &[u8]) -> bool {
-    /// OpenSSH copies each sub-pattern into a 1024-byte buffer and fails
-    /// the whole list when one does not fit.
-    const MAX_SUBPATTERN: usize = 1023;
-    let mut matched = false;
-    let mut rest = patterns;
-    while !rest.is_empty() {
-        let (negated, after) = match rest.strip_prefix(b"!") {
-            Some(r) => (true, r),
-            None => (false, rest),
-        };
-        let end = after.iter().position(|&b| b == b',').unwrap_or(after.len());
-        let sub = &after[..end];
-        if sub.len() >= MAX_SUBPATTERN {
-            return false;
-        }
-        rest = after.get(end + 1..).unwrap_or_default();
-        let sub = sub.to_ascii_lowercase();
-        if wildcard_match(&sub, host) {
-            if negated {
-                return false;
-            }
-            matched = true;
-        }
-    }
-    matched
-}
-
-/// `*` matches any run, `?` any one byte; anything else itself.
-fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
+    crate::pattern::list(host, patterns, true) == crate::pattern::Listed::Yes
 }
 
 /// The length of an HMAC-SHA1 key and digest.
@@ -833,9 +782,9 @@ pub(crate) mod tests {
         let text = format!("*.example.com,!bad.example.com {ED1}\n");
         assert_eq!(status(&text, "a.example.com", 22, ED1), Status::Ok(0));
         assert_eq!(status(&text, "bad.example.com", 22, ED1), Status::New);
-        assert!(wildcard_match(b"h?st*", b"host-7"));
-        assert!(!wildcard_match(b"h?st", b"hst"));
-        assert!(wildcard_match(b"[10.0.0.*]:2222", b"[10.0.0.7]:2222"));
+        assert!(pattern_list_matches(b"host-7", b"h?st*"));
+        assert!(!pattern_list_matches(b"hst", b"h?st"));
+        assert!(pattern_list_matches(b"[10.0.0.7]:2222", b"[10.0.0.*]:2222"));
         // A sub-pattern too long for OpenSSH's buffer fails the whole list.
         let long = format!("h,{}", "x".repeat(1100));
         assert!(!pattern_list_matches(b"h", long.as_bytes()));

@@ -70,6 +70,7 @@ mod handshake;
 mod host_keys;
 mod known_hosts;
 mod metrics;
+mod pattern;
 mod process;
 // Wired into the dialer with ssh_config's ProxyCommand.
 #[allow(dead_code)]

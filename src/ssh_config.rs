@@ -19,16 +19,49 @@
 //! above it, another reads nine keys and splits values on a single space.
 //! `tests/ssh_config_differential.rs` compares the result with the real
 //! `ssh -G` on generated configurations.
+//!
+//! A configuration is input a service does not control (a home directory,
+//! a file generated from an inventory, names handed in by a caller), so it
+//! is read as `ssh` reads it, and no more trustingly:
+//!
+//! - Bytes, as OpenSSH's C strings: a line ends at its first NUL, and
+//!   bytes that are not UTF-8 are kept in patterns and file names. Values
+//!   that must be text (`HostName`, `User`, `HostKeyAlias`, `ProxyJump`)
+//!   are refused when they are not.
+//! - Permissions: `~/.ssh/config` (read by `load_default`) and every
+//!   included file must belong to the user or root and be writable by no
+//!   one else.
+//! - Bounds OpenSSH does not have: a load reads at most 16 MiB of text and
+//!   65,536 files, counting a file each time it is included (that is what
+//!   resolving walks). Each file is kept once, as read, however often it
+//!   is included, and resolving walks its lines where they lie: a load
+//!   holds little more than the bytes it read
+//!   (`tests/ssh_config_memory.rs`).
+//! - Names that reach `%` tokens (the destination's user and host, jump
+//!   hosts) are checked where they come in, with the rules `ssh` applies to
+//!   its command line; and `Match exec` will not run a command in which a
+//!   `%h`, `%n`, `%k` or `%r` holds anything a shell would read as more
+//!   than a name.
+//! - Patterns match in linear time (`crate::pattern`).
+//! - `Match exec` runs in a process group of its own, killed (and reaped)
+//!   at the dial's deadline or when the dial is dropped.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::auth::Auth;
 use crate::host_keys::HostKeys;
+use crate::pattern::{self, Listed};
+use crate::target::{ssh_hostname_problem, ssh_user_problem};
 use crate::tcp::AddressFamily;
+use crate::text::Escaped;
 
 /// How deep `Include` may nest, as in OpenSSH (`READCONF_MAX_DEPTH`).
 const MAX_DEPTH: usize = 16;
@@ -36,13 +69,21 @@ const MAX_DEPTH: usize = 16;
 const MAX_IDENTITY_FILES: usize = 100;
 /// The most known_hosts files of each kind (`SSH_MAX_HOSTS_FILES`).
 const MAX_HOSTS_FILES: usize = 32;
+/// The most configuration text one load reads, counting a file each time
+/// it is included: what a resolve walks. OpenSSH has no bound; a real
+/// configuration is a few KiB.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// The most files one load reads, counting a file each time it is
+/// included.
+const MAX_CONFIG_FILES: u64 = 65_536;
 
 /// An OpenSSH client configuration, parsed and ready to be resolved for a
 /// host.
 ///
 /// Cheap to clone. Files (and the files they `Include`) are read once, by
-/// the `load` functions; [`resolve`](SshConfig::resolve) reads nothing
-/// except for `Match exec`, which is refused unless
+/// the `load` functions, and kept as read, one copy each however often
+/// they are included; [`resolve`](SshConfig::resolve) reads nothing except
+/// for `Match exec`, which is refused unless
 /// [allowed](SshConfig::allow_match_exec).
 ///
 /// # Examples
@@ -61,30 +102,46 @@ const MAX_HOSTS_FILES: usize = 32;
 /// ```
 #[derive(Clone, Debug)]
 pub struct SshConfig {
-    files: Arc<[File]>,
+    files: Arc<Files>,
     local: Arc<Local>,
     allow_exec: bool,
     allow_canonical: bool,
 }
 
-/// One parsed file.
-#[derive(Debug)]
+/// Every file a load read, each once.
+#[derive(Debug, Default)]
+struct Files {
+    files: Vec<File>,
+    /// The files the load began with, in order (the user's, the system's).
+    roots: Vec<u32>,
+}
+
+/// One file as read. Its lines are split again by every resolve, which
+/// costs less than keeping them split (a line is a few bytes; a split one
+/// was several allocations).
 struct File {
-    path: String,
-    lines: Vec<Line>,
+    /// For messages.
+    path: Box<str>,
+    text: Box<[u8]>,
+    /// The `Include` lines that matched files, in line order.
+    includes: Box<[Include]>,
+}
+
+impl fmt::Debug for File {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("File")
+            .field("path", &self.path)
+            .field("bytes", &self.text.len())
+            .field("includes", &self.includes.len())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
-struct Line {
-    number: usize,
-    keyword: String,
-    /// The arguments, split as `argv_split` splits them.
-    args: Vec<String>,
-    /// The text after the keyword, as written (for `Match` and `ProxyJump`,
-    /// which OpenSSH parses from the raw text).
-    rest: String,
-    /// For `Include`: the files it named, read.
-    included: Vec<File>,
+struct Include {
+    line: u32,
+    /// The files it names, as indices into [`Files::files`].
+    files: Box<[u32]>,
 }
 
 /// Who and where the local side is, for `%u`, `%d`, `%l`, `Match
@@ -97,17 +154,55 @@ struct Local {
     hostname: String,
 }
 
-/// Why a configuration could not be read or resolved.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+/// Why a configuration could not be read or resolved, or a name was
+/// refused.
+///
+/// Text from the configuration is escaped in the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     message: String,
+    why: Why,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// The configuration says something OpenSSH would refuse.
+    Config,
+    /// A name given by the caller was refused.
+    Name,
+    /// The load passed a bound.
+    TooLarge,
+    /// `Match exec` ran past the deadline, or the dial was dropped.
+    Deadline,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", Escaped(&self.message))
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl ConfigError {
     fn new(message: impl Into<String>) -> Self {
         ConfigError {
             message: message.into(),
+            why: Why::Config,
+        }
+    }
+
+    fn name(message: impl Into<String>) -> Self {
+        ConfigError {
+            message: message.into(),
+            why: Why::Name,
+        }
+    }
+
+    fn too_large(message: impl Into<String>) -> Self {
+        ConfigError {
+            message: message.into(),
+            why: Why::TooLarge,
         }
     }
 
@@ -117,6 +212,30 @@ impl ConfigError {
 
     fn at(file: &str, line: usize, message: impl fmt::Display) -> Self {
         ConfigError::new(format!("{file} line {line}: {message}"))
+    }
+
+    /// True if a name given to ssh-dial was refused before the
+    /// configuration was consulted, as `ssh` refuses it on its command
+    /// line: the user or host of [`SshConfig::resolve`]'s destination, or a
+    /// jump host of [`JumpHost::parse`] and [`JumpHost::parse_chain`], with
+    /// a character a shell would act on (see
+    /// [`DialError::is_invalid_input`](crate::DialError::is_invalid_input)),
+    /// or a spec that does not parse.
+    pub fn is_invalid_input(&self) -> bool {
+        self.why == Why::Name
+    }
+
+    /// True if a load stopped at one of its bounds: more than 16 MiB of
+    /// configuration text, or more than 65,536 files, counting a file each
+    /// time it is included.
+    pub fn is_too_large(&self) -> bool {
+        self.why == Why::TooLarge
+    }
+
+    /// True if `Match exec` was given up: the deadline passed or the dial
+    /// was dropped.
+    pub(crate) fn is_deadline(&self) -> bool {
+        self.why == Why::Deadline
     }
 }
 
@@ -163,10 +282,16 @@ impl JumpHost {
     ///
     /// # Errors
     ///
-    /// If there is no host, the user is empty or the port is not a number
-    /// from 1 to 65535.
+    /// If there is no host, the user is empty, the port is not a number
+    /// from 1 to 65535, or the user or host has a character `ssh` refuses
+    /// on its command line (shell metacharacters, blanks, control
+    /// characters, a leading `-`): [`ConfigError::is_invalid_input`].
     pub fn parse(spec: &str) -> Result<JumpHost, ConfigError> {
-        parse_jump_host(spec).ok_or_else(|| ConfigError::new(format!("invalid jump host {spec:?}")))
+        let hop = parse_jump_host(spec).map_err(|why| {
+            ConfigError::name(format!("invalid jump host {}: {why}", shown(spec)))
+        })?;
+        hop.check().map_err(ConfigError::name)?;
+        Ok(hop)
     }
 
     /// The user, if the spec names one.
@@ -184,13 +309,33 @@ impl JumpHost {
         self.port
     }
 
-    /// Parses a comma-separated chain, as `ProxyJump` and `ssh -J` take it.
+    /// Parses a comma-separated chain, as `ssh -J` takes it: `none` is no
+    /// jump host, a `#` ends the chain, and so does a blank after the
+    /// first character (OpenSSH 9.2 cuts the value there: `b1 , b2` is
+    /// `b1`).
     ///
     /// # Errors
     ///
     /// As [`parse`](Self::parse), for any hop.
     pub fn parse_chain(chain: &str) -> Result<Vec<JumpHost>, ConfigError> {
-        chain.split(',').map(JumpHost::parse).collect()
+        let hops = jump_chain(chain.as_bytes()).map_err(|why| {
+            ConfigError::name(format!("invalid jump host chain {}: {why}", shown(chain)))
+        })?;
+        for hop in &hops {
+            hop.check().map_err(ConfigError::name)?;
+        }
+        Ok(hops)
+    }
+
+    /// Refuses what `ssh` refuses in a `-J` spec (`parse_jump`, strict).
+    fn check(&self) -> Result<(), String> {
+        if let Some(why) = ssh_hostname_problem(&self.host) {
+            return Err(format!("jump host {}: {why}", shown(&self.spec)));
+        }
+        if let Some(why) = self.user.as_deref().and_then(ssh_user_problem) {
+            return Err(format!("jump host {}: {why}", shown(&self.spec)));
+        }
+        Ok(())
     }
 }
 
@@ -243,8 +388,11 @@ pub struct HostConfig {
     password_authentication: bool,
     batch_mode: bool,
     other: BTreeMap<String, Vec<String>>,
-    /// For `~` in `GlobalKnownHostsFile`, expanded when read.
-    home: String,
+    /// The files ssh-dial reads, byte for byte as the configuration names
+    /// them (the `String`s above are for showing).
+    agent_path: Option<PathBuf>,
+    user_known_hosts_paths: Vec<PathBuf>,
+    global_known_hosts_paths: Vec<PathBuf>,
 }
 
 impl HostConfig {
@@ -280,7 +428,8 @@ impl HostConfig {
         self.identities_only
     }
     /// `IdentityAgent`, expanded; `none` turns the agent off, `SSH_AUTH_SOCK`
-    /// (or unset) means the environment's.
+    /// (or unset) means the environment's. Bytes that are not UTF-8 are
+    /// shown as U+FFFD here and kept in the path ssh-dial uses.
     pub fn identity_agent(&self) -> Option<&str> {
         self.identity_agent.as_deref()
     }
@@ -310,7 +459,8 @@ impl HostConfig {
     pub fn server_alive_count_max(&self) -> u32 {
         self.server_alive_count_max
     }
-    /// `UserKnownHostsFile`s, expanded; empty for `none`.
+    /// `UserKnownHostsFile`s, expanded; empty for `none`. Bytes that are not
+    /// UTF-8 are shown as U+FFFD here and kept in the paths ssh-dial reads.
     pub fn user_known_hosts_files(&self) -> &[String] {
         &self.user_known_hosts_files
     }
@@ -363,17 +513,8 @@ impl HostConfig {
     /// file under `accept-new` (hashed if `HashKnownHosts`), and any key
     /// accepted under `no`.
     pub fn host_keys(&self) -> HostKeys {
-        let user: Vec<PathBuf> = self
-            .user_known_hosts_files
-            .iter()
-            .map(PathBuf::from)
-            .collect();
-        let home = self.home.as_str();
-        let global: Vec<PathBuf> = self
-            .global_known_hosts_files
-            .iter()
-            .map(|f| PathBuf::from(tilde(f, home)))
-            .collect();
+        let user = self.user_known_hosts_paths.clone();
+        let global = self.global_known_hosts_paths.clone();
         match self.strict_host_key_checking {
             StrictHostKeyChecking::No => HostKeys::insecure_accept_any(),
             StrictHostKeyChecking::AcceptNew => {
@@ -420,7 +561,11 @@ impl HostConfig {
                         add(Auth::agent_at(path));
                     }
                 }
-                Some(socket) => add(Auth::agent_at(socket)),
+                Some(_) => {
+                    if let Some(path) = &self.agent_path {
+                        add(Auth::agent_at(path.clone()));
+                    }
+                }
             }
         }
         auth
@@ -522,18 +667,29 @@ impl SshConfig {
     /// # Errors
     ///
     /// A file that cannot be read (other than missing), a line OpenSSH
-    /// would refuse, an `Include` nested deeper than 16, or an included
-    /// file writable by others.
+    /// would refuse, an `Include` nested deeper than 16, a `~/.ssh/config`
+    /// or included file that is not the user's (or root's) or that others
+    /// may write to ("bad owner or permissions", as `ssh` refuses it), or
+    /// more than 16 MiB of text or 65,536 files read
+    /// ([`ConfigError::is_too_large`]; a file counts each time it is
+    /// included).
     pub fn load_default() -> Result<SshConfig, ConfigError> {
         let local = Local::current();
         let user = Path::new(&local.home).join(".ssh/config");
-        let mut files = Vec::new();
-        for (path, is_user) in [(user, true), (PathBuf::from("/etc/ssh/ssh_config"), false)] {
-            if let Some(file) = read_file(&path, is_user, &local, 0, false)? {
-                files.push(file);
-            }
-        }
-        Ok(SshConfig::new(files, local))
+        SshConfig::load_user_and_system(&user, Path::new("/etc/ssh/ssh_config"), local)
+    }
+
+    /// `load_default`'s two files: the user's, owner and mode checked as
+    /// `ssh` checks them (`SSHCONF_CHECKPERM`), then the system's.
+    fn load_user_and_system(
+        user: &Path,
+        system: &Path,
+        local: Local,
+    ) -> Result<SshConfig, ConfigError> {
+        let mut loader = Loader::new(&local);
+        loader.root(user, true, true)?;
+        loader.root(system, false, false)?;
+        Ok(SshConfig::new(loader.finish(), local))
     }
 
     /// One file, as `ssh -F path` reads it (and only it). `Include`
@@ -541,17 +697,20 @@ impl SshConfig {
     ///
     /// # Errors
     ///
-    /// As [`load_default`](Self::load_default), and if the file is missing.
+    /// As [`load_default`](Self::load_default) (the file itself is not
+    /// checked for owner and mode, as `ssh -F` does not check it), and if
+    /// the file is missing.
     pub fn load(path: impl AsRef<Path>) -> Result<SshConfig, ConfigError> {
         let local = Local::current();
         let path = path.as_ref();
-        match read_file(path, true, &local, 0, false)? {
-            Some(file) => Ok(SshConfig::new(vec![file], local)),
-            None => Err(ConfigError::new(format!(
+        let mut loader = Loader::new(&local);
+        if !loader.root(path, true, false)? {
+            return Err(ConfigError::new(format!(
                 "cannot open config file {}: no such file",
-                path.display()
-            ))),
+                shown_path(path)
+            )));
         }
+        Ok(SshConfig::new(loader.finish(), local))
     }
 
     /// A configuration from text, as if read from a user file.
@@ -561,30 +720,39 @@ impl SshConfig {
     /// As [`load`](Self::load).
     pub fn parse(text: &str) -> Result<SshConfig, ConfigError> {
         let local = Local::current();
-        let file = parse_file("(string)", text, true, &local, 0)?;
-        Ok(SshConfig::new(vec![file], local))
+        let mut loader = Loader::new(&local);
+        loader.root_text("(string)", text.as_bytes())?;
+        Ok(SshConfig::new(loader.finish(), local))
     }
 
     /// An empty configuration: every host gets OpenSSH's defaults.
     pub fn empty() -> SshConfig {
-        SshConfig::new(Vec::new(), Local::current())
+        SshConfig::new(Files::default(), Local::current())
     }
 
-    fn new(files: Vec<File>, local: Local) -> SshConfig {
+    fn new(files: Files, local: Local) -> SshConfig {
         SshConfig {
-            files: files.into(),
+            files: Arc::new(files),
             local: Arc::new(local),
             allow_exec: false,
             allow_canonical: false,
         }
     }
 
-    /// Whether `Match exec` may run its command (with `sh -c`, as `ssh`
-    /// does). Off by default: resolving a host then fails with an error
-    /// that names the line. [`resolve`](Self::resolve) then blocks while
-    /// the command runs; a [`Dialer`](crate::Dialer) resolves on the
-    /// blocking pool under the dial's deadline (a command still running
-    /// when the deadline passes runs on until it ends).
+    /// Whether `Match exec` may run its command (with `sh -c`, stdin and
+    /// stdout on `/dev/null`, as `ssh` runs it). Off by default: resolving
+    /// a host then fails with an error that names the line.
+    /// [`resolve`](Self::resolve) then blocks while the command runs; a
+    /// [`Dialer`](crate::Dialer) resolves on the blocking pool under the
+    /// dial's deadline, and a command still running when the deadline
+    /// passes (or when the dial is dropped) is killed with its process
+    /// group and reaped.
+    ///
+    /// A command whose `%h`, `%n`, `%k` or `%r` would hold a character
+    /// `ssh` refuses in names on its command line (shell metacharacters,
+    /// blanks before a `-`, control characters) is not run: resolving
+    /// fails. OpenSSH checks only the names from its command line; this
+    /// also covers a `User` or `HostName` from the file.
     #[must_use]
     pub fn allow_match_exec(mut self, allow: bool) -> SshConfig {
         self.allow_exec = allow;
@@ -612,18 +780,52 @@ impl SshConfig {
     ///
     /// # Errors
     ///
-    /// An empty host or user, a `%` token a key does not take, an
-    /// unknown keyword (unless `IgnoreUnknown` covers it), `Match exec` or
-    /// `Match canonical` when not allowed, `CanonicalizeHostname` other
-    /// than `no`, or a `ProxyJump` that loops to the host itself.
+    /// An empty host or user, a user or host with a character `ssh`
+    /// refuses on its command line
+    /// ([`is_invalid_input`](ConfigError::is_invalid_input)), a `%` token a
+    /// key does not take, an unknown keyword (unless `IgnoreUnknown` covers
+    /// it), `Match exec` or `Match canonical` when not allowed,
+    /// `CanonicalizeHostname` other than `no`, a `ProxyJump` whose user or
+    /// host has such a character, or a `ProxyJump` that loops to the host
+    /// itself.
+    ///
+    /// # Blocking
+    ///
+    /// When `Match exec` is [allowed](Self::allow_match_exec), this waits
+    /// for each command it runs, with no deadline.
     pub fn resolve(&self, destination: &str) -> Result<HostConfig, ConfigError> {
+        self.resolve_until(destination, &Until::default())
+    }
+
+    /// [`resolve`](Self::resolve), giving up on `Match exec` at `until`.
+    pub(crate) fn resolve_until(
+        &self,
+        destination: &str,
+        until: &Until,
+    ) -> Result<HostConfig, ConfigError> {
         let (user, host) = match destination.rfind('@') {
-            Some(0) => return Err(ConfigError::new(format!("empty user in {destination:?}"))),
+            Some(0) => {
+                return Err(ConfigError::name(format!(
+                    "empty user in {}",
+                    shown(destination)
+                )))
+            }
             Some(at) => (Some(&destination[..at]), &destination[at + 1..]),
             None => (None, destination),
         };
         if host.is_empty() {
-            return Err(ConfigError::new(format!("no host in {destination:?}")));
+            return Err(ConfigError::name(format!(
+                "no host in {}",
+                shown(destination)
+            )));
+        }
+        // As ssh checks its command line, before any `%` token can see
+        // them (CVE-2023-51385, CVE-2026-35386).
+        if let Some(why) = user.and_then(ssh_user_problem) {
+            return Err(ConfigError::name(why));
+        }
+        if let Some(why) = ssh_hostname_problem(host) {
+            return Err(ConfigError::name(why));
         }
         let inner = self;
         let host_arg = host;
@@ -633,18 +835,23 @@ impl SshConfig {
         };
         let mut pass = Pass {
             inner,
+            until,
             host_arg,
             host: host.to_owned(),
             final_pass: false,
             want_final: false,
         };
-        for file in inner.files.iter() {
-            pass.read(file, &mut opts, true, false)?;
+        for &root in &inner.files.roots {
+            pass.read(root, &mut opts, true, false)?;
         }
         let want_final = pass.want_final;
         let mut host = match &opts.hostname {
-            Some(h) => expand(h, &[('h', host)], false)
-                .map_err(|e| ConfigError::new(format!("HostName {h:?}: {e}")))?,
+            Some(h) => utf8(
+                expand(h.as_bytes(), &[(b'h', host)], false)
+                    .map_err(|e| ConfigError::new(format!("HostName {}: {e}", shown(h))))?,
+                "HostName",
+            )
+            .map_err(ConfigError::new)?,
             None => host.to_owned(),
         };
         if opts.hostname.is_some() {
@@ -656,7 +863,8 @@ impl SshConfig {
         match opts.other.get("canonicalizehostname").and_then(|v| v.first()) {
             Some(v) if !matches!(v.to_ascii_lowercase().as_str(), "no" | "false") => {
                 return Err(ConfigError::new(format!(
-                    "CanonicalizeHostname {v} is not supported (ssh-dial does not canonicalise host names)"
+                    "CanonicalizeHostname {} is not supported (ssh-dial does not canonicalise host names)",
+                    shown(v)
                 )))
             }
             _ => {}
@@ -665,17 +873,355 @@ impl SshConfig {
             opts.hostname = Some(host.clone());
             let mut pass = Pass {
                 inner,
+                until,
                 host_arg,
                 host: host.clone(),
                 final_pass: true,
                 want_final: false,
             };
-            for file in inner.files.iter() {
-                pass.read(file, &mut opts, true, false)?;
+            for &root in &inner.files.roots {
+                pass.read(root, &mut opts, true, false)?;
             }
         }
         opts.finish(host_arg, host, &inner.local)
     }
+}
+
+/// When to give up on a `Match exec` command: a deadline, and a flag the
+/// dial sets when it is dropped.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Until {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) dropped: Option<Arc<AtomicBool>>,
+}
+
+impl Until {
+    /// Why to give up now, if so.
+    fn expired(&self) -> Option<&'static str> {
+        if self
+            .dropped
+            .as_ref()
+            .is_some_and(|d| d.load(Ordering::Acquire))
+        {
+            return Some("the dial was dropped");
+        }
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Some("the dial's deadline passed"),
+            _ => None,
+        }
+    }
+}
+
+/// What including a file costs a resolve: its bytes and files, counting
+/// each include again, and how deep its includes nest below it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    bytes: u64,
+    files: u64,
+    height: usize,
+}
+
+/// A file met before in this load.
+#[derive(Debug, Clone, Copy)]
+enum Seen {
+    /// Being read: met again, it includes itself.
+    Reading,
+    Read(u32, Cost),
+}
+
+/// Reads the files of one load, each once (by device and inode), and
+/// keeps count of what a resolve will walk.
+struct Loader<'a> {
+    local: &'a Local,
+    files: Vec<File>,
+    roots: Vec<u32>,
+    /// By device, inode and whether read as a user file (which changes
+    /// what its `Include`s mean).
+    seen: HashMap<(u64, u64, bool), Seen>,
+    /// Bytes read, each file once: what the load keeps.
+    read: u64,
+    /// What the roots cost, together.
+    total: Cost,
+}
+
+impl<'a> Loader<'a> {
+    fn new(local: &'a Local) -> Self {
+        Loader {
+            local,
+            files: Vec::new(),
+            roots: Vec::new(),
+            seen: HashMap::new(),
+            read: 0,
+            total: Cost::default(),
+        }
+    }
+
+    fn finish(mut self) -> Files {
+        self.files.shrink_to_fit();
+        Files {
+            files: self.files,
+            roots: self.roots,
+        }
+    }
+
+    /// Reads a file the load begins with; false if it does not exist.
+    fn root(&mut self, path: &Path, user: bool, check_perm: bool) -> Result<bool, ConfigError> {
+        match self.read_file(path, user, 0, check_perm)? {
+            Some((id, cost)) => {
+                self.add_root(id, cost, path)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn root_text(&mut self, name: &str, text: &[u8]) -> Result<(), ConfigError> {
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(too_many_bytes(name));
+        }
+        self.read += text.len() as u64;
+        let (includes, cost) = self.parse(name, text, true, 0)?;
+        let id = self.push(name, text.into(), includes);
+        self.add_root(id, cost, Path::new(name))
+    }
+
+    fn add_root(&mut self, id: u32, cost: Cost, path: &Path) -> Result<(), ConfigError> {
+        self.roots.push(id);
+        self.total = add_cost(self.total, cost, &shown_path(path))?;
+        Ok(())
+    }
+
+    fn push(&mut self, path: &str, text: Box<[u8]>, includes: Vec<Include>) -> u32 {
+        let id = self.files.len() as u32;
+        self.files.push(File {
+            path: path.into(),
+            text,
+            includes: includes.into_boxed_slice(),
+        });
+        id
+    }
+
+    /// `read_config_file_depth`: opens `path` (`None` if it does not
+    /// exist), checks its owner and mode if asked, and parses it unless
+    /// this load read it already.
+    fn read_file(
+        &mut self,
+        path: &Path,
+        user: bool,
+        depth: usize,
+        check_perm: bool,
+    ) -> Result<Option<(u32, Cost)>, ConfigError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+        let name = shown_path(path);
+        if depth > MAX_DEPTH {
+            return Err(ConfigError::new(format!(
+                "{name}: too many recursive configuration includes"
+            )));
+        }
+        // Non-blocking, so that a FIFO without a writer cannot hold the
+        // load (and is refused below).
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path);
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(ConfigError::new(format!(
+                    "cannot read config file {name}: {}",
+                    crate::text::fmt_io(&e)
+                )))
+            }
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| ConfigError::new(format!("{name}: {}", crate::text::fmt_io(&e))))?;
+        let kind = meta.file_type();
+        if kind.is_dir() || kind.is_fifo() || kind.is_socket() {
+            return Err(ConfigError::new(format!(
+                "cannot read config file {name}: not a file"
+            )));
+        }
+        if check_perm
+            && ((meta.uid() != 0 && meta.uid() != self.local.uid) || meta.mode() & 0o022 != 0)
+        {
+            return Err(ConfigError::new(format!(
+                "bad owner or permissions on {name}"
+            )));
+        }
+        let key = (meta.dev(), meta.ino(), user);
+        match self.seen.get(&key) {
+            Some(Seen::Reading) => {
+                return Err(ConfigError::new(format!(
+                    "{name}: too many recursive configuration includes (it includes itself)"
+                )))
+            }
+            Some(&Seen::Read(id, cost)) => {
+                if depth + cost.height > MAX_DEPTH {
+                    return Err(ConfigError::new(format!(
+                        "{name}: too many recursive configuration includes"
+                    )));
+                }
+                return Ok(Some((id, cost)));
+            }
+            None => {}
+        }
+        let room = MAX_CONFIG_BYTES - self.read;
+        if meta.len() > room {
+            return Err(too_many_bytes(&name));
+        }
+        let text = read_bounded(&file, meta.len(), room).map_err(|e| {
+            ConfigError::new(format!(
+                "cannot read config file {name}: {}",
+                crate::text::fmt_io(&e)
+            ))
+        })?;
+        let Some(text) = text else {
+            return Err(too_many_bytes(&name));
+        };
+        drop(file);
+        self.read += text.len() as u64;
+        self.seen.insert(key, Seen::Reading);
+        let (includes, cost) = self.parse(&name, &text, user, depth)?;
+        let id = self.push(&name, text.into_boxed_slice(), includes);
+        self.seen.insert(key, Seen::Read(id, cost));
+        Ok(Some((id, cost)))
+    }
+
+    /// Checks each line as OpenSSH checks it on reading, whether or not it
+    /// applies, and reads the files it includes.
+    fn parse(
+        &mut self,
+        path: &str,
+        text: &[u8],
+        user: bool,
+        depth: usize,
+    ) -> Result<(Vec<Include>, Cost), ConfigError> {
+        let mut cost = Cost {
+            bytes: text.len() as u64,
+            files: 1,
+            height: 0,
+        };
+        let mut includes = Vec::new();
+        for (number, line) in lines(text) {
+            let Some((keyword, rest)) = keyword_and_rest(line) else {
+                continue;
+            };
+            let err = |m: String| ConfigError::at(path, number, m);
+            if rest.is_empty() {
+                return Err(err(format!(
+                    "no argument after keyword {}",
+                    shown(&keyword)
+                )));
+            }
+            let keyword = canonical(&keyword);
+            validate(keyword, rest).map_err(err)?;
+            if keyword != Some("include") {
+                continue;
+            }
+            let mut files = Vec::new();
+            for arg in Args::new(rest) {
+                let arg = arg.map_err(err)?;
+                for found in self.include_paths(&arg, user).map_err(err)? {
+                    if let Some((id, included)) = self.read_file(&found, user, depth + 1, true)? {
+                        files.push(id);
+                        cost = add_cost(cost, included, path)?;
+                    }
+                }
+            }
+            if !files.is_empty() {
+                includes.push(Include {
+                    line: number as u32,
+                    files: files.into_boxed_slice(),
+                });
+            }
+        }
+        Ok((includes, cost))
+    }
+
+    /// `Include`: the argument anchored (`~/.ssh/` for user files,
+    /// `/etc/ssh/` for system ones) and globbed.
+    fn include_paths(&self, arg: &[u8], user: bool) -> Result<Vec<PathBuf>, String> {
+        if arg.is_empty() {
+            return Err("empty Include argument".to_owned());
+        }
+        if arg[0] == b'~' && !user {
+            return Err(format!("bad include path {}", shown(arg)));
+        }
+        let anchored = if arg[0] == b'/' || arg[0] == b'~' {
+            arg.to_vec()
+        } else if user {
+            [b"~/.ssh/".as_slice(), arg].concat()
+        } else {
+            [b"/etc/ssh/".as_slice(), arg].concat()
+        };
+        let anchored = tilde(&anchored, glob_home(self.local).as_bytes());
+        let found = glob(&anchored);
+        if found.len() as u64 > MAX_CONFIG_FILES {
+            return Err(format!(
+                "Include {} matches more than {MAX_CONFIG_FILES} files",
+                shown(arg)
+            ));
+        }
+        Ok(found)
+    }
+}
+
+/// Reads `file` (`size` bytes, as far as its metadata knows: a device
+/// says 0), or `None` if it holds more than `room`. The buffer grows to no
+/// more than `room` and a byte, whatever the file says.
+fn read_bounded(file: &std::fs::File, size: u64, room: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let limit = room as usize + 1;
+    let mut text: Vec<u8> = Vec::with_capacity((size as usize).min(limit));
+    let mut reader = file.take(limit as u64);
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if text.capacity() - text.len() < n {
+            // Doubling, but never past the limit (`take` keeps `n` within it).
+            let grow = text.capacity().max(8192).min(limit - text.len()).max(n);
+            text.reserve_exact(grow);
+        }
+        text.extend_from_slice(&chunk[..n]);
+    }
+    if text.len() > room as usize {
+        return Ok(None);
+    }
+    text.shrink_to_fit();
+    Ok(Some(text))
+}
+
+/// `cost` with `included` added, or the error for passing a bound.
+fn add_cost(cost: Cost, included: Cost, path: &str) -> Result<Cost, ConfigError> {
+    let sum = Cost {
+        bytes: cost.bytes.saturating_add(included.bytes),
+        files: cost.files.saturating_add(included.files),
+        height: cost.height.max(included.height + 1),
+    };
+    if sum.bytes > MAX_CONFIG_BYTES {
+        return Err(too_many_bytes(path));
+    }
+    if sum.files > MAX_CONFIG_FILES {
+        return Err(ConfigError::too_large(format!(
+            "{path}: more than {MAX_CONFIG_FILES} configuration files, counting each file as often \
+             as it is included: ssh-dial reads no more per load"
+        )));
+    }
+    Ok(sum)
+}
+
+fn too_many_bytes(path: &str) -> ConfigError {
+    ConfigError::too_large(format!(
+        "{path}: more than 16 MiB of configuration, counting each file as often as it is \
+         included: ssh-dial reads no more per load"
+    ))
 }
 
 /// The values obtained so far; `None` is OpenSSH's "unset".
@@ -684,9 +1230,10 @@ struct Options {
     hostname: Option<String>,
     port: Option<u16>,
     user: Option<String>,
-    identity_files: Vec<String>,
+    /// As written: bytes, since they name files.
+    identity_files: Vec<Vec<u8>>,
     identities_only: Option<bool>,
-    identity_agent: Option<String>,
+    identity_agent: Option<Vec<u8>>,
     /// `Some(vec![])` is `ProxyJump none`.
     proxy_jump: Option<Vec<JumpHost>>,
     proxy_command: Option<String>,
@@ -696,8 +1243,8 @@ struct Options {
     connection_attempts: Option<u32>,
     server_alive_interval: Option<u32>,
     server_alive_count_max: Option<u32>,
-    user_known_hosts_files: Option<Vec<String>>,
-    global_known_hosts_files: Option<Vec<String>>,
+    user_known_hosts_files: Option<Vec<Vec<u8>>>,
+    global_known_hosts_files: Option<Vec<Vec<u8>>>,
     strict_host_key_checking: Option<StrictHostKeyChecking>,
     hash_known_hosts: Option<bool>,
     host_key_alias: Option<String>,
@@ -706,13 +1253,14 @@ struct Options {
     pubkey_authentication: Option<String>,
     password_authentication: Option<bool>,
     batch_mode: Option<bool>,
-    ignore_unknown: Option<String>,
+    ignore_unknown: Option<Vec<u8>>,
     other: BTreeMap<String, Vec<String>>,
 }
 
 /// One pass over the files for a host.
 struct Pass<'a> {
     inner: &'a SshConfig,
+    until: &'a Until,
     /// The name as given (`originalhost`, `%n`).
     host_arg: &'a str,
     /// What `Host` lines match: the name as given in the first pass, the
@@ -728,40 +1276,65 @@ impl Pass<'_> {
     /// block, whose `Host` and `Match` lines never match.
     fn read(
         &mut self,
-        file: &File,
+        id: u32,
         opts: &mut Options,
         mut active: bool,
         never: bool,
     ) -> Result<bool, ConfigError> {
-        for line in &file.lines {
-            active = self.line(file, line, opts, active, never)?;
+        let files = &self.inner.files;
+        let file = &files.files[id as usize];
+        let mut includes = file.includes.iter().peekable();
+        for (number, text) in lines(&file.text) {
+            let Some((keyword, rest)) = keyword_and_rest(text) else {
+                continue;
+            };
+            let include = includes.next_if(|i| i.line as usize == number);
+            let line = Line {
+                file,
+                number,
+                keyword: &keyword,
+                rest,
+                include,
+            };
+            active = self.line(&line, opts, active, never)?;
         }
         Ok(active)
     }
 
     fn line(
         &mut self,
-        file: &File,
-        line: &Line,
+        line: &Line<'_>,
         opts: &mut Options,
         active: bool,
         never: bool,
     ) -> Result<bool, ConfigError> {
-        let err = |m: String| ConfigError::at(&file.path, line.number, m);
-        let args = &line.args;
-        let first = args.first().map(String::as_str);
-        match line.keyword.as_str() {
+        let err = |m: String| ConfigError::at(&line.file.path, line.number, m);
+        let Some(keyword) = canonical(line.keyword) else {
+            // An unknown keyword is an error wherever it is, active or
+            // not, unless IgnoreUnknown (as obtained so far) covers it.
+            let lower = line.keyword.to_ascii_lowercase();
+            let ignored = opts
+                .ignore_unknown
+                .as_deref()
+                .is_some_and(|list| pattern::list(&lower, list, true) == Listed::Yes);
+            if !ignored {
+                return Err(err(format!("bad configuration option: {}", shown(&lower))));
+            }
+            return Ok(active);
+        };
+        match keyword {
             "host" => {
                 if never {
                     return Ok(false);
                 }
                 let mut matched = false;
-                for pattern in args {
-                    let (negated, pattern) = match pattern.strip_prefix('!') {
+                for pattern in Args::new(line.rest) {
+                    let pattern = pattern.map_err(err)?;
+                    let (negated, pattern) = match pattern.strip_prefix(b"!") {
                         Some(p) => (true, p),
-                        None => (false, pattern.as_str()),
+                        None => (false, pattern.as_slice()),
                     };
-                    if wildcard(pattern.as_bytes(), self.host.as_bytes()) {
+                    if pattern::matches(pattern, self.host.as_bytes()) {
                         if negated {
                             return Ok(false);
                         }
@@ -771,12 +1344,18 @@ impl Pass<'_> {
                 return Ok(matched);
             }
             "match" => {
-                let matched = self.match_line(file, line, opts)?;
+                let matched = self.match_line(line, opts).map_err(|e| match e {
+                    Refused::Line(m) => err(m),
+                    Refused::Deadline(m) => ConfigError {
+                        message: format!("{} line {}: {m}", line.file.path, line.number),
+                        why: Why::Deadline,
+                    },
+                })?;
                 return Ok(!never && matched);
             }
             "include" => {
-                for included in &line.included {
-                    self.read(included, opts, active, never || !active)?;
+                for &id in line.include.map(|i| &*i.files).unwrap_or_default() {
+                    self.read(id, opts, active, never || !active)?;
                 }
                 // An included file's Host and Match lines do not carry
                 // over to the file that includes it.
@@ -784,27 +1363,18 @@ impl Pass<'_> {
             }
             _ => {}
         }
-        // An unknown keyword is an error wherever it is, active or not,
-        // unless IgnoreUnknown (as obtained so far) covers it.
-        if !HONOURED.contains(&line.keyword.as_str()) && !KEYWORDS.contains(&line.keyword.as_str())
-        {
-            let ignored = opts
-                .ignore_unknown
-                .as_deref()
-                .is_some_and(|list| pattern_list(&line.keyword, list, true) == Some(true));
-            if !ignored {
-                return Err(err(format!("bad configuration option: {}", line.keyword)));
-            }
-            return Ok(active);
-        }
         if !active {
             return Ok(active);
         }
-        let first = first.unwrap_or("");
-        match line.keyword.as_str() {
-            "hostname" => set(&mut opts.hostname, first.to_owned()),
+        let args: Vec<Vec<u8>> = Args::new(line.rest)
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        let first = args.first().map(Vec::as_slice).unwrap_or_default();
+        let text = |what: &str| utf8(first.to_vec(), what).map_err(err);
+        match keyword {
+            "hostname" if opts.hostname.is_none() => opts.hostname = Some(text("HostName")?),
             "port" => set(&mut opts.port, parse_port(first).map_err(err)?),
-            "user" => set(&mut opts.user, first.to_owned()),
+            "user" if opts.user.is_none() => opts.user = Some(text("User")?),
             "identityfile" | "identityfile2" => {
                 if opts.identity_files.len() >= MAX_IDENTITY_FILES {
                     return Err(err(format!(
@@ -812,21 +1382,29 @@ impl Pass<'_> {
                     )));
                 }
                 if !opts.identity_files.iter().any(|f| f == first) {
-                    opts.identity_files.push(first.to_owned());
+                    opts.identity_files.push(first.to_vec());
                 }
             }
             "identitiesonly" => set(&mut opts.identities_only, parse_flag(first).map_err(err)?),
-            "identityagent" => set(&mut opts.identity_agent, first.to_owned()),
+            "identityagent" => set(&mut opts.identity_agent, first.to_vec()),
             "proxyjump" => {
                 if opts.proxy_command.is_none() && opts.proxy_jump.is_none() {
-                    opts.proxy_jump = Some(parse_proxy_jump(&line.rest).map_err(err)?);
+                    let hops = parse_proxy_jump(line.rest).map_err(err)?;
+                    // OpenSSH checks only `-J`'s names; these reach `%h`
+                    // and `%r` when the hop is resolved, so they are
+                    // checked the same way here.
+                    for hop in &hops {
+                        hop.check().map_err(err)?;
+                    }
+                    opts.proxy_jump = Some(hops);
                 }
             }
             "proxycommand" => {
                 if opts.proxy_jump.is_none() {
+                    let command = skip(line.rest, b" \t\r\n=");
                     set(
                         &mut opts.proxy_command,
-                        line.rest.trim_start_matches([' ', '\t', '=']).to_owned(),
+                        String::from_utf8_lossy(command).into_owned(),
                     );
                 }
             }
@@ -849,11 +1427,14 @@ impl Pass<'_> {
                 parse_strict(first).map_err(err)?,
             ),
             "hashknownhosts" => set(&mut opts.hash_known_hosts, parse_flag(first).map_err(err)?),
-            "hostkeyalias" => set(&mut opts.host_key_alias, first.to_owned()),
-            "addressfamily" => set(&mut opts.address_family, parse_family(first).map_err(err)?),
-            "preferredauthentications" => {
-                set(&mut opts.preferred_authentications, first.to_owned())
+            "hostkeyalias" if opts.host_key_alias.is_none() => {
+                opts.host_key_alias = Some(text("HostKeyAlias")?)
             }
+            "addressfamily" => set(&mut opts.address_family, parse_family(first).map_err(err)?),
+            "preferredauthentications" => set(
+                &mut opts.preferred_authentications,
+                String::from_utf8_lossy(first).into_owned(),
+            ),
             "pubkeyauthentication" | "dsaauthentication" => set(
                 &mut opts.pubkey_authentication,
                 parse_pubkey(first).map_err(err)?,
@@ -863,65 +1444,88 @@ impl Pass<'_> {
                 parse_flag(first).map_err(err)?,
             ),
             "batchmode" => set(&mut opts.batch_mode, parse_flag(first).map_err(err)?),
-            "ignoreunknown" => set(&mut opts.ignore_unknown, first.to_owned()),
+            "ignoreunknown" => set(&mut opts.ignore_unknown, first.to_vec()),
+            "hostname" | "user" | "hostkeyalias" => {}
             keyword => {
-                opts.other
-                    .entry(keyword.to_owned())
-                    .or_insert_with(|| args.clone());
+                opts.other.entry(keyword.to_owned()).or_insert_with(|| {
+                    args.iter()
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect()
+                });
             }
         }
         Ok(active)
     }
 
     /// A `Match` line: `match_cfg_line`.
-    fn match_line(
-        &mut self,
-        file: &File,
-        line: &Line,
-        opts: &Options,
-    ) -> Result<bool, ConfigError> {
-        let err = |m: String| ConfigError::at(&file.path, line.number, m);
+    fn match_line(&mut self, line: &Line<'_>, opts: &Options) -> Result<bool, Refused> {
+        let refuse = |m: String| Refused::Line(m);
         let local = &self.inner.local;
-        let ruser = opts.user.clone().unwrap_or_else(|| local.user.clone());
+        let ruser = opts.user.as_deref().unwrap_or(&local.user);
         let host = if self.final_pass {
             opts.hostname.clone().unwrap_or_default()
         } else {
             match &opts.hostname {
-                Some(h) => expand(h, &[('h', self.host_arg)], false).map_err(err)?,
+                Some(h) => utf8(
+                    expand(h.as_bytes(), &[(b'h', self.host_arg)], false).map_err(refuse)?,
+                    "HostName",
+                )
+                .map_err(refuse)?,
                 None => self.host_arg.to_owned(),
             }
         };
-        let mut words = Words::new(&line.rest);
+        let mut rest = Some(line.rest);
         let mut result = true;
         let mut attributes = 0;
-        while let Some(word) = words.next() {
-            if word.starts_with('#') {
+        loop {
+            let (word, after) = strdelim(rest);
+            rest = after;
+            let Some(word) = word.filter(|w| !w.is_empty()) else {
+                break;
+            };
+            if word[0] == b'#' {
+                rest = None;
                 break;
             }
-            let (negate, attr) = match word.strip_prefix('!') {
+            let (negate, attr) = match word.strip_prefix(b"!") {
                 Some(a) => (true, a),
-                None => (false, word.as_str()),
+                None => (false, &word[..]),
             };
             let attr = attr.to_ascii_lowercase();
-            if attr == "all" {
-                let next = words.next();
-                if attributes > 1 || next.as_deref().is_some_and(|n| !n.starts_with('#')) {
-                    return Err(err(format!(
-                        "'{word}' cannot be combined with other Match attributes"
+            if attr == b"all" {
+                let (next, after) = strdelim(rest);
+                if attributes > 1
+                    || next
+                        .as_deref()
+                        .is_some_and(|n| !n.is_empty() && n[0] != b'#')
+                {
+                    return Err(refuse(format!(
+                        "'{}' cannot be combined with other Match attributes",
+                        shown(&word)
                     )));
+                }
+                rest = if next.is_some_and(|n| n.first() == Some(&b'#')) {
+                    None
+                } else {
+                    after
+                };
+                if !rest.unwrap_or_default().is_empty() {
+                    return Err(refuse(
+                        "Match all: extra arguments at end of line".to_owned(),
+                    ));
                 }
                 return Ok(result && !negate);
             }
             attributes += 1;
-            if attr == "canonical" || attr == "final" {
-                if attr == "canonical" && !self.inner.allow_canonical {
-                    return Err(err(
+            if attr == b"canonical" || attr == b"final" {
+                if attr == b"canonical" && !self.inner.allow_canonical {
+                    return Err(refuse(
                         "Match canonical is refused: ssh-dial does not canonicalise host names \
                          (SshConfig::allow_match_canonical)"
                             .to_owned(),
                     ));
                 }
-                if attr == "final" {
+                if attr == b"final" {
                     self.want_final = true;
                 }
                 if self.final_pass == negate {
@@ -929,27 +1533,29 @@ impl Pass<'_> {
                 }
                 continue;
             }
-            let Some(arg) = words
-                .next()
-                .filter(|a| !a.is_empty() && !a.starts_with('#'))
-            else {
-                return Err(err(format!("missing Match criteria for {attr}")));
+            let (arg, after) = strdelim(rest);
+            rest = after;
+            let Some(arg) = arg.filter(|a| !a.is_empty() && a[0] != b'#') else {
+                return Err(refuse(format!(
+                    "missing Match criteria for {}",
+                    shown(&attr)
+                )));
             };
-            let matched = match attr.as_str() {
-                "host" => pattern_list(&host.to_ascii_lowercase(), &arg, true) == Some(true),
-                "originalhost" => {
-                    pattern_list(&self.host_arg.to_ascii_lowercase(), &arg, true) == Some(true)
+            let matched = match attr.as_slice() {
+                b"host" => {
+                    pattern::list(host.to_ascii_lowercase().as_bytes(), &arg, true) == Listed::Yes
                 }
-                "user" => pattern_list(&ruser, &arg, false) == Some(true),
-                "localuser" => pattern_list(&local.user, &arg, false) == Some(true),
-                "exec" => {
+                b"originalhost" => {
+                    pattern::list(self.host_arg.to_ascii_lowercase().as_bytes(), &arg, true)
+                        == Listed::Yes
+                }
+                b"user" => pattern::list(ruser.as_bytes(), &arg, false) == Listed::Yes,
+                b"localuser" => pattern::list(local.user.as_bytes(), &arg, false) == Listed::Yes,
+                b"exec" => {
                     if !self.inner.allow_exec {
-                        return Err(err(
-                            "Match exec is refused (SshConfig::allow_match_exec)".to_owned()
+                        return Err(refuse(
+                            "Match exec is refused (SshConfig::allow_match_exec)".to_owned(),
                         ));
-                    }
-                    if !result {
-                        continue;
                     }
                     let port = opts.port.unwrap_or(22).to_string();
                     let alias = opts.host_key_alias.as_deref().unwrap_or(&host);
@@ -958,33 +1564,165 @@ impl Pass<'_> {
                         host: &host,
                         host_arg: self.host_arg,
                         port: &port,
-                        user: &ruser,
+                        user: ruser,
                         alias,
-                    };
-                    let command = expand(&arg, &tokens.list(), false).map_err(err)?;
-                    run_exec(&command).map_err(err)?
+                    }
+                    .list();
+                    let command = expand(&arg, &tokens, false).map_err(refuse)?;
+                    if !result {
+                        // OpenSSH skips the command once the line cannot
+                        // match (after expanding it, which may fail).
+                        continue;
+                    }
+                    check_names(&arg, &tokens).map_err(refuse)?;
+                    run_exec(&command, self.until)?
                 }
-                _ => return Err(err(format!("unsupported Match attribute {attr}"))),
+                _ => {
+                    return Err(refuse(format!(
+                        "unsupported Match attribute {}",
+                        shown(&attr)
+                    )))
+                }
             };
             if matched == negate {
                 result = false;
             }
         }
         if attributes == 0 {
-            return Err(err("one or more attributes required for Match".to_owned()));
+            return Err(refuse(
+                "one or more attributes required for Match".to_owned(),
+            ));
+        }
+        if !rest.unwrap_or_default().is_empty() {
+            return Err(refuse(format!(
+                "Match: extra arguments at end of line: {}",
+                shown(rest.unwrap_or_default())
+            )));
         }
         Ok(result)
     }
 }
 
-fn run_exec(command: &str) -> Result<bool, String> {
-    let status = std::process::Command::new("/bin/sh")
+/// One line of a file, as a pass reads it.
+struct Line<'a> {
+    file: &'a File,
+    number: usize,
+    keyword: &'a [u8],
+    rest: &'a [u8],
+    /// For an `Include`: the files it read.
+    include: Option<&'a Include>,
+}
+
+/// Why a `Match` line failed.
+enum Refused {
+    /// The line is wrong, or a command could not run.
+    Line(String),
+    /// A command was given up at the deadline.
+    Deadline(String),
+}
+
+/// `Match exec`'s command must not hand a shell a name it would read as
+/// more than a name: each `%h`, `%n` and `%k` it uses must pass `ssh`'s
+/// host name rule, and `%r` its user name rule. (OpenSSH checks only the
+/// names from its command line; these may also come from the file.)
+fn check_names<S: AsRef<str>>(command: &[u8], tokens: &[(u8, S)]) -> Result<(), String> {
+    let mut i = 0;
+    while i + 1 < command.len() {
+        if command[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        let token = command[i + 1];
+        i += 2;
+        let Some(value) = tokens
+            .iter()
+            .find(|(k, _)| *k == token)
+            .map(|(_, v)| v.as_ref())
+        else {
+            continue;
+        };
+        let problem = match token {
+            b'h' | b'n' | b'k' => ssh_hostname_problem(value),
+            b'r' => ssh_user_problem(value),
+            _ => None,
+        };
+        if let Some(why) = problem {
+            return Err(format!(
+                "Match exec not run: %{} would be {why}",
+                token as char
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `Match exec` command as OpenSSH's `execute_in_shell` does (`sh
+/// -c`, stdin and stdout on `/dev/null`, stderr shared), in a process group
+/// of its own so that whatever it starts can be killed with it. Waits for
+/// it, checking `until` every few milliseconds; when it expires, the group
+/// is killed and the shell reaped before this returns.
+fn run_exec(command: &[u8], until: &Until) -> Result<bool, Refused> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let shown_command = shown(command);
+    if let Some(why) = until.expired() {
+        return Err(Refused::Deadline(format!(
+            "match exec {shown_command} not run: {why}"
+        )));
+    }
+    let mut child = Command::new("/bin/sh")
         .arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::null())
-        .status()
-        .map_err(|e| format!("match exec {command:?}: {e}"))?;
-    Ok(status.success())
+        .arg(OsStr::from_bytes(command))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            Refused::Line(format!(
+                "match exec {shown_command}: {}",
+                crate::text::fmt_io(&e)
+            ))
+        })?;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status.success()),
+            Ok(None) => {}
+            Err(e) => {
+                kill_group(&mut child);
+                return Err(Refused::Line(format!(
+                    "match exec {shown_command}: {}",
+                    crate::text::fmt_io(&e)
+                )));
+            }
+        }
+        if let Some(why) = until.expired() {
+            kill_group(&mut child);
+            return Err(Refused::Deadline(format!(
+                "match exec {shown_command} killed: {why}"
+            )));
+        }
+        let mut nap = pause;
+        if let Some(deadline) = until.deadline {
+            nap = nap.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        std::thread::sleep(nap);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Kills the child's process group (the shell and all it started that
+/// stayed in it) and reaps the shell.
+fn kill_group(child: &mut std::process::Child) {
+    // The group is the shell's pid (`process_group(0)`); the shell is not
+    // reaped yet, so the id cannot have been reused.
+    let group = child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a negative pid signals that process group; no
+    // memory is involved.
+    unsafe {
+        libc::kill(-group, libc::SIGKILL);
+    }
+    let _ = child.wait();
 }
 
 /// The `%` tokens of the keys that take OpenSSH's full set.
@@ -998,24 +1736,24 @@ struct Tokens<'a> {
 }
 
 impl Tokens<'_> {
-    fn list(&self) -> Vec<(char, String)> {
+    fn list(&self) -> Vec<(u8, String)> {
         let local = self.local;
         let short = local.hostname.split('.').next().unwrap_or("").to_owned();
         vec![
             (
-                'C',
+                b'C',
                 connection_hash(&local.hostname, self.host, self.port, self.user),
             ),
-            ('L', short),
-            ('i', local.uid.to_string()),
-            ('k', self.alias.to_owned()),
-            ('l', local.hostname.clone()),
-            ('n', self.host_arg.to_owned()),
-            ('p', self.port.to_owned()),
-            ('d', local.home.clone()),
-            ('h', self.host.to_owned()),
-            ('r', self.user.to_owned()),
-            ('u', local.user.clone()),
+            (b'L', short),
+            (b'i', local.uid.to_string()),
+            (b'k', self.alias.to_owned()),
+            (b'l', local.hostname.clone()),
+            (b'n', self.host_arg.to_owned()),
+            (b'p', self.port.to_owned()),
+            (b'd', local.home.clone()),
+            (b'h', self.host.to_owned()),
+            (b'r', self.user.to_owned()),
+            (b'u', local.user.clone()),
         ]
     }
 }
@@ -1046,7 +1784,7 @@ impl Options {
             if last.host == host && last.port.unwrap_or(22) == port && jump_user == user {
                 return Err(ConfigError::new(format!(
                     "jump host loop via {}",
-                    last.host
+                    shown(&last.host)
                 )));
             }
         }
@@ -1059,13 +1797,15 @@ impl Options {
             port: &port_s,
             user: &user,
             alias: host_key_alias.as_deref().unwrap_or(host_arg),
+        }
+        .list();
+        let path = |raw: &[u8], what: &str| -> Result<PathBuf, ConfigError> {
+            expand(&tilde(raw, local.home.as_bytes()), &tokens, true)
+                .map(|p| PathBuf::from(OsString::from_vec(p)))
+                .map_err(|e| ConfigError::new(format!("{what} {}: {e}", shown(raw))))
         };
-        let list = tokens.list();
-        let path = |raw: &str, what: &str| -> Result<String, ConfigError> {
-            expand(&tilde(raw, &local.home), &list, true)
-                .map_err(|e| ConfigError::new(format!("{what} {raw:?}: {e}")))
-        };
-        let identity_files = if self.identity_files.is_empty() {
+        let shown_path = |p: &Path| p.to_string_lossy().into_owned();
+        let identity_files: Vec<Vec<u8>> = if self.identity_files.is_empty() {
             [
                 "id_rsa",
                 "id_ecdsa",
@@ -1076,51 +1816,53 @@ impl Options {
                 "id_dsa",
             ]
             .iter()
-            .map(|f| format!("~/.ssh/{f}"))
+            .map(|f| format!("~/.ssh/{f}").into_bytes())
             .collect()
         } else {
             self.identity_files
         };
         let identity_paths = identity_files
             .iter()
-            .map(|f| path(f, "IdentityFile").map(PathBuf::from))
+            .map(|f| path(f, "IdentityFile"))
             .collect::<Result<_, _>>()?;
-        let identity_agent = self
+        let agent_path = self
             .identity_agent
             .map(|a| path(&a, "IdentityAgent"))
             .transpose()?;
-        let user_known_hosts_files = match self.user_known_hosts_files {
+        let user_known_hosts_paths: Vec<PathBuf> = match self.user_known_hosts_files {
             Some(files) if is_none(&files) => Vec::new(),
             Some(files) => files
                 .iter()
                 .map(|f| path(f, "UserKnownHostsFile"))
                 .collect::<Result<_, _>>()?,
             None => vec![
-                path("~/.ssh/known_hosts", "UserKnownHostsFile")?,
-                path("~/.ssh/known_hosts2", "UserKnownHostsFile")?,
+                path(b"~/.ssh/known_hosts", "UserKnownHostsFile")?,
+                path(b"~/.ssh/known_hosts2", "UserKnownHostsFile")?,
             ],
         };
-        let global_known_hosts_files = match self.global_known_hosts_files {
+        // As written (`ssh -G` prints them so); `~` expanded when read.
+        let global_known_hosts_files: Vec<Vec<u8>> = match self.global_known_hosts_files {
             Some(files) if is_none(&files) => Vec::new(),
             Some(files) => files,
             None => vec![
-                "/etc/ssh/ssh_known_hosts".to_owned(),
-                "/etc/ssh/ssh_known_hosts2".to_owned(),
+                b"/etc/ssh/ssh_known_hosts".to_vec(),
+                b"/etc/ssh/ssh_known_hosts2".to_vec(),
             ],
         };
         let connection_attempts = self.connection_attempts.unwrap_or(1);
         if connection_attempts == 0 {
             return Err(ConfigError::new("invalid number of ConnectionAttempts: 0"));
         }
+        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         Ok(HostConfig {
             host: host_arg.to_owned(),
             hostname: host,
             port,
             user,
-            identity_files,
+            identity_files: identity_files.iter().map(|f| lossy(f)).collect(),
             identity_paths,
             identities_only: self.identities_only.unwrap_or(false),
-            identity_agent,
+            identity_agent: agent_path.as_deref().map(shown_path),
             proxy_jump,
             proxy_command: self
                 .proxy_command
@@ -1131,8 +1873,11 @@ impl Options {
                 .server_alive_interval
                 .map(|s| Duration::from_secs(s.into())),
             server_alive_count_max: self.server_alive_count_max.unwrap_or(3),
-            user_known_hosts_files,
-            global_known_hosts_files,
+            user_known_hosts_files: user_known_hosts_paths
+                .iter()
+                .map(|p| shown_path(p))
+                .collect(),
+            global_known_hosts_files: global_known_hosts_files.iter().map(|f| lossy(f)).collect(),
             strict_host_key_checking: self
                 .strict_host_key_checking
                 .unwrap_or(StrictHostKeyChecking::Ask),
@@ -1146,13 +1891,18 @@ impl Options {
             password_authentication: self.password_authentication.unwrap_or(true),
             batch_mode: self.batch_mode.unwrap_or(false),
             other: self.other,
-            home: local.home.clone(),
+            agent_path,
+            user_known_hosts_paths,
+            global_known_hosts_paths: global_known_hosts_files
+                .iter()
+                .map(|f| PathBuf::from(OsString::from_vec(tilde(f, local.home.as_bytes()))))
+                .collect(),
         })
     }
 }
 
-fn is_none(files: &[String]) -> bool {
-    files.len() == 1 && files[0].eq_ignore_ascii_case("none")
+fn is_none(files: &[Vec<u8>]) -> bool {
+    files.len() == 1 && files[0].eq_ignore_ascii_case(b"none")
 }
 
 fn set<T>(slot: &mut Option<T>, value: T) {
@@ -1163,21 +1913,45 @@ fn set<T>(slot: &mut Option<T>, value: T) {
 
 /// A time value: `none` is OpenSSH's "unset", so it leaves the slot for a
 /// later line.
-fn set_time(slot: &mut Option<u32>, value: &str) -> Result<(), String> {
+fn set_time(slot: &mut Option<u32>, value: &[u8]) -> Result<(), String> {
     if let Some(t) = parse_time(value)? {
         set(slot, t);
     }
     Ok(())
 }
 
+/// A value that must be text, or why it is not.
+fn utf8(value: Vec<u8>, what: &str) -> Result<String, String> {
+    String::from_utf8(value)
+        .map_err(|e| format!("{what} {} is not valid UTF-8", shown(e.as_bytes())))
+}
+
 /// Checks what OpenSSH checks of each value as it reads a line, whether or
 /// not the line applies: a bad value anywhere in a file is an error.
-fn validate(keyword: &str, args: &[String], rest: &str) -> Result<(), String> {
-    let first = args.first().map(String::as_str).unwrap_or("");
+/// `keyword` is `None` for one OpenSSH does not know (refused or not when
+/// resolving, as `IgnoreUnknown` says); every line's quotes are checked.
+fn validate(keyword: Option<&str>, rest: &[u8]) -> Result<(), String> {
+    // Counted as they come: a line may hold millions of arguments.
+    let mut count = 0usize;
+    let mut first: Option<Vec<u8>> = None;
+    let (mut empty, mut none) = (false, false);
+    for arg in Args::new(rest) {
+        let arg = arg?;
+        empty |= arg.is_empty();
+        none |= arg.eq_ignore_ascii_case(b"none");
+        count += 1;
+        if first.is_none() {
+            first = Some(arg);
+        }
+    }
+    let Some(keyword) = keyword else {
+        return Ok(());
+    };
+    let first = first.as_deref().unwrap_or_default();
     let missing = || Err("missing argument".to_owned());
     match keyword {
         "host" | "match" | "include" => {
-            if keyword == "host" && args.iter().any(String::is_empty) {
+            if keyword == "host" && empty {
                 return Err("empty argument".to_owned());
             }
             return Ok(());
@@ -1204,26 +1978,26 @@ fn validate(keyword: &str, args: &[String], rest: &str) -> Result<(), String> {
             return missing()
         }
         "identityagent" => {
-            if first.starts_with('$')
-                && !first.starts_with("${")
+            if first.starts_with(b"$")
+                && !first.starts_with(b"${")
                 && !first[1..]
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
             {
-                return Err(format!("invalid environment name {first}"));
+                return Err(format!("invalid environment name {}", shown(first)));
             }
         }
         "userknownhostsfile" | "globalknownhostsfile" => {
-            if args.is_empty() {
+            if count == 0 {
                 return missing();
             }
-            if args.iter().any(String::is_empty) {
+            if empty {
                 return Err("empty argument".to_owned());
             }
-            if args.len() > 1 && args.iter().any(|a| a.eq_ignore_ascii_case("none")) {
+            if count > 1 && none {
                 return Err("\"none\" argument must appear alone".to_owned());
             }
-            if args.len() > MAX_HOSTS_FILES {
+            if count > MAX_HOSTS_FILES {
                 return Err("too many files".to_owned());
             }
             return Ok(());
@@ -1231,7 +2005,7 @@ fn validate(keyword: &str, args: &[String], rest: &str) -> Result<(), String> {
         "proxyjump" => parse_proxy_jump(rest).map(drop)?,
         _ => return Ok(()),
     }
-    if keyword_takes_one(keyword) && args.len() > 1 {
+    if keyword_takes_one(keyword) && count > 1 {
         return Err(format!("keyword {keyword} extra arguments at end of line"));
     }
     Ok(())
@@ -1264,73 +2038,79 @@ fn keyword_takes_one(keyword: &str) -> bool {
     )
 }
 
-fn parse_port(s: &str) -> Result<u16, String> {
-    match s.parse::<u32>() {
-        Ok(p) if (1..=65535).contains(&p) && s.bytes().all(|b| b.is_ascii_digit()) => Ok(p as u16),
-        _ => Err(format!("bad port {s:?}")),
+/// A value that must be ASCII to mean anything (a number, a flag), as text.
+fn ascii(s: &[u8]) -> &str {
+    std::str::from_utf8(s).unwrap_or("\u{fffd}")
+}
+
+fn parse_port(s: &[u8]) -> Result<u16, String> {
+    let t = ascii(s);
+    match t.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) && s.iter().all(u8::is_ascii_digit) => Ok(p as u16),
+        _ => Err(format!("bad port {}", shown(s))),
     }
 }
 
-fn parse_flag(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
+fn parse_flag(s: &[u8]) -> Result<bool, String> {
+    match ascii(s).to_ascii_lowercase().as_str() {
         "yes" | "true" => Ok(true),
         "no" | "false" => Ok(false),
-        _ => Err(format!("unsupported option {s:?}")),
+        _ => Err(format!("unsupported option {}", shown(s))),
     }
 }
 
-fn parse_strict(s: &str) -> Result<StrictHostKeyChecking, String> {
-    Ok(match s.to_ascii_lowercase().as_str() {
+fn parse_strict(s: &[u8]) -> Result<StrictHostKeyChecking, String> {
+    Ok(match ascii(s).to_ascii_lowercase().as_str() {
         "yes" | "true" => StrictHostKeyChecking::Yes,
         "no" | "false" | "off" => StrictHostKeyChecking::No,
         "ask" => StrictHostKeyChecking::Ask,
         "accept-new" => StrictHostKeyChecking::AcceptNew,
-        _ => return Err(format!("unsupported option {s:?}")),
+        _ => return Err(format!("unsupported option {}", shown(s))),
     })
 }
 
-fn parse_family(s: &str) -> Result<AddressFamily, String> {
-    Ok(match s.to_ascii_lowercase().as_str() {
+fn parse_family(s: &[u8]) -> Result<AddressFamily, String> {
+    Ok(match ascii(s).to_ascii_lowercase().as_str() {
         "inet" => AddressFamily::Inet,
         "inet6" => AddressFamily::Inet6,
         "any" => AddressFamily::Any,
-        _ => return Err(format!("unsupported option {s:?}")),
+        _ => return Err(format!("unsupported option {}", shown(s))),
     })
 }
 
-fn parse_pubkey(s: &str) -> Result<String, String> {
-    Ok(match s.to_ascii_lowercase().as_str() {
+fn parse_pubkey(s: &[u8]) -> Result<String, String> {
+    Ok(match ascii(s).to_ascii_lowercase().as_str() {
         "yes" | "true" => "true",
         "no" | "false" => "false",
         "unbound" => "unbound",
         "host-bound" => "host-bound",
-        _ => return Err(format!("unsupported option {s:?}")),
+        _ => return Err(format!("unsupported option {}", shown(s))),
     }
     .to_owned())
 }
 
 /// `strtonum(s, 0, INT_MAX)`.
-fn parse_int(s: &str) -> Result<u32, String> {
-    let t = s.trim_start();
+fn parse_int(s: &[u8]) -> Result<u32, String> {
+    let t = ascii(s).trim_start();
     let digits = t.strip_prefix('+').unwrap_or(t);
     match digits.parse::<u64>() {
         Ok(v) if v <= i32::MAX as u64 && !digits.is_empty() => Ok(v as u32),
-        Ok(_) => Err(format!("integer value {s:?} too large")),
-        Err(_) => Err(format!("integer value {s:?} invalid")),
+        Ok(_) => Err(format!("integer value {} too large", shown(s))),
+        Err(_) => Err(format!("integer value {} invalid", shown(s))),
     }
 }
 
 /// `none` or `convtime`: seconds, or a sum of numbers with `s`, `m`, `h`,
 /// `d`, `w` suffixes.
-fn parse_time(s: &str) -> Result<Option<u32>, String> {
-    if s == "none" {
+fn parse_time(s: &[u8]) -> Result<Option<u32>, String> {
+    if s == b"none" {
         return Ok(None);
     }
-    let bad = || format!("invalid time value {s:?}");
+    let bad = || format!("invalid time value {}", shown(s));
     if s.is_empty() {
         return Err(bad());
     }
-    let bytes = s.as_bytes();
+    let bytes = s;
     let mut total: u64 = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -1351,7 +2131,7 @@ fn parse_time(s: &str) -> Result<Option<u32>, String> {
         if i == digits {
             return Err(bad());
         }
-        let n: u64 = s[digits..i].parse().map_err(|_| bad())?;
+        let n: u64 = ascii(&s[digits..i]).parse().map_err(|_| bad())?;
         let multiplier = match bytes.get(i) {
             None => 1,
             Some(c) => {
@@ -1375,213 +2155,330 @@ fn parse_time(s: &str) -> Result<Option<u32>, String> {
     Ok(Some(total as u32))
 }
 
-/// `ProxyJump`'s value as `parse_jump` reads it: a comment and trailing
-/// blanks cut, `none`, or a chain.
-fn parse_proxy_jump(rest: &str) -> Result<Vec<JumpHost>, String> {
-    let value = rest.trim_start_matches([' ', '\t', '\r', '\n', '=']);
-    let cut = value.split('#').next().unwrap_or("").trim_end();
-    if value.eq_ignore_ascii_case("none") {
-        return Ok(Vec::new());
-    }
-    cut.split(',')
-        .map(|hop| parse_jump_host(hop).ok_or_else(|| format!("invalid ProxyJump {value:?}")))
-        .collect()
+/// `ProxyJump`'s value as `parse_jump` reads it from a file: after blanks
+/// and `=`, `none`, or a chain.
+fn parse_proxy_jump(rest: &[u8]) -> Result<Vec<JumpHost>, String> {
+    let value = skip(rest, b" \t\r\n=");
+    jump_chain(value).map_err(|why| format!("invalid ProxyJump {}: {why}", shown(value)))
 }
 
-/// `parse_ssh_uri` then `parse_user_host_port`.
-fn parse_jump_host(spec: &str) -> Option<JumpHost> {
-    let original = spec;
-    let (spec, uri) = match spec.strip_prefix("ssh://") {
-        Some(rest) => (rest.strip_suffix('/').unwrap_or(rest), true),
-        None => (spec, false),
-    };
-    let (user, rest) = match spec.rfind('@') {
-        Some(0) => return None,
-        Some(at) => (Some(spec[..at].to_owned()), &spec[at + 1..]),
-        None => (None, spec),
-    };
-    if uri && rest.contains('/') {
-        return None;
+/// `parse_jump`'s reading of a chain (for `ProxyJump` and `-J`): `none`
+/// (the whole value) is no jump host; otherwise the value is cut at a `#`,
+/// then at the first blank after its first byte (OpenSSH 9.2's `rtrim`
+/// blanks every space from the end down to the second byte, so `b1 , b2`
+/// is `b1`), and split at commas.
+fn jump_chain(value: &[u8]) -> Result<Vec<JumpHost>, String> {
+    if value.eq_ignore_ascii_case(b"none") {
+        return Ok(Vec::new());
     }
-    // hpdelim: `[addr]` with an optional `:port`, else up to a ':' or '/'.
-    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-        let end = bracketed.find(']')?;
-        let after = &bracketed[end + 1..];
-        let port = match after.chars().next() {
-            None => None,
-            Some(':') | Some('/') => Some(&after[1..]),
-            Some(_) => return None,
-        };
-        (&bracketed[..end], port)
-    } else {
-        match rest.find([':', '/']) {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
+    let value = value.split(|&b| b == b'#').next().unwrap_or_default();
+    let end = value
+        .iter()
+        .skip(1)
+        .position(|b| c_isspace(*b))
+        .map_or(value.len(), |i| i + 1);
+    let value = std::str::from_utf8(&value[..end]).map_err(|_| "not UTF-8".to_owned())?;
+    value.split(',').map(parse_jump_host).collect()
+}
+
+/// C's `isspace` in the C locale.
+fn c_isspace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// One hop: `parse_ssh_uri` (`ssh://[user[;params]@]host[:port][/]`), or
+/// else `parse_user_host_port` (`[user@]host[:port]`, the last `@`
+/// separating). Only the syntax: [`JumpHost::check`] checks the names.
+fn parse_jump_host(spec: &str) -> Result<JumpHost, String> {
+    let (user, host, port) = match spec.strip_prefix("ssh://") {
+        Some(uri) => parse_ssh_uri(uri)?,
+        None => {
+            let (user, rest) = match spec.rfind('@') {
+                Some(0) => return Err("empty user".to_owned()),
+                Some(at) => (Some(spec[..at].to_owned()), &spec[at + 1..]),
+                None => (None, spec),
+            };
+            let (host, after) = hpdelim(rest)?;
+            let port = match after {
+                Some((_, p)) if !p.is_empty() => Some(parse_port(p.as_bytes())?),
+                _ => None,
+            };
+            (user, host.to_owned(), port)
         }
     };
-    if host.is_empty() {
-        return None;
-    }
-    let port = match port {
-        None | Some("") => None,
-        Some(p) => Some(parse_port(p).ok()?),
-    };
-    Some(JumpHost {
+    Ok(JumpHost {
         user,
-        host: host.to_owned(),
+        host,
         port,
-        spec: original.to_owned(),
+        spec: spec.to_owned(),
     })
 }
 
-/// Expands `%` tokens (and, with `dollar`, `${VAR}`), failing on an
-/// unknown token as OpenSSH does.
-fn expand<S: AsRef<str>>(s: &str, tokens: &[(char, S)], dollar: bool) -> Result<String, String> {
-    let mut out = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if dollar && c == '$' && chars.peek() == Some(&'{') {
-            chars.next();
-            let mut name = String::new();
-            loop {
-                match chars.next() {
-                    Some('}') => break,
-                    Some(c) => name.push(c),
-                    None => return Err("environment variable missing closing '}'".to_owned()),
-                }
+/// A host, and the delimiter after it with what follows.
+type HostAndRest<'a> = (&'a str, Option<(char, &'a str)>);
+
+/// `hpdelim2` then `cleanhostname`: `[addr]` or a name up to the first `:`
+/// or `/`; and that delimiter with what follows it.
+fn hpdelim(s: &str) -> Result<HostAndRest<'_>, String> {
+    let (host, after) = if let Some(bracketed) = s.strip_prefix('[') {
+        let end = bracketed
+            .find(']')
+            .ok_or_else(|| "missing ']'".to_owned())?;
+        let after = &bracketed[end + 1..];
+        let host = &bracketed[..end];
+        match after.chars().next() {
+            None => (host, None),
+            Some(c @ (':' | '/')) => (host, Some((c, &after[1..]))),
+            Some(_) => return Err("junk after ']'".to_owned()),
+        }
+    } else {
+        match s.find([':', '/']) {
+            Some(i) => (&s[..i], Some((char::from(s.as_bytes()[i]), &s[i + 1..]))),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host".to_owned());
+    }
+    Ok((host, after))
+}
+
+/// `parse_uri("ssh", ..)`, which may not have a path: the user up to the
+/// first `@`, connection parameters after a `;` dropped, `%XX` and `+`
+/// decoded; the host a domain name (`valid_domain`).
+fn parse_ssh_uri(uri: &str) -> Result<(Option<String>, String, Option<u16>), String> {
+    let (user, rest) = match uri.find('@') {
+        Some(at) => {
+            let info = &uri[..at];
+            let user = info.split(';').next().unwrap_or_default();
+            if user.is_empty() {
+                return Err("empty user".to_owned());
             }
+            (Some(url_decode(user)?), &uri[at + 1..])
+        }
+        None => (None, uri),
+    };
+    let (host, after) = hpdelim(rest)?;
+    if !valid_domain(host) {
+        return Err(format!("invalid domain name {}", shown(host)));
+    }
+    let mut port = None;
+    let mut path = None;
+    if let Some((delim, tail)) = after.filter(|(_, t)| !t.is_empty()) {
+        path = Some(tail);
+        if delim == ':' {
+            let (p, rest) = match tail.split_once('/') {
+                Some((p, rest)) => (p, Some(rest)),
+                None => (tail, None),
+            };
+            port = Some(parse_port(p.as_bytes())?);
+            path = rest;
+        }
+    }
+    if path.is_some_and(|p| !p.is_empty()) {
+        return Err("a path is not allowed".to_owned());
+    }
+    Ok((user, host.to_owned(), port))
+}
+
+/// `urldecode`: `+` is a space, `%XX` a byte; a NUL is refused
+/// (CVE-2025-61985), as is what is not UTF-8.
+fn url_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                let byte = hex
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .filter(|&c| c != 0)
+                    .ok_or_else(|| "bad %-escape in user".to_owned())?;
+                out.push(byte);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| "user is not UTF-8".to_owned())
+}
+
+/// `valid_domain(name, 0)`: a letter or digit first, then letters, digits,
+/// `-`, `_` and single dots.
+fn valid_domain(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        && !name.contains("..")
+}
+
+/// Expands `%` tokens (and, with `dollar`, `${VAR}`), failing on an
+/// unknown token as OpenSSH does. Bytes in, bytes out: a file name need
+/// not be UTF-8.
+fn expand<S: AsRef<str>>(s: &[u8], tokens: &[(u8, S)], dollar: bool) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        i += 1;
+        if dollar && c == b'$' && s.get(i) == Some(&b'{') {
+            let name_start = i + 1;
+            let Some(len) = s[name_start..].iter().position(|&b| b == b'}') else {
+                return Err("environment variable missing closing '}'".to_owned());
+            };
+            let name = &s[name_start..name_start + len];
             if name.is_empty() {
                 return Err("zero-length environment variable".to_owned());
             }
-            match std::env::var(&name) {
-                Ok(v) => out.push_str(&v),
-                Err(_) => return Err(format!("environment variable ${{{name}}} has no value")),
+            match std::env::var_os(OsStr::from_bytes(name)) {
+                Some(v) => out.extend_from_slice(v.as_bytes()),
+                None => return Err(format!("environment variable {} has no value", shown(name))),
             }
+            i = name_start + len + 1;
             continue;
         }
-        if c != '%' {
+        if c != b'%' {
             out.push(c);
             continue;
         }
-        match chars.next() {
-            Some('%') => out.push('%'),
+        match s.get(i) {
+            Some(b'%') => out.push(b'%'),
             None => return Err("invalid format: '%' at the end".to_owned()),
-            Some(t) => match tokens.iter().find(|(k, _)| *k == t) {
-                Some((_, v)) => out.push_str(v.as_ref()),
-                None => return Err(format!("unknown key %{t}")),
+            Some(&t) => match tokens.iter().find(|(k, _)| *k == t) {
+                Some((_, v)) => out.extend_from_slice(v.as_ref().as_bytes()),
+                None => return Err(format!("unknown key %{}", shown([t]))),
             },
         }
+        i += 1;
     }
     Ok(out)
 }
 
 /// `tilde_expand_filename`: a leading `~` or `~/` is the home directory.
 /// (`~user` is left alone.)
-fn tilde(path: &str, home: &str) -> String {
-    let Some(rest) = path.strip_prefix('~') else {
-        return path.to_owned();
+fn tilde(path: &[u8], home: &[u8]) -> Vec<u8> {
+    let Some(rest) = path.strip_prefix(b"~") else {
+        return path.to_vec();
     };
-    if !(rest.is_empty() || rest.starts_with('/')) {
-        return path.to_owned();
+    if !(rest.is_empty() || rest.starts_with(b"/")) {
+        return path.to_vec();
     }
-    let rest = rest.trim_start_matches('/');
-    let slash = if home.ends_with('/') { "" } else { "/" };
-    format!("{home}{slash}{rest}")
+    let rest = skip(rest, b"/");
+    let mut out = home.to_vec();
+    if !home.ends_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
-/// `match_pattern_list`: `Some(true)` on a positive match, `Some(false)` on
-/// a negated one, `None` if nothing matched. With `lower`, the patterns are
-/// lowercased.
-fn pattern_list(s: &str, list: &str, lower: bool) -> Option<bool> {
-    let mut positive = false;
-    for pattern in list.split(',') {
-        let (negated, pattern) = match pattern.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, pattern),
+/// `s` without its leading bytes from `set`.
+fn skip<'a>(s: &'a [u8], set: &[u8]) -> &'a [u8] {
+    let n = s.iter().take_while(|b| set.contains(b)).count();
+    &s[n..]
+}
+
+/// OpenSSH's `WHITESPACE`.
+const WHITESPACE: &[u8] = b" \t\r\n";
+
+/// `strdelim`: the next token of `s` and what is left, as OpenSSH splits
+/// the keyword and `Match` criteria: at a blank, one `=`, or a `"`-quoted
+/// run (the quotes removed, no escapes). `None` is C's `NULL`: no text
+/// left, or a quote that never closes.
+#[allow(clippy::type_complexity)]
+fn strdelim(s: Option<&[u8]>) -> (Option<Cow<'_, [u8]>>, Option<&[u8]>) {
+    let Some(s) = s else {
+        return (None, None);
+    };
+    let Some(at) = s
+        .iter()
+        .position(|b| WHITESPACE.contains(b) || *b == b'"' || *b == b'=')
+    else {
+        return (Some(Cow::Borrowed(s)), None);
+    };
+    if s[at] == b'"' {
+        let quoted = &s[at + 1..];
+        let Some(close) = quoted.iter().position(|&b| b == b'"') else {
+            return (None, None);
         };
-        let pattern = if lower {
-            pattern.to_ascii_lowercase()
-        } else {
-            pattern.to_owned()
-        };
-        if wildcard(pattern.as_bytes(), s.as_bytes()) {
-            if negated {
-                return Some(false);
-            }
-            positive = true;
-        }
+        let token = [&s[..at], &quoted[..close]].concat();
+        let rest = skip(&quoted[close + 1..], WHITESPACE);
+        return (Some(Cow::Owned(token)), Some(rest));
     }
-    positive.then_some(true)
-}
-
-/// `match_pattern`: `*` and `?`, byte for byte.
-fn wildcard(pattern: &[u8], s: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| wildcard(rest, &s[i..])),
-        Some((&p, rest)) => match s.split_first() {
-            Some((&c, srest)) if p == b'?' || p == c => wildcard(rest, srest),
-            _ => false,
-        },
+    // One `=` may join the token to the next, blanks or not.
+    let equals = s[at] == b'=';
+    let mut rest = skip(&s[at + 1..], WHITESPACE);
+    if !equals && rest.first() == Some(&b'=') {
+        rest = skip(&rest[1..], WHITESPACE);
     }
+    (Some(Cow::Borrowed(&s[..at])), Some(rest))
 }
 
-/// Splits words as `strdelim` does for `Match`: on blanks, with `"`
-/// quoting (no escapes).
-struct Words<'a> {
-    rest: &'a str,
-}
-
-impl<'a> Words<'a> {
-    fn new(s: &'a str) -> Self {
-        Words {
-            rest: s.trim_start_matches([' ', '\t', '\r', '\n']),
-        }
+/// The keyword and the rest of a line, as `process_config_line` takes them
+/// apart (`strdelim` twice if the first token is empty); the rest starts
+/// at its first non-blank. `None` for a blank or comment line.
+fn keyword_and_rest(line: &[u8]) -> Option<(Cow<'_, [u8]>, &[u8])> {
+    if line.is_empty() {
+        return None;
     }
+    let (mut keyword, mut rest) = strdelim(Some(line));
+    if keyword.as_deref().is_some_and(<[u8]>::is_empty) {
+        (keyword, rest) = strdelim(rest);
+    }
+    let keyword = keyword?;
+    if keyword.is_empty() || keyword[0] == b'\n' || keyword[0] == b'#' {
+        return None;
+    }
+    Some((keyword, skip(rest.unwrap_or_default(), WHITESPACE)))
 }
 
-impl Iterator for Words<'_> {
-    type Item = String;
+/// A file's lines as OpenSSH's `getline` loop sees them: each ends at its
+/// first NUL (a C string), and trailing blanks and form feeds are cut
+/// (never the first byte). Numbered from 1.
+fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    text.split(|&b| b == b'\n').enumerate().map(|(i, raw)| {
+        let mut line = raw.split(|&b| b == 0).next().unwrap_or_default();
+        while line.len() > 1 && matches!(line[line.len() - 1], b' ' | b'\t' | b'\r' | 0x0c) {
+            line = &line[..line.len() - 1];
+        }
+        (i + 1, line)
+    })
+}
 
-    fn next(&mut self) -> Option<String> {
-        let s = self.rest;
-        if s.is_empty() {
-            return None;
-        }
-        let word;
-        if let Some(quoted) = s.strip_prefix('"') {
-            match quoted.find('"') {
-                Some(end) => {
-                    word = quoted[..end].to_owned();
-                    self.rest = quoted[end + 1..].trim_start_matches([' ', '\t', '\r', '\n']);
-                }
-                None => {
-                    word = quoted.to_owned();
-                    self.rest = "";
-                }
-            }
-        } else {
-            let end = s.find([' ', '\t', '\r', '\n', '"']).unwrap_or(s.len());
-            word = s[..end].to_owned();
-            self.rest = s[end..].trim_start_matches([' ', '\t', '\r', '\n']);
-        }
-        Some(word)
+/// `argv_split` with comments, one argument at a time (a line may hold
+/// millions): blanks separate, `'` and `"` quote, `\` escapes a quote, a
+/// backslash or (unquoted) a space.
+struct Args<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Args<'a> {
+    fn new(s: &'a [u8]) -> Self {
+        Args { s, i: 0 }
     }
 }
 
-/// `argv_split` with comments: blanks separate, `'` and `"` quote, `\`
-/// escapes a quote, a backslash or (unquoted) a space.
-fn argv_split(s: &str) -> Result<Vec<String>, String> {
-    let b = s.as_bytes();
-    let mut args = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b' ' || b[i] == b'\t' {
+impl Iterator for Args<'_> {
+    type Item = Result<Vec<u8>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.s;
+        let mut i = self.i;
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
             i += 1;
-            continue;
         }
-        if b[i] == b'#' {
-            break;
+        if i >= b.len() || b[i] == b'#' {
+            self.i = b.len();
+            return None;
         }
         let mut arg = Vec::new();
         let mut quote = 0u8;
@@ -1609,152 +2506,31 @@ fn argv_split(s: &str) -> Result<Vec<String>, String> {
             }
             i += 1;
         }
+        self.i = i;
         if quote != 0 {
-            return Err("invalid quotes".to_owned());
+            self.i = b.len();
+            return Some(Err("invalid quotes".to_owned()));
         }
-        args.push(String::from_utf8_lossy(&arg).into_owned());
+        Some(Ok(arg))
     }
-    Ok(args)
 }
 
-/// The keyword and the rest of a line, as `strdelim` splits them (one `=`
-/// may join them). `None` for a blank or comment line.
-fn keyword_and_rest(line: &str) -> Option<(String, &str)> {
-    const WS: [char; 4] = [' ', '\t', '\r', '\n'];
-    let s = line.trim_start_matches(WS);
-    if s.is_empty() || s.starts_with('#') {
-        return None;
-    }
-    let end = s.find([' ', '\t', '\r', '\n', '=', '"']).unwrap_or(s.len());
-    let (keyword, mut rest) = if s[end..].starts_with('"') {
-        // A quoted keyword: rare, kept simple.
-        let q = &s[end + 1..];
-        let close = q.find('"')?;
-        (format!("{}{}", &s[..end], &q[..close]), &q[close + 1..])
+/// Configuration text (or a path) for a message: escaped, quoted, and cut
+/// at 100 bytes.
+fn shown(text: impl AsRef<[u8]>) -> String {
+    let b = text.as_ref();
+    let cut = b.len().min(100);
+    let more = if b.len() > cut { "..." } else { "" };
+    format!("\"{}\"{more}", b[..cut].escape_ascii())
+}
+
+fn shown_path(path: &Path) -> String {
+    let b = path.as_os_str().as_bytes();
+    if b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') && b.len() <= 200 {
+        String::from_utf8_lossy(b).into_owned()
     } else {
-        (s[..end].to_owned(), &s[end..])
-    };
-    let equals = rest.starts_with('=');
-    rest = rest.get(1..).unwrap_or("").trim_start_matches(WS);
-    if !equals && rest.starts_with('=') {
-        rest = rest[1..].trim_start_matches(WS);
+        shown(b)
     }
-    Some((keyword.to_ascii_lowercase(), rest))
-}
-
-fn parse_file(
-    path: &str,
-    text: &str,
-    user: bool,
-    local: &Local,
-    depth: usize,
-) -> Result<File, ConfigError> {
-    let mut lines = Vec::new();
-    for (i, raw) in text.split('\n').enumerate() {
-        let number = i + 1;
-        let trimmed = raw.trim_end_matches([' ', '\t', '\r', '\n', '\x0c']);
-        let Some((keyword, rest)) = keyword_and_rest(trimmed) else {
-            continue;
-        };
-        let err = |m: String| ConfigError::at(path, number, m);
-        if rest.is_empty() {
-            return Err(err(format!("no argument after keyword {keyword:?}")));
-        }
-        let args = argv_split(rest).map_err(err)?;
-        validate(&keyword, &args, rest).map_err(err)?;
-        let included = if keyword == "include" {
-            include(path, number, &args, user, local, depth)?
-        } else {
-            Vec::new()
-        };
-        lines.push(Line {
-            number,
-            keyword,
-            args,
-            rest: rest.to_owned(),
-            included,
-        });
-    }
-    Ok(File {
-        path: path.to_owned(),
-        lines,
-    })
-}
-
-fn read_file(
-    path: &Path,
-    user: bool,
-    local: &Local,
-    depth: usize,
-    check_perm: bool,
-) -> Result<Option<File>, ConfigError> {
-    if depth > MAX_DEPTH {
-        return Err(ConfigError::new(
-            "too many recursive configuration includes",
-        ));
-    }
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ConfigError::new(format!(
-                "cannot read config file {}: {e}",
-                path.display()
-            )))
-        }
-    };
-    if check_perm {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(path)
-            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
-        if (meta.uid() != 0 && meta.uid() != local.uid) || meta.mode() & 0o022 != 0 {
-            return Err(ConfigError::new(format!(
-                "bad owner or permissions on {}",
-                path.display()
-            )));
-        }
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    parse_file(&path.to_string_lossy(), &text, user, local, depth).map(Some)
-}
-
-/// `Include`: each argument anchored (`~/.ssh/` for user files,
-/// `/etc/ssh/` for system ones), globbed, and each match read.
-fn include(
-    path: &str,
-    line: usize,
-    args: &[String],
-    user: bool,
-    local: &Local,
-    depth: usize,
-) -> Result<Vec<File>, ConfigError> {
-    let mut files = Vec::new();
-    for arg in args {
-        if arg.is_empty() {
-            return Err(ConfigError::at(path, line, "empty Include argument"));
-        }
-        if arg.starts_with('~') && !user {
-            return Err(ConfigError::at(
-                path,
-                line,
-                format!("bad include path {arg}"),
-            ));
-        }
-        let anchored = if arg.starts_with('/') || arg.starts_with('~') {
-            arg.clone()
-        } else if user {
-            format!("~/.ssh/{arg}")
-        } else {
-            format!("/etc/ssh/{arg}")
-        };
-        let anchored = tilde(&anchored, &glob_home(local));
-        for found in glob(&anchored) {
-            if let Some(file) = read_file(&found, user, local, depth + 1, true)? {
-                files.push(file);
-            }
-        }
-    }
-    Ok(files)
 }
 
 /// `glob(3)` with `GLOB_TILDE` takes `~` from `$HOME` first.
@@ -1765,19 +2541,23 @@ fn glob_home(local: &Local) -> String {
         .unwrap_or_else(|| local.home.clone())
 }
 
-/// A small `glob(3)`: `*`, `?` and `[...]` within path components, names
-/// starting with `.` only matched by a pattern that starts with `.`,
-/// results sorted. A path without magic is returned if it exists.
-fn glob(pattern: &str) -> Vec<PathBuf> {
-    let absolute = pattern.starts_with('/');
+/// A small `glob(3)` over bytes: `*`, `?` and `[...]` within path
+/// components ([`pattern::fnmatch`]), names starting with `.` only matched
+/// by a pattern that starts with `.`, results sorted. A path without magic
+/// is returned if it exists.
+fn glob(pattern: &[u8]) -> Vec<PathBuf> {
+    let absolute = pattern.starts_with(b"/");
     let mut found = vec![PathBuf::from(if absolute { "/" } else { "." })];
-    let parts: Vec<&str> = pattern.split('/').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&[u8]> = pattern
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty())
+        .collect();
     for (i, part) in parts.iter().enumerate() {
         let last = i + 1 == parts.len();
         let mut next = Vec::new();
         for dir in &found {
-            if !part.contains(['*', '?', '[']) {
-                let p = dir.join(part);
+            if !part.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) {
+                let p = dir.join(OsStr::from_bytes(part));
                 if (last && p.exists()) || (!last && p.is_dir()) {
                     next.push(p);
                 }
@@ -1786,11 +2566,13 @@ fn glob(pattern: &str) -> Vec<PathBuf> {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };
-            let mut names: Vec<String> = entries
+            let mut names: Vec<OsString> = entries
                 .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.') || part.starts_with('.'))
-                .filter(|n| fnmatch(part.as_bytes(), n.as_bytes()))
+                .map(|e| e.file_name())
+                .filter(|n| {
+                    let n = n.as_bytes();
+                    (!n.starts_with(b".") || part.starts_with(b".")) && pattern::fnmatch(part, n)
+                })
                 .collect();
             names.sort();
             for n in names {
@@ -1814,39 +2596,23 @@ fn glob(pattern: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// `fnmatch` for one path component: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`.
-fn fnmatch(pattern: &[u8], s: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| fnmatch(rest, &s[i..])),
-        Some((b'?', rest)) => !s.is_empty() && fnmatch(rest, &s[1..]),
-        Some((b'[', rest)) => {
-            let Some((&c, srest)) = s.split_first() else {
-                return false;
-            };
-            let (negate, body) = match rest.first() {
-                Some(b'!') | Some(b'^') => (true, &rest[1..]),
-                _ => (false, rest),
-            };
-            let Some(close) = body.iter().skip(1).position(|&b| b == b']').map(|p| p + 1) else {
-                return c == b'[' && fnmatch(rest, srest);
-            };
-            let set = &body[..close];
-            let mut hit = false;
-            let mut k = 0;
-            while k < set.len() {
-                if k + 2 < set.len() && set[k + 1] == b'-' {
-                    hit |= set[k] <= c && c <= set[k + 2];
-                    k += 3;
-                } else {
-                    hit |= set[k] == c;
-                    k += 1;
-                }
-            }
-            hit != negate && fnmatch(&body[close + 1..], srest)
-        }
-        Some((&p, rest)) => s.first() == Some(&p) && fnmatch(rest, &s[1..]),
-    }
+/// The lowercase spelling of a keyword OpenSSH knows, if it knows it.
+fn canonical(keyword: &[u8]) -> Option<&'static str> {
+    static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let sorted = SORTED.get_or_init(|| {
+        let mut all: Vec<&'static str> = HONOURED.iter().chain(KEYWORDS).copied().collect();
+        all.sort_unstable();
+        all
+    });
+    let mut buf = [0u8; 40];
+    let lower = buf.get_mut(..keyword.len())?;
+    lower.copy_from_slice(keyword);
+    lower.make_ascii_lowercase();
+    let lower = &*lower;
+    sorted
+        .binary_search_by(|k| k.as_bytes().cmp(lower))
+        .ok()
+        .map(|i| sorted[i])
 }
 
 impl Local {
@@ -2067,6 +2833,13 @@ mod tests {
         SshConfig::parse(text).unwrap().resolve(dest).unwrap()
     }
 
+    fn resolve_bytes(text: &[u8], dest: &str) -> Result<HostConfig, ConfigError> {
+        let local = Local::current();
+        let mut loader = Loader::new(&local);
+        loader.root_text("(bytes)", text)?;
+        SshConfig::new(loader.finish(), local).resolve(dest)
+    }
+
     #[test]
     fn the_first_obtained_value_wins() {
         let c = resolve("Host db\n Port 2222\nHost *\n Port 22\n User u\n", "db");
@@ -2092,6 +2865,9 @@ mod tests {
     fn equals_and_quotes_and_hostname_tokens() {
         let c = resolve("Host=x\n  HostName = \"%h.internal\"\n  Port=2022\n", "x");
         assert_eq!((c.hostname(), c.port()), ("x.internal", 2022));
+        // strdelim's corners: a leading `=`, a quoted keyword.
+        assert_eq!(resolve("=Port 2200\n", "x").port(), 2200);
+        assert_eq!(resolve("\"Port\" 2201\n", "x").port(), 2201);
     }
 
     #[test]
@@ -2102,6 +2878,31 @@ mod tests {
         assert!(resolve("Host t\n ProxyJump none\n", "t")
             .proxy_jump()
             .is_empty());
+    }
+
+    /// OpenSSH 9.2 cuts a `ProxyJump` value at a `#` and at the first
+    /// blank after its first byte (its `rtrim`), as `ssh -G` shows; the
+    /// differential test checks these against the real `ssh`.
+    #[test]
+    fn proxy_jump_values_are_cut_where_ssh_cuts_them() {
+        for (value, want) in [
+            ("b1 , b2", vec!["b1"]),
+            ("b1,b2 # c,d", vec!["b1", "b2"]),
+            ("b1,b2#x", vec!["b1", "b2"]),
+            ("b1,b2 x,y", vec!["b1", "b2"]),
+            ("u x@b", vec!["u"]),
+            ("= b1", vec!["b1"]),
+        ] {
+            let c = resolve(&format!("Host t\n  ProxyJump {value}\n"), "t");
+            let hops: Vec<&str> = c.proxy_jump().iter().map(|h| h.host()).collect();
+            assert_eq!(hops, want, "{value:?}");
+        }
+        for bad in ["b1, b2", "b1,", ",b1", "b1,,b2"] {
+            let e = SshConfig::parse(&format!("Host t\n  ProxyJump {bad}\n")).unwrap_err();
+            assert!(e.to_string().contains("ProxyJump"), "{bad:?}: {e}");
+        }
+        assert_eq!(JumpHost::parse_chain("b1 , b2").unwrap().len(), 1);
+        assert!(JumpHost::parse_chain("NONE").unwrap().is_empty());
     }
 
     #[test]
@@ -2115,29 +2916,190 @@ mod tests {
             "User \"unterminated\n",
             "Match exec true\n  User x\n",
             "Match canonical\n  User x\n",
+            "Match host a \"\" user b\n  User x\n",
         ] {
             let e = SshConfig::parse(text)
                 .and_then(|c| c.resolve("h"))
                 .unwrap_err();
             assert!(e.to_string().contains("line "), "{text:?}: {e}");
+            assert!(!e.is_invalid_input(), "{text:?}: {e}");
         }
     }
 
     #[test]
     fn times_are_read_as_convtime_reads_them() {
-        assert_eq!(parse_time("90"), Ok(Some(90)));
-        assert_eq!(parse_time("1m30s"), Ok(Some(90)));
-        assert_eq!(parse_time("1h"), Ok(Some(3600)));
-        assert_eq!(parse_time("none"), Ok(None));
-        assert!(parse_time("-1").is_err());
-        assert!(parse_time("1x").is_err());
+        assert_eq!(parse_time(b"90"), Ok(Some(90)));
+        assert_eq!(parse_time(b"1m30s"), Ok(Some(90)));
+        assert_eq!(parse_time(b"1h"), Ok(Some(3600)));
+        assert_eq!(parse_time(b"none"), Ok(None));
+        assert!(parse_time(b"-1").is_err());
+        assert!(parse_time(b"1x").is_err());
+    }
+
+    /// A line ends at its first NUL, as a C string does in OpenSSH: the
+    /// host dialed is the one before it. (Before, the NUL and what followed
+    /// stayed in the value.)
+    #[test]
+    fn a_nul_ends_the_line() {
+        let c = resolve_bytes(b"Host x\n  HostName real.example\0.evil.example\n", "x").unwrap();
+        assert_eq!(c.hostname(), "real.example");
+        // A quote cut off by the NUL is unterminated, as in OpenSSH.
+        assert!(resolve_bytes(b"User \"a\0b\"\n", "x").is_err());
+    }
+
+    /// File names are bytes: one that is not UTF-8 names the file it names
+    /// (before, it became U+FFFD and named another).
+    #[test]
+    fn file_names_keep_their_bytes() {
+        let c = resolve_bytes(
+            b"IdentityFile /keys/caf\xe9\nUserKnownHostsFile /kh/\xff\nIdentityAgent /a/\xfe\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            c.identity_paths()[0].as_os_str().as_bytes(),
+            b"/keys/caf\xe9"
+        );
+        assert_eq!(
+            c.user_known_hosts_paths[0].as_os_str().as_bytes(),
+            b"/kh/\xff"
+        );
+        assert_eq!(
+            c.agent_path.as_deref().unwrap().as_os_str().as_bytes(),
+            b"/a/\xfe"
+        );
+        // Shown lossily.
+        assert_eq!(c.identity_files()[0], "/keys/caf\u{fffd}");
+        // A pattern's bytes match bytes: \xff is not U+FFFD.
+        let c = resolve_bytes(b"Host \xff\n  User matched\n", "\u{fffd}").unwrap();
+        assert_ne!(c.user(), "matched");
+        // A value that must be text is refused, naming the line.
+        let e = resolve_bytes(b"HostName caf\xe9\n", "x").unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+    }
+
+    /// `ssh` refuses a `~/.ssh/config` others can write to, or that
+    /// belongs to someone else ("Bad owner or permissions"); `load_default`
+    /// did not check it (included files were checked already). The system
+    /// file is not checked, as in `ssh`.
+    #[test]
+    fn a_user_config_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("config");
+        let system = dir.path().join("ssh_config");
+        std::fs::write(&user, "Host x\n  Port 2200\n").unwrap();
+        std::fs::write(&system, "Port 2201\n").unwrap();
+        let load = || SshConfig::load_user_and_system(&user, &system, Local::current());
+        for mode in [0o600, 0o644, 0o755] {
+            std::fs::set_permissions(&user, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(
+                load().unwrap().resolve("x").unwrap().port(),
+                2200,
+                "{mode:o}"
+            );
+        }
+        for mode in [0o666, 0o620, 0o602] {
+            std::fs::set_permissions(&user, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = load().unwrap_err();
+            assert!(
+                e.to_string().contains("bad owner or permissions"),
+                "{mode:o}: {e}"
+            );
+        }
+        std::fs::set_permissions(&user, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&system, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(load().unwrap().resolve("y").unwrap().port(), 2201);
+        // `ssh -F` does not check the file it is given either.
+        std::fs::set_permissions(&user, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(SshConfig::load(&user).is_ok());
+    }
+
+    /// A file included many times is read and kept once; a file that
+    /// includes itself is refused, as OpenSSH refuses it (at depth 16).
+    #[test]
+    fn included_files_are_kept_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let leaf = dir.path().join("leaf");
+        std::fs::write(&leaf, "Host leaf\n  Port 2200\n").unwrap();
+        std::fs::set_permissions(&leaf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let includes = format!("Include {}\n", leaf.display()).repeat(1000);
+        let config = SshConfig::parse(&includes).unwrap();
+        assert_eq!(config.files.files.len(), 2);
+        assert_eq!(config.resolve("leaf").unwrap().port(), 2200);
+
+        let selfish = dir.path().join("selfish");
+        std::fs::write(&selfish, format!("Include {}\n", selfish.display())).unwrap();
+        std::fs::set_permissions(&selfish, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = SshConfig::load(&selfish).unwrap_err();
+        assert!(e.to_string().contains("recursive"), "{e}");
+    }
+
+    /// A FIFO or a directory where a file should be is refused at once, not
+    /// waited on (before, opening a FIFO with no writer blocked the load
+    /// for good); `/dev/null` is an empty configuration, as for
+    /// `ssh -F /dev/null`.
+    #[test]
+    fn special_files_are_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = SshConfig::load(&fifo).unwrap_err();
+        assert!(e.to_string().contains("not a file"), "{e}");
+        let e = SshConfig::parse(&format!("Include {}\n", fifo.display())).unwrap_err();
+        assert!(e.to_string().contains("not a file"), "{e}");
+        let e = SshConfig::load(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("not a file"), "{e}");
+        assert_eq!(
+            SshConfig::load("/dev/null")
+                .unwrap()
+                .resolve("x")
+                .unwrap()
+                .port(),
+            22
+        );
+    }
+
+    /// `Match exec` does not hand the shell a `%r` or `%h` it would read as
+    /// more than a name, wherever the name came from (here the file).
+    #[test]
+    fn match_exec_will_not_run_names_a_shell_would_act_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        for (user, host) in [("a;touch ran;#", "x"), ("u", "x$(touch${IFS}ran)")] {
+            let text = format!(
+                "User \"{user}\"\nHostName {host}\nMatch exec \"cd {} && true %r %h\"\n  Port 2200\n",
+                dir.path().display()
+            );
+            let e = SshConfig::parse(&text)
+                .unwrap()
+                .allow_match_exec(true)
+                .resolve("x")
+                .unwrap_err();
+            assert!(e.to_string().contains("Match exec not run"), "{e}");
+            assert!(!marker.exists());
+        }
+        // `%%r` is no token: the command runs.
+        let ok = SshConfig::parse("User \"a;b\"\nMatch exec \"true %%r\"\n  Port 2200\n")
+            .unwrap()
+            .allow_match_exec(true)
+            .resolve("x")
+            .unwrap();
+        assert_eq!(ok.port(), 2200);
     }
 
     #[test]
-    fn globs_match_within_components() {
-        assert!(fnmatch(b"*.conf", b"a.conf"));
-        assert!(fnmatch(b"[a-c]?", b"bz"));
-        assert!(!fnmatch(b"[!a]", b"a"));
-        assert!(wildcard(b"a*c", b"abbc"));
+    fn messages_escape_and_cut_what_the_file_says() {
+        let long = "\x1b[31m".repeat(100);
+        let e = SshConfig::parse(&format!("{long} x\n"))
+            .and_then(|c| c.resolve("h"))
+            .unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains('\x1b'), "{shown}");
+        assert!(shown.len() < 300, "{shown}");
     }
 }

@@ -173,6 +173,60 @@ fn invalid_host_name(host: &str) -> Option<String> {
     None
 }
 
+/// Why `ssh` would refuse `host` as a destination or a `-J` hop, if it
+/// would: OpenSSH's `ssh_valid_hostname` (10.3, as Debian's 9.2 backports
+/// it): no leading `-`, no blank or control character, none of
+/// ``'`"$\;&<>|(){},``. Such a name can reach a `%h` or `%n` in `Match
+/// exec`, where a shell reads it. Looser than [`Target`]'s rule, which also
+/// keeps known_hosts pattern syntax out: this one is for names that may be
+/// ssh_config aliases.
+pub(crate) fn ssh_hostname_problem(host: &str) -> Option<String> {
+    const SHELL: &[u8] = b"'`\"$\\;&<>|(){},";
+    let bad = if host.starts_with('-') {
+        Some("a leading '-'".to_owned())
+    } else {
+        host.bytes()
+            .find(|&b| SHELL.contains(&b) || b == b' ' || b.is_ascii_control())
+            .map(|b| format!("{:?}", b as char))
+    };
+    bad.map(|why| {
+        format!(
+            "hostname {:?} contains invalid characters ({why})",
+            Short(host)
+        )
+    })
+}
+
+/// Why `ssh` would refuse `user` as a remote user name given on its
+/// command line, if it would: OpenSSH's `ssh_valid_ruser` (10.3, as
+/// Debian's 9.2 backports it): no leading `-`, no control character, none
+/// of ``'`";&<>|(){}``, no blank followed by `-`, no `\` at the end. The
+/// name reaches `%r` in `Match exec`.
+pub(crate) fn ssh_user_problem(user: &str) -> Option<String> {
+    const SHELL: &[u8] = b"'`\";&<>|(){}";
+    let b = user.as_bytes();
+    let bad = if user.starts_with('-') {
+        Some("a leading '-'".to_owned())
+    } else if let Some(&c) = b
+        .iter()
+        .find(|&&c| SHELL.contains(&c) || c.is_ascii_control())
+    {
+        Some(format!("{:?}", c as char))
+    } else if b.windows(2).any(|w| w[0] == b' ' && w[1] == b'-') {
+        Some("'-' after a blank".to_owned())
+    } else if user.ends_with('\\') {
+        Some("a '\\' at the end".to_owned())
+    } else {
+        None
+    };
+    bad.map(|why| {
+        format!(
+            "remote username {:?} contains invalid characters ({why})",
+            Short(user)
+        )
+    })
+}
+
 /// A port: decimal digits only (no sign, no spaces), 1 to 65535.
 fn parse_port(port: &str) -> Result<u16, String> {
     let bad = || format!("{:?} is not a port number", Short(port));

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use ssh_dial::SshConfig;
+use ssh_dial::{JumpHost, SshConfig};
 
 const NAMES: &[&str] = &[
     "web1",
@@ -93,6 +93,11 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "j1,[10.0.0.9]:2222",
             "ssh://u@h:23",
             "10.0.0.5",
+            // OpenSSH 9.2 cuts the value at a `#` and at the first blank
+            // after its first byte.
+            "b1 , b2",
+            "a,b # c,d",
+            "u x@b",
         ],
     ),
     ("ConnectTimeout", &["5", "1m", "none", "10s", "1h30m"]),
@@ -174,9 +179,7 @@ fn option_line(rng: &mut Rng) -> String {
         _ => format!("{key} {value}"),
     };
     let indent = pick(rng, &["", "  ", "\t"]);
-    // ProxyJump is read from the raw text, where ssh itself mixes the
-    // comment into the chain it prints; keep comments off those lines.
-    if rng.chance(10) && !key.eq_ignore_ascii_case("proxyjump") {
+    if rng.chance(10) {
         format!("{indent}{line} # comment")
     } else {
         format!("{indent}{line}")
@@ -282,12 +285,14 @@ fn dump(dir: &Path) -> String {
     out
 }
 
-fn ssh_g(config: &Path, destination: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+/// What `ssh -G` makes of `args` (after `-G -F config`): its `key value`
+/// lines, or its complaint.
+fn ssh_g_args(config: &Path, args: &[&str]) -> Result<BTreeMap<String, Vec<String>>, String> {
     let out = Command::new("ssh")
         .arg("-G")
         .arg("-F")
         .arg(config)
-        .arg(destination)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -300,6 +305,10 @@ fn ssh_g(config: &Path, destination: &str) -> Result<BTreeMap<String, Vec<String
         map.entry(k.to_owned()).or_default().push(v.to_owned());
     }
     Ok(map)
+}
+
+fn ssh_g(config: &Path, destination: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    ssh_g_args(config, &[destination])
 }
 
 /// Whether the `ssh` here is Debian's build.
@@ -411,4 +420,282 @@ fn resolved_configs_equal_ssh_g() {
     );
     // Both sides refusing everything would compare nothing.
     assert!(compared - both_refused > compared / 2);
+}
+
+/// A differential of accept or refuse: both refused (ssh-dial saying the
+/// input was invalid), both accepted with the same values, or a divergence.
+#[derive(Default)]
+struct Tally {
+    refused: usize,
+    accepted: usize,
+    divergences: Vec<String>,
+}
+
+impl Tally {
+    /// One case: `same` compares what both accepted, or says how they
+    /// differ.
+    fn add<T>(
+        &mut self,
+        case: &str,
+        theirs: &Result<BTreeMap<String, Vec<String>>, String>,
+        ours: &Result<T, ssh_dial::ConfigError>,
+        same: impl FnOnce(&BTreeMap<String, Vec<String>>, &T) -> Result<(), String>,
+    ) {
+        match (theirs, ours) {
+            (Err(_), Err(e)) => {
+                self.refused += 1;
+                if !e.is_invalid_input() {
+                    self.divergences
+                        .push(format!("{case}: refused, but not as input: {e}"));
+                }
+            }
+            (Ok(t), Ok(o)) => {
+                self.accepted += 1;
+                if let Err(why) = same(t, o) {
+                    self.divergences.push(format!("{case}: {why}"));
+                }
+            }
+            _ => self.divergences.push(format!(
+                "{case}: ssh {:?}, ssh-dial {:?}",
+                theirs.as_ref().err(),
+                ours.as_ref().err().map(ToString::to_string)
+            )),
+        }
+    }
+
+    /// Reports, and fails on a divergence or if either side refused (or
+    /// accepted) nearly everything, which would prove nothing.
+    fn check(self, what: &str) {
+        eprintln!(
+            "{what}: {} refused by both, {} accepted by both, {} divergences",
+            self.refused,
+            self.accepted,
+            self.divergences.len()
+        );
+        assert!(self.divergences.is_empty(), "{:#?}", self.divergences);
+        assert!(self.refused > 40 && self.accepted > 40, "{what}");
+    }
+}
+
+/// Names as a host list, an inventory or a caller might hand them in:
+/// shell metacharacters, quotes, blanks, newlines, `$()`, backticks,
+/// `${IFS}`, a leading `-`, and ordinary ones.
+const HOSTILE: &[&str] = &[
+    "a;touch X;#",
+    "x;touch X;#",
+    "$(touch X)",
+    "$(touch${IFS}X)",
+    "bastion$(touch${IFS}X)",
+    "`touch X`",
+    "${IFS}",
+    "a b",
+    "a -b",
+    "a\tb",
+    "a\nb",
+    "a\rb",
+    "a\u{1}b",
+    "a\u{7f}b",
+    "-oProxyCommand=x",
+    "-x",
+    "a\\",
+    "a\\b",
+    "a'b",
+    "a\"b",
+    "a|b",
+    "a&b",
+    "a<b",
+    "a>b",
+    "a(b",
+    "a)b",
+    "a{b",
+    "a}b",
+    "a$b",
+    "a,b",
+    "a*b",
+    "a?b",
+    "a!b",
+    "a#b",
+    "a[b]",
+    "a%b",
+    "a/b",
+    "a:22",
+    "café",
+    "alice",
+    "db.example.com",
+    "10.0.0.1",
+    "::1",
+];
+
+/// `ssh` refuses user and host names with shell metacharacters where they
+/// come in (its command line); ssh-dial refuses exactly the same ones from
+/// its callers (`SshConfig::resolve`), and accepts the others with the
+/// same user and host. Before, every name was accepted.
+#[test]
+fn hostile_names_are_refused_exactly_as_ssh_refuses_them() {
+    if !support::openssh(&["ssh"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("config");
+    std::fs::write(&empty, "").unwrap();
+    let config = SshConfig::load(&empty).unwrap();
+    let mut destinations: Vec<(String, Vec<String>)> = Vec::new();
+    for name in HOSTILE {
+        destinations.push((format!("{name}@host"), vec![format!("{name}@host")]));
+        destinations.push((
+            format!("alice@{name}"),
+            vec!["--".into(), format!("alice@{name}")],
+        ));
+        destinations.push((name.to_string(), vec!["--".into(), name.to_string()]));
+    }
+    destinations.push(("a@b@host".into(), vec!["a@b@host".into()]));
+    let mut tally = Tally::default();
+    for (destination, args) in &destinations {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let theirs = ssh_g_args(&empty, &args);
+        let ours = config.resolve(destination);
+        tally.add(&format!("{destination:?}"), &theirs, &ours, |t, o| {
+            let want = (t["user"][0].as_str(), t["hostname"][0].as_str());
+            let got = (o.user(), o.hostname());
+            (want == got)
+                .then_some(())
+                .ok_or_else(|| format!("ssh {want:?}, ssh-dial {got:?}"))
+        });
+    }
+    tally.check(&format!("{} destinations", destinations.len()));
+}
+
+/// `ssh -J` (and `-o ProxyJump=` on the command line) refuses a jump user
+/// or host with shell metacharacters; `JumpHost::parse_chain`, which is
+/// ssh-dial's `-J`, refuses the same specs and reads the others into the
+/// same hops (Debian 9.2's cut at a blank or `#` included).
+#[test]
+fn hostile_jump_hosts_are_refused_exactly_as_ssh_refuses_them() {
+    if !support::openssh(&["ssh"]) {
+        return;
+    }
+    let mut specs: Vec<String> = HOSTILE
+        .iter()
+        .flat_map(|n| {
+            [
+                n.to_string(),
+                format!("{n}@b"),
+                format!("u@{n}"),
+                format!("b1,{n}"),
+            ]
+        })
+        .collect();
+    specs.extend(
+        [
+            "b1",
+            "b1,b2",
+            "u@b:2222",
+            "[::1]:22",
+            "[10.0.0.9]:2222,j1",
+            "ssh://u@h:23",
+            "ssh://u;x@h",
+            "ssh://a%3Bb@h",
+            "ssh://a%00b@h",
+            "ssh://h/x",
+            "ssh://h:22/",
+            "ssh://[::1]:22",
+            "u x@b",
+            "u -x@b",
+            "u\\@b",
+            "u\\\\x@b",
+            "b:22 x",
+            "b#c",
+            "b1,b#2",
+            "b1 , b2",
+            " b1",
+            "b1, b2",
+            "b,",
+            ",b",
+            "none",
+            "NONE",
+            "b:0",
+            "b:x",
+            "@b",
+        ]
+        .map(str::to_owned),
+    );
+    let mut tally = Tally::default();
+    for spec in &specs {
+        let theirs = ssh_g_args(Path::new("/dev/null"), &["-J", spec, "target"]);
+        let ours = JumpHost::parse_chain(spec);
+        tally.add(&format!("{spec:?}"), &theirs, &ours, |t, hops| {
+            // ssh prints the hops before the last as written, the last as
+            // it reads it.
+            let printed = t.get("proxyjump").map(|v| v[0].clone()).unwrap_or_default();
+            let count = if printed.is_empty() {
+                0
+            } else {
+                printed.matches(',').count() + 1
+            };
+            let last = printed.rsplit(',').next().unwrap_or_default();
+            let ours_last = hops.last().map(ToString::to_string).unwrap_or_default();
+            (count == hops.len() && last == ours_last)
+                .then_some(())
+                .ok_or_else(|| format!("ssh {printed:?}, ssh-dial {hops:?}"))
+        });
+    }
+    tally.check(&format!("{} jump specs", specs.len()));
+}
+
+/// Configurations with bytes a text reader gets wrong: a NUL in a value
+/// (OpenSSH's C strings end there), bytes that are not UTF-8 in patterns
+/// and file names, CR line ends, a form feed, a NUL in a keyword. Each
+/// resolved by ssh-dial and `ssh -G`: the same values. Before, the NUL and
+/// what followed stayed in the value, and `\xff` became U+FFFD.
+#[test]
+fn bytes_are_read_as_ssh_reads_them() {
+    if !support::openssh(&["ssh"]) {
+        return;
+    }
+    let cases: &[(&[u8], &str)] = &[
+        (b"Host x\n  HostName real.example\0.evil.example\n", "x"),
+        (b"Host x\0y\n  User nul\n", "x"),
+        (b"Host x\n  User u\0ser\n", "x"),
+        (b"Host \xff\n  User matched\n", "\u{fffd}"),
+        (b"Host *\xef\xbf\xbd*\n  User matched\n", "a\u{fffd}b"),
+        (b"Host caf\xe9\n  Port 2222\n", "caf\u{e9}"),
+        (b"Host x\n  IdentityFile /keys/caf\xe9\n", "x"),
+        (b"Host x\n  UserKnownHostsFile /kh/\xff /kh/b\n", "x"),
+        (b"Host x\r\n  Port 2200\r\n", "x"),
+        (b"Port 2201\x0c\n", "x"),
+        (b"Po\0rt 22\n", "x"),
+        (b"Host x\n  ProxyJump b1\0,b2\n", "x"),
+        (b"# comment \xff\0\nHost x\n  Port 2202\n", "x"),
+        (b"Host x\n  HostName \"a\0b\"\n", "x"),
+        (b"Match host x\0 user y\n  Port 2203\n", "x"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    let mut divergences = Vec::new();
+    for (text, destination) in cases {
+        std::fs::write(&path, text).unwrap();
+        let theirs = ssh_g(&path, destination);
+        let mine = ours(&path, destination);
+        let case = format!("{:?} {destination:?}", text.escape_ascii().to_string());
+        match (&theirs, &mine) {
+            (Err(_), Err(_)) => {}
+            (Ok(t), Ok(m)) => {
+                for key in KEYS {
+                    if t.get(*key) != m.get(*key) {
+                        divergences.push(format!(
+                            "{case} {key}: ssh {:?}, ssh-dial {:?}",
+                            t.get(*key),
+                            m.get(*key)
+                        ));
+                    }
+                }
+            }
+            _ => divergences.push(format!(
+                "{case}: ssh {:?}, ssh-dial {:?}",
+                theirs.as_ref().err(),
+                mine.as_ref().err()
+            )),
+        }
+    }
+    assert!(divergences.is_empty(), "{}", divergences.join("\n"));
 }

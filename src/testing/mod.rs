@@ -51,6 +51,24 @@ use std::thread::JoinHandle;
 use russh::keys::PrivateKey;
 use tokio::sync::oneshot;
 
+/// The lines of a known_hosts file that speak for `host` on `port`, as
+/// ssh-dial reads the file when it checks a host key (the lines
+/// `ssh-keygen -F` finds, whose key parses): their 1-based numbers, in
+/// file order. For checking a file, or ssh-dial's reading of one, without
+/// a server.
+///
+/// ```
+/// let text = b"web1,web2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILg4zKcoTwbt5lqhVGjk64meBdTzYRuV14vdclMQCvs6\n";
+/// assert_eq!(ssh_dial::testing::known_hosts_lines(text, "web2", 22), [1]);
+/// assert!(ssh_dial::testing::known_hosts_lines(text, "web3", 22).is_empty());
+/// ```
+pub fn known_hosts_lines(text: &[u8], host: &str, port: u16) -> Vec<usize> {
+    let indexed = crate::known_hosts::Indexed::new(text.to_vec());
+    let mut found = crate::known_hosts::Found::default();
+    found.load_indexed(&indexed, &crate::known_hosts::host_port(host, port), 0);
+    found.entries.iter().map(|e| e.line).collect()
+}
+
 /// A fresh random Ed25519 private key, for host keys and user keys in tests.
 ///
 /// # Errors
