@@ -222,6 +222,7 @@ impl RemoteProcess {
                     truncated |= data.len() > room;
                 }
                 Next::Gap(_) => truncated = true,
+                Next::Copied => unreachable!("nothing to copy into"),
                 // `wait` below says how it ended.
                 Next::End(_) => readers[i] = None,
             }
@@ -293,21 +294,16 @@ impl RemoteProcess {
 }
 
 /// What the pipes hold (but those whose reader was taken), and whether
-/// bytes were dropped from them.
+/// bytes were dropped from them: the buffers themselves, not copies.
 fn take_all(state: &mut State, stdout_taken: bool, stderr_taken: bool) -> (Vec<u8>, Vec<u8>, bool) {
     let mut truncated = false;
     let mut take = |taken: bool, pipe: &mut super::channel::Pipe| {
-        let mut bytes = Vec::new();
-        if !taken {
-            for chunk in pipe.chunks.drain(..) {
-                match chunk {
-                    Chunk::Data(data) => bytes.extend_from_slice(&data),
-                    Chunk::Gap(_) => truncated = true,
-                }
-            }
-            pipe.len = 0;
+        if taken {
+            return Vec::new();
         }
-        bytes
+        let (bytes, cut) = pipe.take_all();
+        truncated |= cut;
+        Vec::from(bytes)
     };
     let stdout = take(stdout_taken, &mut state.stdout);
     let stderr = take(stderr_taken, &mut state.stderr);
@@ -467,6 +463,8 @@ pub struct ProcessStderr(Reader);
 /// The next thing a pipe holds for its reader.
 enum Next {
     Data(Bytes),
+    /// Bytes copied straight into the reader's buffer.
+    Copied,
     /// Bytes dropped here, past the cap.
     Gap(u64),
     /// The stream is over: cleanly, or why not.
@@ -474,28 +472,29 @@ enum Next {
 }
 
 impl Reader {
-    fn poll_next(&self, cx: &Context<'_>, max: usize) -> Poll<Next> {
+    /// The next thing for the reader: data (copied into `into`, if given,
+    /// else handed over), a gap, or the end.
+    fn poll_next(&self, cx: &Context<'_>, into: Option<&mut ReadBuf<'_>>) -> Poll<Next> {
         let mut state = self.shared.lock();
         let state = &mut *state;
         let pipe = match self.stream {
             Stream::Stdout => &mut state.stdout,
             Stream::Stderr => &mut state.stderr,
         };
-        match pipe.chunks.front_mut() {
-            Some(Chunk::Gap(n)) => {
-                let n = *n;
-                pipe.chunks.pop_front();
-                return Poll::Ready(Next::Gap(n));
+        match pipe.next() {
+            Chunk::Gap(n) => return Poll::Ready(Next::Gap(n)),
+            Chunk::Data(n) => {
+                return Poll::Ready(match into {
+                    Some(buf) => {
+                        let n = n.min(buf.remaining());
+                        buf.put_slice(&pipe.buf[..n]);
+                        pipe.advance(n);
+                        Next::Copied
+                    }
+                    None => Next::Data(pipe.take(n).freeze()),
+                });
             }
-            Some(Chunk::Data(front)) => {
-                let data = front.split_to(front.len().min(max));
-                pipe.len -= data.len();
-                if front.is_empty() {
-                    pipe.chunks.pop_front();
-                }
-                return Poll::Ready(Next::Data(data));
-            }
-            None => {}
+            Chunk::Empty => {}
         }
         if pipe.eof {
             return Poll::Ready(Next::End(Ok(())));
@@ -524,12 +523,9 @@ impl Reader {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        match self.poll_next(cx, buf.remaining()) {
+        match self.poll_next(cx, Some(buf)) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Next::Data(data)) => {
-                buf.put_slice(&data);
-                Poll::Ready(Ok(()))
-            }
+            Poll::Ready(Next::Data(_) | Next::Copied) => Poll::Ready(Ok(())),
             Poll::Ready(Next::Gap(dropped)) => Poll::Ready(Err(io::Error::other(format!(
                 "{dropped} bytes of output were dropped here, past max_output: read faster, or raise the cap"
             )))),
@@ -551,7 +547,7 @@ impl Drop for Reader {
 /// The next chunk a reader gets.
 async fn next(reader: &Option<Reader>) -> Next {
     let reader = reader.as_ref().expect("polled only while present");
-    std::future::poll_fn(|cx| reader.poll_next(cx, usize::MAX)).await
+    std::future::poll_fn(|cx| reader.poll_next(cx, None)).await
 }
 
 impl AsyncRead for ProcessStdout {
