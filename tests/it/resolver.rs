@@ -11,7 +11,7 @@
 //! `/etc/resolv.conf`). The dials run in a child process (this test binary,
 //! test `child_in_namespace`) started inside the namespace.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -2,14 +2,14 @@
 //! and a host that vanishes without FIN or RST (noticed by TCP keepalive
 //! and `TCP_USER_TIMEOUT`). Either way the session task and socket go.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::{alive_tasks, sockets_to, wait_until};
 use ssh_dial::testing::Sshd;
 use ssh_dial::Dialer;
-use support::{alive_tasks, sockets_to, wait_until};
 
 /// Every process below `pid`, children first found first.
 fn descendants(pid: u32) -> Vec<u32> {

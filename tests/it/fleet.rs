@@ -1,16 +1,14 @@
 //! Running a command on many hosts: bounded time, the right phase for every
 //! sick host, retries only where they can help, and nothing left behind.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{alive_tasks, counting_fds, open_fds, sockets_to, wait_until};
 use ssh_dial::fleet::{FailedIn, Fleet, Host, HostError, Retry};
 use ssh_dial::testing::{MisbehavingServer, Mode, TestServer};
 use ssh_dial::{Auth, Dialer, HostKeys, Phase};
-use support::{alive_tasks, counting_fds, open_fds, sockets_to, wait_until};
 
 fn dialer() -> Dialer {
     Dialer::builder()

@@ -2,7 +2,7 @@
 //! temporary config, host key and authorized key. `.ci/run` installs
 //! openssh-server; without it these tests fail rather than pass.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,13 +1,11 @@
 //! Keepalive, TCP_USER_TIMEOUT and TCP_NODELAY, read back from the live socket.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::sockets_to;
 use ssh_dial::testing::SocketOptions;
 use ssh_dial::testing::TestServer;
 use ssh_dial::{Auth, Dialer};
-use support::sockets_to;
 
 async fn options_of(dialer: Dialer) -> SocketOptions {
     let server = TestServer::builder().password("u", "p").start().unwrap();

@@ -2,6 +2,8 @@
 //! conditions.
 #![allow(dead_code)]
 
+pub mod alloc;
+
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -80,16 +82,50 @@ pub async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> boo
     }
 }
 
-/// Serializes tests that count the process's file descriptors.
+/// Set in the process a test reruns itself in (see [`rerun_alone`]).
+const ALONE: &str = "SSH_DIAL_TEST_ALONE";
+
+/// The full name of the test `name` in the calling test's module: tests
+/// run in threads named after themselves (`process::some_test`).
+pub fn sibling_test(name: &str) -> String {
+    let current = std::thread::current();
+    match current.name().and_then(|n| n.rsplit_once("::")) {
+        Some((module, _)) => format!("{module}::{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// Runs the calling test again, alone, in a process of its own, and returns
+/// true once it has passed there (the caller then returns); in that
+/// process, returns false and the test goes on. For tests that count the
+/// process's descriptors or set process-wide state, which the other tests
+/// of this binary, running beside them, would disturb.
+pub fn rerun_alone() -> bool {
+    if std::env::var_os(ALONE).is_some() {
+        return false;
+    }
+    let current = std::thread::current();
+    let name = current
+        .name()
+        .expect("tests run in threads named after them");
+    run_test_alone(name, &[]);
+    true
+}
+
+/// Serializes tests that count the process's file descriptors (within the
+/// process a test reran itself in, there is only one).
 static FD_COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Runs `test` on a fresh runtime while no other test of this binary runs
-/// one: the lock is taken before the runtime exists and released after it
-/// is gone, since a runtime's own descriptors would disturb the count.
+/// Runs `test` on a fresh runtime, in a process of its own where no other
+/// test runs (see [`rerun_alone`]): a runtime's own descriptors, and every
+/// other test's, would disturb the count.
 pub fn counting_fds<F: std::future::Future<Output = ()>>(
     multi_thread: bool,
     test: impl FnOnce() -> F,
 ) {
+    if rerun_alone() {
+        return;
+    }
     let _serial = FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let runtime = if multi_thread {
         tokio::runtime::Builder::new_multi_thread()
@@ -331,7 +367,12 @@ impl Namespace {
     pub fn run_test(&self, test: &str, env: &str) -> String {
         let out = self
             .command(&std::env::current_exe().expect("test binary path"))
-            .args(["--exact", test, "--include-ignored", "--nocapture"])
+            .args([
+                "--exact",
+                &sibling_test(test),
+                "--include-ignored",
+                "--nocapture",
+            ])
             .env(env, "1")
             .output()
             .expect("ip netns exec runs");
@@ -364,8 +405,13 @@ impl Drop for Namespace {
 /// returns its stdout; fails with both outputs if it fails. For
 /// measurements no other test may disturb (the process's RSS).
 pub fn run_alone(test: &str, env: &[(&str, String)]) -> String {
+    run_test_alone(&sibling_test(test), env)
+}
+
+fn run_test_alone(full_name: &str, env: &[(&str, String)]) -> String {
     let out = std::process::Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", test, "--include-ignored", "--nocapture"])
+        .args(["--exact", full_name, "--include-ignored", "--nocapture"])
+        .env(ALONE, "1")
         .envs(env.iter().map(|(k, v)| (k, v.as_str())))
         .output()
         .expect("the test binary runs");

@@ -1,7 +1,7 @@
 //! Jump hosts (`ProxyJump`): real OpenSSH sshd bastions on loopback in
 //! front of a real sshd and of every misbehaving peer, under one deadline.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -150,6 +150,10 @@ async fn two_and_three_hop_chains_reach_the_target() {
 /// leaves no task, no descriptor and no bastion connection to the peer.
 #[test]
 fn every_misbehaving_target_behind_a_bastion_fails_on_time_leaving_nothing() {
+    // Counted in a process of its own, where no other test runs.
+    if support::rerun_alone() {
+        return;
+    }
     if !support::openssh(&["sshd", "ssh-keygen"]) {
         return;
     }
@@ -342,6 +346,10 @@ async fn clients_can_share_one_bastion_connection() {
 /// task, no descriptor, no bastion connection to the peer.
 #[test]
 fn a_dropped_dial_behind_a_bastion_leaves_nothing() {
+    // Counted in a process of its own, where no other test runs.
+    if support::rerun_alone() {
+        return;
+    }
     if !support::openssh(&["sshd", "ssh-keygen"]) {
         return;
     }

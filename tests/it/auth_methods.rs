@@ -1,7 +1,7 @@
 //! Authentication as people have it, against a real sshd and a real
 //! ssh-agent: agent keys, encrypted keys of every type, and lists of methods.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Passwords and passphrases never reach logs (ours or russh's, at TRACE),
 //! `Debug` output or error messages.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,11 @@ impl Write for Captured {
 #[tokio::test]
 async fn secrets_appear_in_no_log_debug_or_error() {
     if !support::openssh(&["ssh-keygen"]) {
+        return;
+    }
+    // The subscriber below is the process's: alone, so that it captures
+    // this test's logs only and slows no other test.
+    if support::rerun_alone() {
         return;
     }
     let captured = Captured::default();

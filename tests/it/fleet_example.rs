@@ -1,6 +1,6 @@
 //! The `fleet` example, run as a user would: JSON lines and exit status.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -9,7 +9,7 @@
 //! `/etc/netns/NAME/hosts` over it). The dials run in a child process (this
 //! test binary, test `child_in_namespace`) started inside the namespace.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,14 +1,12 @@
 //! 50,000 timed-out dials in one process: tasks and descriptors return to
 //! their baseline, and memory does not creep.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{alive_tasks, counting_fds, open_fds, wait_until};
 use ssh_dial::testing::{MisbehavingServer, Mode};
 use ssh_dial::{Auth, Dialer, HostKeys};
-use support::{alive_tasks, counting_fds, open_fds, wait_until};
 
 const DIALS: usize = 50_000;
 const CONCURRENT: usize = 500;

@@ -1,7 +1,7 @@
 //! The examples as a user runs them: every one answers `--help` with its
 //! flags and exits 0; the quickstart dials, runs and tells failures apart.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

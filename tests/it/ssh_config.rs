@@ -1,7 +1,7 @@
 //! Dialing by ssh_config alias, against real sshds, and beside the real
 //! `ssh` reading the same file.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -12,19 +12,13 @@
 //! bounds are for a debug build on a slow machine; the report printed with
 //! `--nocapture` gives the worst time and memory per input byte seen.
 
-#[path = "support/alloc.rs"]
-mod alloc;
-mod support;
-
+use crate::support::alloc;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::Rng;
 use ssh_dial::SshConfig;
-use support::Rng;
-
-#[global_allocator]
-static COUNTING: alloc::Counting = alloc::Counting;
 
 fn budget() -> Duration {
     let secs = std::env::var("SSH_DIAL_FUZZ_SECONDS")

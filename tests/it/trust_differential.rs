@@ -7,14 +7,14 @@
 //! file behind. `SSH_DIAL_SEED` replays a run, `SSH_DIAL_DIFF_FILES` sets
 //! how many files (default 200).
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::support::{dial_verdict, ssh_verdict, Rng, Verdict};
 use ssh_dial::testing::{ssh_keygen, Sshd};
 use ssh_dial::HostKeys;
-use support::{dial_verdict, ssh_verdict, Rng, Verdict};
 
 /// `|1|salt|hash` of `name`, as `ssh-keygen -H` writes it.
 fn hashed(name: &str) -> String {

@@ -1,12 +1,10 @@
 //! Commands under their own deadlines; closing and dropping clients.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{alive_tasks, sockets_to, wait_until};
 use ssh_dial::testing::TestServer;
 use ssh_dial::{Auth, Client, Dialer, ExitStatus};
-use support::{alive_tasks, sockets_to, wait_until};
 
 async fn connect(server: &TestServer, exec_timeout: Option<Duration>) -> Client {
     Dialer::builder()

@@ -1,7 +1,7 @@
 //! Every misbehaving peer fails the dial in the right phase, on time, with
 //! the right classification.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -6,9 +6,9 @@
 //! `SSH_DIAL_DIFF_CONFIGS` sets how many configurations (default 200; each
 //! is resolved for 5 destinations).
 
-mod support;
+use crate::support;
 
-use support::Rng;
+use crate::support::Rng;
 
 fn pick<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
     items[rng.below(items.len())]

@@ -2,16 +2,16 @@
 //! hashed by `ssh-keygen -H`, `@revoked`, `[host]:port`, and accept-new,
 //! checked against a real sshd and the real `ssh` client.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::{dial_verdict, ssh_verdict, Verdict};
 use ssh_dial::testing::TestServer;
 use ssh_dial::testing::{ssh_keygen, Sshd};
 use ssh_dial::{Auth, DialError, Dialer, HostKeys, Phase};
-use support::{dial_verdict, ssh_verdict, Verdict};
 
 async fn dial(sshd: &Sshd, host_keys: HostKeys) -> Result<ssh_dial::Client, DialError> {
     Dialer::builder()
@@ -268,7 +268,8 @@ async fn print_default_files() {
 #[test]
 fn the_default_files_come_from_the_passwd_home_without_home() {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "print_default_files", "--nocapture"])
+        .args(["--ignored", "--exact", "--nocapture"])
+        .arg(support::sibling_test("print_default_files"))
         .env_remove("HOME")
         .output()
         .unwrap();

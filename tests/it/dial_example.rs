@@ -1,6 +1,6 @@
 //! The `dial` example, run as a user would run it.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Output};
 

@@ -11,14 +11,12 @@
 //! Each test runs alone, on a runtime of its own (`support::counting_fds`),
 //! so that other tests cannot disturb the count.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{alive_tasks, counting_fds, open_fds, sockets_to, wait_until};
 use ssh_dial::testing::{MisbehavingServer, Mode};
 use ssh_dial::{Auth, Dialer, HostKeys};
-use support::{alive_tasks, counting_fds, open_fds, sockets_to, wait_until};
 
 fn dialer(timeout: Duration) -> Dialer {
     Dialer::builder()

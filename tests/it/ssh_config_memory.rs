@@ -4,20 +4,16 @@
 //! 65,536 files, counting a file each time it is included. Measured with an
 //! allocator that counts what the loading thread allocates.
 //!
-//! `cargo test --test ssh_config_memory -- --nocapture` prints the bytes
+//! `cargo test --test it ssh_config_memory:: -- --nocapture` prints the bytes
 //! kept per KiB read for each configuration.
 
-#[path = "support/alloc.rs"]
-mod alloc;
+use crate::support::alloc;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ssh_dial::SshConfig;
-
-#[global_allocator]
-static COUNTING: alloc::Counting = alloc::Counting;
 
 fn write(path: &Path, text: &[u8]) -> u64 {
     std::fs::write(path, text).unwrap();

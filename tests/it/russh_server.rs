@@ -2,7 +2,7 @@
 //! authentication, exec and the errors for each. Host keys are in
 //! `trust.rs`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
