@@ -8,10 +8,11 @@ use std::time::Duration;
 use russh::client::Handle;
 use russh::Disconnect;
 
+use crate::channel::Closing;
 use crate::deadline::{Switch, GRACE};
 use crate::error::Phase;
 use crate::handshake::ClientHandler;
-use crate::process::{Closing, Command, ExecError, Output};
+use crate::process::{Command, ExecError, Output};
 
 /// An authenticated SSH connection, returned by [`Dialer::dial`](crate::Dialer::dial).
 ///

@@ -60,6 +60,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+mod channel;
 mod client;
 mod deadline;
 mod dialer;
@@ -86,14 +87,15 @@ mod text;
 pub mod testing;
 
 pub use auth::{Auth, Challenge, Prompt};
+pub use channel::{EndReason, ExitStatus};
 pub use client::{Client, DialTimings};
 pub use dialer::{Dialer, DialerBuilder};
 pub use error::{DialError, Phase};
 pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};
 pub use process::{
-    Command, EndReason, ExecError, ExitStatus, Output, ProcessStderr, ProcessStdin, ProcessStdout,
-    RemoteProcess, Signal, Stdio,
+    Command, ExecError, Output, ProcessStderr, ProcessStdin, ProcessStdout, RemoteProcess, Signal,
+    Stdio,
 };
 pub use ssh_config::{ConfigError, HostConfig, JumpHost, SshConfig, StrictHostKeyChecking};
 pub use target::{InvalidTarget, Target, ToTarget};

@@ -3,42 +3,16 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::channel::{Chunk, Closing, Shared, State};
-use super::error::{ExecError, ExecKind};
-use super::status::{EndReason, ExitStatus, Output};
+use super::error::ExecError;
+use super::status::Output;
 use super::Signal;
-
-/// The caller's hold on a command: when it goes (the spawn future dropped,
-/// or the [`RemoteProcess`]), the channel task ends the command.
-#[derive(Debug)]
-pub(super) struct Owner {
-    shared: Arc<Shared>,
-    closing: Arc<Closing>,
-    kill_on_drop: bool,
-}
-
-impl Owner {
-    pub(super) fn new(shared: Arc<Shared>, closing: Arc<Closing>, kill_on_drop: bool) -> Self {
-        Owner {
-            shared,
-            closing,
-            kill_on_drop,
-        }
-    }
-}
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        self.shared.owner_dropped(&self.closing, self.kill_on_drop);
-    }
-}
+use crate::channel::io::{next, Next, Stream};
+use crate::channel::{EndReason, ExitStatus, Failure, Owner, Reader, Shared, State, Writer};
 
 /// A running remote command, from [`Command::spawn`](crate::Command::spawn):
 /// the shape of `tokio::process::Child`.
@@ -65,7 +39,7 @@ impl RemoteProcess {
         stdout_null: bool,
         stderr_null: bool,
     ) -> Result<RemoteProcess, ExecError> {
-        let shared = owner.shared.clone();
+        let shared = owner.shared().clone();
         let mut state = shared.lock();
         if let Some(Err(kind)) = &state.outcome {
             // What came before the command started, if anything did.
@@ -80,16 +54,9 @@ impl RemoteProcess {
         }
         let writer = state.stdin_writer.take();
         drop(state);
-        let reader = |stream| Reader {
-            shared: shared.clone(),
-            stream,
-        };
+        let reader = |stream| Reader::new(shared.clone(), stream);
         Ok(RemoteProcess {
-            stdin: writer.map(|writer| ProcessStdin {
-                inner: writer.0,
-                shared: shared.clone(),
-                shut: false,
-            }),
+            stdin: writer.map(|writer| ProcessStdin(Writer::new(writer.0, shared.clone()))),
             stdout: (!stdout_null).then(|| ProcessStdout(reader(Stream::Stdout))),
             stderr: (!stderr_null).then(|| ProcessStderr(reader(Stream::Stderr))),
             owner,
@@ -98,7 +65,7 @@ impl RemoteProcess {
     }
 
     fn shared(&self) -> &Shared {
-        &self.owner.shared
+        self.owner.shared()
     }
 
     /// The command's standard input, if piped and not taken.
@@ -311,7 +278,7 @@ fn take_all(state: &mut State, stdout_taken: bool, stderr_taken: bool) -> (Vec<u
 }
 
 /// The error for `kind`, timed from `start` to the end.
-fn error(kind: ExecKind, state: &State, start: Instant) -> ExecError {
+fn error(kind: Failure, state: &State, start: Instant) -> ExecError {
     let at = state.ended_at.unwrap_or_else(Instant::now);
     ExecError::new(kind, at.saturating_duration_since(start))
 }
@@ -351,63 +318,8 @@ fn finish(
 /// command that does not read its input stops the writer), but never past
 /// the command's end or deadline: then it fails. `shutdown`, or dropping
 /// it, sends EOF.
-pub struct ProcessStdin {
-    inner: Pin<Box<dyn AsyncWrite + Send + Sync>>,
-    shared: Arc<Shared>,
-    shut: bool,
-}
-
-impl ProcessStdin {
-    /// Fails once the process has ended or stdin was shut down; else
-    /// registers to be woken when the process ends, so that a write parked
-    /// on the window cannot outlive it.
-    fn check(&self, cx: &Context<'_>) -> io::Result<()> {
-        if self.shut {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "stdin was shut down",
-            ));
-        }
-        let mut state = self.shared.lock();
-        match &state.outcome {
-            None => {
-                state.stdin_waker = Some(cx.waker().clone());
-                Ok(())
-            }
-            Some(Err(ExecKind::TimedOut(_))) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the command's deadline passed",
-            )),
-            Some(_) => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the command has ended",
-            )),
-        }
-    }
-
-    /// Asks the channel task to send EOF (after every write already queued).
-    fn close(&mut self) {
-        if !self.shut {
-            self.shut = true;
-            self.shared.lock().stdin_closed = true;
-            self.shared.poke();
-        }
-    }
-}
-
-impl Drop for ProcessStdin {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
-
-impl std::fmt::Debug for ProcessStdin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcessStdin")
-            .field("shut", &self.shut)
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub struct ProcessStdin(Writer);
 
 impl AsyncWrite for ProcessStdin {
     fn poll_write(
@@ -415,37 +327,18 @@ impl AsyncWrite for ProcessStdin {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.check(cx)?;
-        self.inner.as_mut().poll_write(cx, buf)
+        Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.check(cx)?;
-        self.inner.as_mut().poll_flush(cx)
+        Pin::new(&mut self.0).poll_flush(cx)
     }
 
     /// Sends EOF: the command reads the end of its input once it has read
     /// everything written before.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.shut {
-            self.check(cx)?;
-            self.close();
-        }
-        Poll::Ready(Ok(()))
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// One of the two output pipes, for its reader.
-#[derive(Debug)]
-struct Reader {
-    shared: Arc<Shared>,
-    stream: Stream,
 }
 
 /// A remote command's standard output, an [`AsyncRead`]: at most the
@@ -459,96 +352,6 @@ pub struct ProcessStdout(Reader);
 /// A remote command's standard error: as [`ProcessStdout`].
 #[derive(Debug)]
 pub struct ProcessStderr(Reader);
-
-/// The next thing a pipe holds for its reader.
-enum Next {
-    Data(Bytes),
-    /// Bytes copied straight into the reader's buffer.
-    Copied,
-    /// Bytes dropped here, past the cap.
-    Gap(u64),
-    /// The stream is over: cleanly, or why not.
-    End(io::Result<()>),
-}
-
-impl Reader {
-    /// The next thing for the reader: data (copied into `into`, if given,
-    /// else handed over), a gap, or the end.
-    fn poll_next(&self, cx: &Context<'_>, into: Option<&mut ReadBuf<'_>>) -> Poll<Next> {
-        let mut state = self.shared.lock();
-        let state = &mut *state;
-        let pipe = match self.stream {
-            Stream::Stdout => &mut state.stdout,
-            Stream::Stderr => &mut state.stderr,
-        };
-        match pipe.next() {
-            Chunk::Gap(n) => return Poll::Ready(Next::Gap(n)),
-            Chunk::Data(n) => {
-                return Poll::Ready(match into {
-                    Some(buf) => {
-                        let n = n.min(buf.remaining());
-                        buf.put_slice(&pipe.buf[..n]);
-                        pipe.advance(n);
-                        Next::Copied
-                    }
-                    None => Next::Data(pipe.take(n).freeze()),
-                });
-            }
-            Chunk::Empty => {}
-        }
-        if pipe.eof {
-            return Poll::Ready(Next::End(Ok(())));
-        }
-        match &state.outcome {
-            None => {
-                pipe.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            Some(Ok(_)) => Poll::Ready(Next::End(Ok(()))),
-            Some(Err(ExecKind::TimedOut(_))) => Poll::Ready(Next::End(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the command's deadline passed",
-            )))),
-            Some(Err(ExecKind::SessionClosed)) => Poll::Ready(Next::End(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the ssh session ended",
-            )))),
-            Some(Err(_)) => Poll::Ready(Next::End(Err(io::Error::other(
-                "the command's channel failed",
-            )))),
-        }
-    }
-
-    fn poll_read(&self, cx: &Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        match self.poll_next(cx, Some(buf)) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Next::Data(_) | Next::Copied) => Poll::Ready(Ok(())),
-            Poll::Ready(Next::Gap(dropped)) => Poll::Ready(Err(io::Error::other(format!(
-                "{dropped} bytes of output were dropped here, past max_output: read faster, or raise the cap"
-            )))),
-            Poll::Ready(Next::End(result)) => Poll::Ready(result),
-        }
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        match self.stream {
-            Stream::Stdout => state.stdout.discard(),
-            Stream::Stderr => state.stderr.discard(),
-        }
-    }
-}
-
-/// The next chunk a reader gets.
-async fn next(reader: &Option<Reader>) -> Next {
-    let reader = reader.as_ref().expect("polled only while present");
-    std::future::poll_fn(|cx| reader.poll_next(cx, None)).await
-}
 
 impl AsyncRead for ProcessStdout {
     fn poll_read(

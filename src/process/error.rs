@@ -5,6 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use super::status::Output;
+use crate::channel::{ChannelAt, Failure};
 use crate::text::{Escaped, PeerText};
 
 /// Why a command failed to start or to finish: from
@@ -18,41 +19,14 @@ use crate::text::{Escaped, PeerText};
 /// server is escaped in it. It shows its cause, so
 /// [`source`](std::error::Error::source) returns `None`.
 pub struct ExecError {
-    kind: ExecKind,
+    kind: Failure,
     elapsed: Duration,
     /// What the command printed before it failed.
     partial: Option<Box<Output>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ExecKind {
-    /// The deadline passed; what became of the channel.
-    TimedOut(ChannelAt),
-    /// The SSH session is gone.
-    SessionClosed,
-    /// The server refused the channel or a request on it.
-    Refused(String),
-    /// Unusable input, caught before anything was sent.
-    InvalidInput(String),
-    /// Any other SSH failure, as russh put it (escaped when shown).
-    Ssh(String),
-}
-
-/// What had become of a timed-out command's channel when the error was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ChannelAt {
-    /// The server had not opened it (or it was never asked for, while
-    /// earlier closes were still being sent); if the server opens it
-    /// later, it is closed then.
-    NeverOpened,
-    /// Open, the command not yet started: close sent.
-    SettingUp,
-    /// The command had started: sent `KILL`, and close sent.
-    Running,
-}
-
 impl ExecError {
-    pub(crate) fn new(kind: ExecKind, elapsed: Duration) -> Self {
+    pub(crate) fn new(kind: Failure, elapsed: Duration) -> Self {
         ExecError {
             kind,
             elapsed,
@@ -77,25 +51,25 @@ impl ExecError {
     /// argument, a directory or an environment variable, an empty or
     /// malformed variable name, a zero-sized terminal. Nothing was sent.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self.kind, ExecKind::InvalidInput(_))
+        matches!(self.kind, Failure::InvalidInput(_))
     }
 
     /// True if the server refused a request: the session channel (at its
     /// `MaxSessions`, say), the terminal or the command.
     pub fn is_refused(&self) -> bool {
-        matches!(self.kind, ExecKind::Refused(_))
+        matches!(self.kind, Failure::Refused(_))
     }
 
     /// True if the command's deadline passed. The message says what became
     /// of its channel.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, ExecKind::TimedOut(_))
+        matches!(self.kind, Failure::TimedOut(_))
     }
 
     /// True if the SSH session is gone (peer closed, keepalive failed, or the
     /// client was closed); the client will not recover.
     pub fn is_closed(&self) -> bool {
-        matches!(self.kind, ExecKind::SessionClosed)
+        matches!(self.kind, Failure::SessionClosed)
     }
 
     /// Time from the start of the command to the failure.
@@ -106,7 +80,7 @@ impl ExecError {
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.elapsed.as_secs_f64();
         match &self.kind {
-            ExecKind::TimedOut(at) => {
+            Failure::TimedOut(at) => {
                 write!(f, "exec timed out after {secs:.2}s")?;
                 match at {
                     ChannelAt::NeverOpened => f.write_str(
@@ -120,10 +94,11 @@ impl ExecError {
                     ),
                 }
             }
-            ExecKind::SessionClosed => write!(f, "exec: ssh session closed after {secs:.2}s"),
-            ExecKind::Refused(what) => write!(f, "exec: server refused {}", PeerText::new(what)),
-            ExecKind::InvalidInput(why) => write!(f, "exec: invalid input: {why}"),
-            ExecKind::Ssh(e) => write!(f, "exec: ssh error: {}", PeerText::new(e)),
+            Failure::SessionClosed => write!(f, "exec: ssh session closed after {secs:.2}s"),
+            Failure::Refused(what) => write!(f, "exec: server refused {}", PeerText::new(what)),
+            Failure::InvalidInput(why) => write!(f, "exec: invalid input: {why}"),
+            Failure::Ssh(e) => write!(f, "exec: ssh error: {}", PeerText::new(e)),
+            Failure::Overflow(cap) => write!(f, "exec: unread output passed {cap} bytes"),
         }
     }
 }
@@ -173,7 +148,7 @@ mod tests {
 
     #[test]
     fn a_timeout_says_what_became_of_the_channel() {
-        let at = |at| ExecError::new(ExecKind::TimedOut(at), Duration::from_millis(2003));
+        let at = |at| ExecError::new(Failure::TimedOut(at), Duration::from_millis(2003));
         assert_eq!(
             at(ChannelAt::NeverOpened).to_string(),
             "exec timed out after 2.00s: the server had not opened a channel (it is closed if it opens one later)"
@@ -193,7 +168,7 @@ mod tests {
     #[test]
     fn server_text_is_escaped_and_there_is_no_raw_source() {
         let e = ExecError::new(
-            ExecKind::Ssh("bad\n\x1b[31mdial x: ok".into()),
+            Failure::Ssh("bad\n\x1b[31mdial x: ok".into()),
             Duration::ZERO,
         );
         let shown = e.to_string();

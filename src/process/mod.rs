@@ -9,7 +9,6 @@
 //! - The channel itself belongs to a task (`channel.rs`), never to a future
 //!   the caller can drop: that file says why.
 
-mod channel;
 mod child;
 mod error;
 mod status;
@@ -23,13 +22,13 @@ use tokio::time::Instant;
 
 pub use child::{ProcessStderr, ProcessStdin, ProcessStdout, RemoteProcess};
 pub use error::ExecError;
-pub use status::{EndReason, ExitStatus, Output};
+pub use status::Output;
 
-pub(crate) use channel::Closing;
-
+use crate::channel::{
+    self, quote, Closing, Exec, ExitStatus, Failure, Open, Overflow, Owner, Pipe, Pty, Request,
+    Shared,
+};
 use crate::handshake::ClientHandler;
-use channel::{Pipe, Request, Shared};
-use error::ExecKind;
 
 /// The default output cap, per stream.
 pub(crate) const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
@@ -125,14 +124,6 @@ impl Signal {
             Signal::Usr2 => Sig::Custom("USR2".into()),
         }
     }
-}
-
-/// A terminal for the command.
-#[derive(Debug, Clone)]
-pub(crate) struct Pty {
-    term: String,
-    cols: u32,
-    rows: u32,
 }
 
 /// A command to run on the server, from [`Client::command`](crate::Client::command):
@@ -465,14 +456,14 @@ impl Command {
         let stdin_null = self.stdin.unwrap_or(stdin).is_null();
         let request = self
             .request(stdin_null)
-            .map_err(|why| ExecError::new(ExecKind::InvalidInput(why), start.elapsed()))?;
+            .map_err(|why| ExecError::new(Failure::InvalidInput(why), start.elapsed()))?;
         let (out, err) = (self.stdout.unwrap_or(stdout), self.stderr.unwrap_or(stderr));
         let shared = Arc::new(Shared::new(
             Pipe::new(out.is_null(), self.max_output),
             Pipe::new(err.is_null(), self.max_output),
         ));
         // From here a drop of this future is the owner's drop.
-        let owner = child::Owner::new(shared.clone(), self.closing.clone(), self.kill_on_drop);
+        let owner = Owner::new(shared.clone(), self.closing.clone(), self.kill_on_drop);
         tokio::spawn(channel::run(
             self.handle.clone(),
             request,
@@ -491,15 +482,22 @@ impl Command {
             None => self.line.clone(),
         };
         Ok(Request {
-            line,
-            env: self.env.clone(),
-            pty: self.pty.clone(),
+            open: Open::Session,
+            exec: Some(Exec {
+                line,
+                env: self.env.clone(),
+                pty: self.pty.clone(),
+            }),
             deadline: self
                 .timeout
                 .map(|t| crate::deadline::deadline_after(Instant::now(), t)),
             stdin_null,
             kill_on_drop: self.kill_on_drop,
-            kill_at_cap: self.kill_at_max_output,
+            overflow: if self.kill_at_max_output {
+                Overflow::Kill
+            } else {
+                Overflow::Discard
+            },
         })
     }
 
@@ -530,44 +528,5 @@ impl Command {
             }
         }
         Ok(())
-    }
-}
-
-/// `word` quoted for a POSIX shell: as it is if every character is one no
-/// shell treats specially, else in single quotes with `'` as `'\''`.
-pub(crate) fn quote(word: &str) -> std::borrow::Cow<'_, str> {
-    // Not `=` (zsh expands a leading one), `~`, `^` (old Bourne shells' pipe).
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:,+@%".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        return word.into();
-    }
-    let mut quoted = String::with_capacity(word.len() + 2);
-    quoted.push('\'');
-    for c in word.chars() {
-        if c == '\'' {
-            quoted.push_str("'\\''");
-        } else {
-            quoted.push(c);
-        }
-    }
-    quoted.push('\'');
-    quoted.into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_are_quoted_for_a_posix_shell() {
-        assert_eq!(quote("plain-word_1.txt"), "plain-word_1.txt");
-        assert_eq!(quote(""), "''");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), "'it'\\''s'");
-        assert_eq!(quote("$(touch x)"), "'$(touch x)'");
-        assert_eq!(quote("-n"), "-n");
-        assert_eq!(quote("~"), "'~'");
-        assert_eq!(quote("=ls"), "'=ls'");
-        assert_eq!(quote("a\nb"), "'a\nb'");
     }
 }
