@@ -29,6 +29,8 @@ pub struct Client {
     target: String,
     remote_addr: SocketAddr,
     exec_timeout: Option<Duration>,
+    open_timeout: Option<Duration>,
+    tunnel_stall: Duration,
     max_output: Option<usize>,
     close_timeout: Duration,
     timings: DialTimings,
@@ -86,6 +88,8 @@ impl fmt::Debug for Client {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
     pub(crate) exec_timeout: Option<Duration>,
+    pub(crate) open_timeout: Option<Duration>,
+    pub(crate) tunnel_stall: Duration,
     pub(crate) max_output: Option<usize>,
     pub(crate) close_timeout: Duration,
 }
@@ -107,6 +111,8 @@ impl Client {
             target,
             remote_addr,
             exec_timeout: settings.exec_timeout,
+            open_timeout: settings.open_timeout,
+            tunnel_stall: settings.tunnel_stall,
             max_output: settings.max_output,
             close_timeout: settings.close_timeout,
             timings,
@@ -134,6 +140,21 @@ impl Client {
     /// The jump host this client's connection goes through, if any.
     pub fn jump_host(&self) -> Option<&Arc<Client>> {
         self.via.as_ref()
+    }
+
+    /// The session handle and the closes owed on it, for a channel task.
+    pub(crate) fn channel_parts(&self) -> (Arc<Handle<ClientHandler>>, Arc<Closing>) {
+        (self.handle.clone(), self.closing.clone())
+    }
+
+    /// How long a tunnel's channel may take to open.
+    pub(crate) fn open_timeout(&self) -> Option<Duration> {
+        self.open_timeout
+    }
+
+    /// How long a paused tunnel waits for its reader.
+    pub(crate) fn tunnel_stall(&self) -> Duration {
+        self.tunnel_stall
     }
 
     /// The host and port this client was dialed as (`host:port`).

@@ -59,6 +59,8 @@ struct Config {
     russh: Arc<russh::client::Config>,
     host_keys: HostKeys,
     exec_timeout: Option<Duration>,
+    open_timeout: Option<Duration>,
+    tunnel_stall: Duration,
     max_output: Option<usize>,
     close_timeout: Duration,
     proxy_jump: Vec<JumpHost>,
@@ -121,6 +123,8 @@ impl Default for Config {
             russh: Arc::new(russh::client::Config::default()),
             host_keys: HostKeys::default(),
             exec_timeout: Some(Duration::from_secs(60)),
+            open_timeout: Some(crate::forward::DEFAULT_OPEN_TIMEOUT),
+            tunnel_stall: crate::forward::DEFAULT_TUNNEL_STALL,
             max_output: Some(crate::process::DEFAULT_MAX_OUTPUT),
             close_timeout: Duration::from_secs(5),
             proxy_jump: Vec::new(),
@@ -775,6 +779,8 @@ impl Attempt<'_> {
             remote,
             Settings {
                 exec_timeout: self.config.exec_timeout,
+                open_timeout: self.config.open_timeout,
+                tunnel_stall: self.config.tunnel_stall,
                 max_output: self.config.max_output,
                 close_timeout: self.config.close_timeout,
             },
@@ -1209,8 +1215,28 @@ impl DialerBuilder {
         self
     }
 
-    /// Default deadline of [`Client::exec`], from opening the channel to the
-    /// exit status.
+    /// How long a tunnel's channel may take to open
+    /// ([`Client::connect_tcp`], and each connection of a forward): the
+    /// server answers once it has connected to the target.
+    ///
+    /// If `None`, as long as the server takes. Default is 10 seconds.
+    pub fn open_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.open_timeout = timeout.into();
+        self
+    }
+
+    /// How long a tunnel whose reader has fallen 4 MiB behind may wait for
+    /// it to read before the tunnel is closed (see
+    /// [`Tunnel`](crate::Tunnel): while it waits, the connection pauses).
+    /// Default is 30 seconds.
+    pub fn tunnel_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.config.tunnel_stall = timeout;
+        self
+    }
+
+    /// Default deadline of the client's commands (see
+    /// [`Command::timeout`](crate::Command::timeout)), from asking for the
+    /// channel to the exit status.
     ///
     /// If `None`, commands may run forever. Default is 60 seconds.
     pub fn exec_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {

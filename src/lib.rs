@@ -66,6 +66,7 @@ mod deadline;
 mod dialer;
 mod error;
 pub mod fleet;
+mod forward;
 pub mod guide;
 mod handshake;
 mod host_keys;
@@ -91,6 +92,7 @@ pub use channel::{EndReason, ExitStatus};
 pub use client::{Client, DialTimings};
 pub use dialer::{Dialer, DialerBuilder};
 pub use error::{DialError, Phase};
+pub use forward::{LocalForward, Tunnel, TunnelError};
 pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};
 pub use process::{

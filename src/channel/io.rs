@@ -183,6 +183,10 @@ impl Reader {
         match pipe.next() {
             Chunk::Gap(n) => return Poll::Ready(Next::Gap(n)),
             Chunk::Data(n) => {
+                if pipe.is_full() {
+                    // The task paused the channel for us: it may go on.
+                    self.shared.poke();
+                }
                 return Poll::Ready(match into {
                     Some(buf) => {
                         let n = n.min(buf.remaining());
@@ -212,10 +216,13 @@ impl Reader {
                 io::ErrorKind::ConnectionAborted,
                 "the ssh session ended",
             )))),
-            Some(Err(Failure::Overflow(cap))) => {
-                Poll::Ready(Next::End(Err(io::Error::other(format!(
-                    "the reader fell {cap} bytes behind, the most kept: the channel was closed"
-                )))))
+            Some(Err(Failure::Stalled(behind, stall))) => {
+                Poll::Ready(Next::End(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "nothing was read for {stall:?} with {behind} bytes waiting: the channel was closed"
+                    ),
+                ))))
             }
             Some(Err(_)) => Poll::Ready(Next::End(Err(io::Error::other("the channel failed")))),
         }

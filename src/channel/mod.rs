@@ -64,6 +64,7 @@ pub(crate) enum Open {
     /// `direct-streamlocal@openssh.com` to a Unix socket on the server.
     StreamLocal { path: String },
     /// A channel the server opened (`forwarded-tcpip`), already confirmed.
+    #[allow(dead_code)] // remote forwarding takes it next
     Given(Channel<Msg>),
 }
 
@@ -85,9 +86,12 @@ pub(crate) enum Overflow {
     Discard,
     /// The command is sent `KILL` and its channel closed.
     Kill,
-    /// The channel is closed and the reader gets an error (a tunnel: its
-    /// bytes cannot be dropped).
-    Fail,
+    /// The task stops taking the channel's messages until the reader
+    /// catches up (a tunnel: its bytes cannot be dropped). russh cannot
+    /// pause one channel, so its session waits: every channel of the
+    /// connection pauses, as TCP would. A reader that takes nothing for
+    /// this long ends the channel.
+    Pause(Duration),
 }
 
 /// What the task is to do.
@@ -117,8 +121,57 @@ pub(crate) enum Failure {
     InvalidInput(String),
     /// Any other SSH failure, as russh put it (escaped when shown).
     Ssh(String),
-    /// The reader fell this many bytes behind; the channel was closed.
-    Overflow(usize),
+    /// The reader, this many bytes behind, took nothing for this long;
+    /// the channel was closed.
+    Stalled(usize, Duration),
+    /// The server refused to open the channel.
+    OpenRefused {
+        /// What was asked for: `a channel to db:5432`.
+        what: String,
+        why: OpenFailure,
+    },
+}
+
+/// Why the server refused to open a channel (RFC 4254 5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OpenFailure {
+    /// `SSH_OPEN_ADMINISTRATIVELY_PROHIBITED`: sshd's `AllowTcpForwarding
+    /// no`, or its `MaxSessions` reached.
+    Prohibited,
+    /// `SSH_OPEN_CONNECT_FAILED`: the server could not reach the target.
+    ConnectFailed,
+    UnknownChannelType,
+    ResourceShortage,
+    /// Another code, with the server's text.
+    Other(u32, String),
+}
+
+impl std::fmt::Display for OpenFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenFailure::Prohibited => f.write_str("administratively prohibited"),
+            OpenFailure::ConnectFailed => f.write_str("connect failed"),
+            OpenFailure::UnknownChannelType => f.write_str("unknown channel type"),
+            OpenFailure::ResourceShortage => f.write_str("resource shortage"),
+            OpenFailure::Other(code, text) => {
+                write!(f, "{} (code {code})", crate::text::PeerText::new(text))
+            }
+        }
+    }
+}
+
+impl From<&russh::ChannelOpenFailure> for OpenFailure {
+    fn from(reason: &russh::ChannelOpenFailure) -> Self {
+        match reason {
+            russh::ChannelOpenFailure::AdministrativelyProhibited => OpenFailure::Prohibited,
+            russh::ChannelOpenFailure::ConnectFailed => OpenFailure::ConnectFailed,
+            russh::ChannelOpenFailure::UnknownChannelType => OpenFailure::UnknownChannelType,
+            russh::ChannelOpenFailure::ResourceShortage => OpenFailure::ResourceShortage,
+            russh::ChannelOpenFailure::Other { code, reason } => {
+                OpenFailure::Other(*code, reason.clone())
+            }
+        }
+    }
 }
 
 /// What had become of a timed-out channel when the error was made.
@@ -331,7 +384,7 @@ const SERVER_CLOSE_WAIT: Duration = Duration::from_millis(50);
 
 /// Runs a channel from its open to its close.
 pub(crate) async fn run(
-    handle: Arc<Handle<ClientHandler>>,
+    handle: Option<Arc<Handle<ClientHandler>>>,
     mut request: Request,
     shared: Arc<Shared>,
     closing: Arc<Closing>,
@@ -353,6 +406,9 @@ pub(crate) async fn run(
             originator,
         } => What::Tcp(host, port, originator),
         Open::StreamLocal { path } => What::Unix(path),
+    };
+    let Some(handle) = handle else {
+        return shared.end(Err(Failure::SessionClosed));
     };
     // Closes owed by dropped channels go first.
     tokio::select! {
@@ -434,24 +490,12 @@ async fn start(
 /// The session's refusal or failure to open the channel, as an error.
 fn open_failed(handle: &Handle<ClientHandler>, what: &str, e: russh::Error) -> Failure {
     match e {
-        russh::Error::ChannelOpenFailure(reason) => {
-            Failure::Refused(format!("{what}: {}", open_failure_text(&reason)))
-        }
+        russh::Error::ChannelOpenFailure(reason) => Failure::OpenRefused {
+            what: what.to_owned(),
+            why: OpenFailure::from(&reason),
+        },
         _ if handle.is_closed() => Failure::SessionClosed,
         other => Failure::Ssh(other.to_string()),
-    }
-}
-
-/// RFC 4254's name for a channel open failure.
-pub(crate) fn open_failure_text(reason: &russh::ChannelOpenFailure) -> String {
-    match reason {
-        russh::ChannelOpenFailure::AdministrativelyProhibited => {
-            "administratively prohibited".into()
-        }
-        russh::ChannelOpenFailure::ConnectFailed => "connect failed".into(),
-        russh::ChannelOpenFailure::UnknownChannelType => "unknown channel type".into(),
-        russh::ChannelOpenFailure::ResourceShortage => "resource shortage".into(),
-        russh::ChannelOpenFailure::Other { code, reason } => format!("{reason} (code {code})"),
     }
 }
 

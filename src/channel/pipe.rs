@@ -14,6 +14,9 @@ pub(crate) struct Pipe {
     pub(crate) null: bool,
     /// The most unread bytes kept; `None` for no limit.
     cap: Option<usize>,
+    /// For a channel that pauses instead (see `Overflow::Pause`): the
+    /// unread bytes at which it does.
+    pause_at: Option<usize>,
     /// The unread bytes.
     pub(crate) buf: BytesMut,
     /// Where bytes were dropped past the cap: the count of bytes kept before
@@ -41,6 +44,7 @@ impl Pipe {
         Pipe {
             null,
             cap,
+            pause_at: None,
             buf: BytesMut::new(),
             gaps: VecDeque::new(),
             kept: 0,
@@ -50,9 +54,18 @@ impl Pipe {
         }
     }
 
-    /// The most unread bytes kept.
-    pub(crate) fn cap(&self) -> Option<usize> {
-        self.cap
+    /// A pipe that keeps every byte, and is full (its channel pauses) at
+    /// `at` unread bytes.
+    pub(crate) fn pausing(at: usize) -> Self {
+        Pipe {
+            pause_at: Some(at),
+            ..Pipe::new(false, None)
+        }
+    }
+
+    /// Whether its channel is to pause until the reader takes some.
+    pub(crate) fn is_full(&self) -> bool {
+        self.pause_at.is_some_and(|at| self.buf.len() >= at)
     }
 
     pub(crate) fn wake(&mut self) {

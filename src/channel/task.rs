@@ -78,6 +78,8 @@ pub(super) struct Task<'a> {
     server_close_by: Option<Instant>,
     /// This task's own count in [`Closing`].
     counted: bool,
+    /// Since when the channel has been paused for its reader.
+    paused_since: Option<Instant>,
 }
 
 enum Event {
@@ -113,6 +115,7 @@ impl<'a> Task<'a> {
             closing_since: None,
             server_close_by: None,
             counted: false,
+            paused_since: None,
         }
     }
 
@@ -141,6 +144,7 @@ impl<'a> Task<'a> {
                     sending = Some(self.send(action));
                 }
             }
+            let paused = self.pause();
             let timer_at = self.timer_at();
             if let Some(at) = timer_at {
                 if timer.deadline() != at {
@@ -157,7 +161,7 @@ impl<'a> Task<'a> {
                 (close, result) = async { sending.as_mut().expect("checked").await }, if sending.is_some() => {
                     Event::Sent { close, result }
                 }
-                msg = self.read.wait() => Event::Message(msg),
+                msg = self.read.wait(), if !paused => Event::Message(msg),
             };
             match event {
                 Event::Sent { .. } => sending = None,
@@ -191,12 +195,32 @@ impl<'a> Task<'a> {
         })
     }
 
+    /// Whether to take no message while the reader catches up, noting
+    /// since when.
+    fn pause(&mut self) -> bool {
+        let pausing = matches!(self.request.overflow, Overflow::Pause(_));
+        let full = pausing && self.phase != Phase::Closing && {
+            let state = self.shared.lock();
+            state.stdout.is_full() || state.stderr.is_full()
+        };
+        if !full {
+            self.paused_since = None;
+        } else if self.paused_since.is_none() {
+            self.paused_since = Some(Instant::now());
+        }
+        full
+    }
+
     fn timer_at(&self) -> Option<Instant> {
         let give_up = self.closing_since.map(|since| since + GRACE);
-        match (self.server_close_by, give_up) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let stalled = match (self.paused_since, self.request.overflow) {
+            (Some(since), Overflow::Pause(stall)) => Some(since + stall),
+            _ => None,
+        };
+        [self.server_close_by, give_up, stalled]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn send(&mut self, action: Action) -> Sending {
@@ -234,7 +258,14 @@ impl<'a> Task<'a> {
     /// Handles an event before the channel began to close; says if it must.
     fn event(&mut self, event: Event) -> Option<Stop> {
         match event {
-            Event::Sent { result: Ok(()), .. } | Event::Timer => None,
+            Event::Sent { result: Ok(()), .. } => None,
+            // A reader that took nothing for the stall time.
+            Event::Timer => match (self.paused_since, self.request.overflow) {
+                (Some(since), Overflow::Pause(stall)) if since + stall <= Instant::now() => {
+                    Some(Stop::Overflow)
+                }
+                _ => None,
+            },
             Event::Sent { result: Err(_), .. } => Some(Stop::SessionGone),
             Event::Message(msg) => self.message(msg),
             Event::Deadline => Some(Stop::Deadline),
@@ -324,7 +355,8 @@ impl<'a> Task<'a> {
         match self.request.overflow {
             Overflow::Discard => None,
             Overflow::Kill => Some(Stop::Cap),
-            Overflow::Fail => Some(Stop::Overflow),
+            // Never dropped; the loop pauses the channel instead.
+            Overflow::Pause(_) => None,
         }
     }
 
@@ -478,8 +510,12 @@ impl<'a> Task<'a> {
             Stop::Abandoned => (ours(EndReason::Kill), may_kill),
             Stop::Refused(what) => (Err(Failure::Refused(what.into())), false),
             Stop::Overflow => {
-                let cap = self.shared.lock().stdout.cap().unwrap_or(0);
-                (Err(Failure::Overflow(cap)), false)
+                let behind = self.shared.lock().stdout.buf.len();
+                let stall = match self.request.overflow {
+                    Overflow::Pause(stall) => stall,
+                    _ => std::time::Duration::ZERO,
+                };
+                (Err(Failure::Stalled(behind, stall)), false)
             }
         };
         // Said at once; a new command waits for the close (counted).

@@ -57,7 +57,7 @@ impl ExecError {
     /// True if the server refused a request: the session channel (at its
     /// `MaxSessions`, say), the terminal or the command.
     pub fn is_refused(&self) -> bool {
-        matches!(self.kind, Failure::Refused(_))
+        matches!(self.kind, Failure::Refused(_) | Failure::OpenRefused { .. })
     }
 
     /// True if the command's deadline passed. The message says what became
@@ -98,7 +98,13 @@ impl ExecError {
             Failure::Refused(what) => write!(f, "exec: server refused {}", PeerText::new(what)),
             Failure::InvalidInput(why) => write!(f, "exec: invalid input: {why}"),
             Failure::Ssh(e) => write!(f, "exec: ssh error: {}", PeerText::new(e)),
-            Failure::Overflow(cap) => write!(f, "exec: unread output passed {cap} bytes"),
+            Failure::Stalled(behind, stall) => write!(
+                f,
+                "exec: nothing was read for {stall:?} with {behind} bytes waiting"
+            ),
+            Failure::OpenRefused { what, why } => {
+                write!(f, "exec: server refused {what}: {why}")
+            }
         }
     }
 }

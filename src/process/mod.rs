@@ -465,7 +465,7 @@ impl Command {
         // From here a drop of this future is the owner's drop.
         let owner = Owner::new(shared.clone(), self.closing.clone(), self.kill_on_drop);
         tokio::spawn(channel::run(
-            self.handle.clone(),
+            Some(self.handle.clone()),
             request,
             shared.clone(),
             self.closing.clone(),

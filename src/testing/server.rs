@@ -50,6 +50,11 @@ pub(super) fn russh_config(host_key: PrivateKey) -> server::Config {
 /// | `flood-no-reply` | writes to stdout without end, never answering the exec request |
 /// | anything else | `sh: NAME: not found` on stderr, status 127 |
 ///
+/// `direct-tcpip` channels (`ssh -W`, `-L`, `-D`) are served too: the
+/// server connects to the target on this machine and carries the bytes
+/// both ways (or refuses, "administratively prohibited", with
+/// [`TestServerBuilder::forwarding`]`(false)`).
+///
 /// [`open_channels`](TestServer::open_channels) counts the channels the
 /// client has not closed, and [`TestServerBuilder::channel_open_delay`]
 /// makes the server slow (or silent) in confirming them: channel-level
@@ -90,6 +95,7 @@ pub struct TestServerBuilder {
     users: Users,
     host_key: Option<PrivateKey>,
     open_delay: Option<Duration>,
+    no_forwarding: bool,
 }
 
 /// Keyboard-interactive rounds, each prompt a (text, echo, expected answer).
@@ -183,6 +189,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Whether `direct-tcpip` channels are served (as sshd's
+    /// `AllowTcpForwarding`). Default is `true`.
+    pub fn forwarding(mut self, allowed: bool) -> Self {
+        self.no_forwarding = !allowed;
+        self
+    }
+
     /// Uses this host key instead of a random Ed25519 one.
     pub fn host_key(mut self, key: PrivateKey) -> Self {
         self.host_key = Some(key);
@@ -214,6 +227,7 @@ impl TestServerBuilder {
         let opened_channels = Arc::new(AtomicUsize::new(0));
         let opened_count = opened_channels.clone();
         let open_delay = self.open_delay;
+        let no_forwarding = self.no_forwarding;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let thread = ServerThread::spawn("ssh-dial-test-server", listener, move |l| {
@@ -231,6 +245,7 @@ impl TestServerBuilder {
                         open: Mutex::new(HashSet::new()),
                     }),
                     open_delay,
+                    no_forwarding,
                     unanswered: Vec::new(),
                     cat: HashSet::new(),
                     ends: HashMap::new(),
@@ -332,6 +347,7 @@ struct Shell {
     running: HashMap<ChannelId, oneshot::Sender<()>>,
     channels: Arc<Channels>,
     open_delay: Option<Duration>,
+    no_forwarding: bool,
     /// Channel opens never to be answered (held until the connection ends).
     unanswered: Vec<ChannelOpenHandle>,
     /// Channels running `cat`.
@@ -484,6 +500,46 @@ impl server::Handler for Shell {
                 });
             }
         }
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        _originator: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.no_forwarding {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        if self.open_delay == Some(Duration::MAX) {
+            self.unanswered.push(reply);
+            return Ok(());
+        }
+        let (id, delay, channels) = (channel.id(), self.open_delay, self.channels.clone());
+        let target = format!("{host}:{port}");
+        tokio::spawn(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            let Ok(tcp) = tokio::net::TcpStream::connect(&target).await else {
+                reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
+                return;
+            };
+            reply.accept().await;
+            channels.opened(id);
+            let mut stream = channel.into_stream();
+            let mut tcp = tcp;
+            let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+            // The client's close (or the connection's end) decrements.
+        });
         Ok(())
     }
 

@@ -25,6 +25,7 @@ mod examples;
 mod exec;
 mod fleet;
 mod fleet_example;
+mod forward;
 mod happy_eyeballs;
 mod hostile_config;
 mod jump_hosts;
