@@ -6,18 +6,20 @@
 //! into `MaxAuthTries` or a lockout counter on a method the server refuses.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use russh::client::{AuthResult, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
-use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::{Algorithm, Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use russh::{MethodKind, MethodSet};
 use zeroize::Zeroizing;
 
+use crate::certificate::{self, KeySigner, Validity};
 use crate::error::Kind;
 use crate::handshake::ClientHandler;
+use crate::text::PeerText;
 
 /// How to authenticate: one method, or several tried in order.
 ///
@@ -45,8 +47,16 @@ pub struct Auth {
 #[derive(Clone)]
 pub(crate) enum Method {
     Password(Arc<Secret>),
+    /// A key file, and the certificate beside it (`<path>-cert.pub`) if
+    /// there is one.
     KeyFile {
         path: PathBuf,
+        passphrase: Option<Arc<Secret>>,
+    },
+    /// A certificate file and the key file it certifies.
+    Certificate {
+        key: PathBuf,
+        cert: PathBuf,
         passphrase: Option<Arc<Secret>>,
     },
     Key(Arc<PrivateKey>),
@@ -82,6 +92,16 @@ impl fmt::Debug for Method {
             Method::KeyFile { path, passphrase } => f
                 .debug_struct("KeyFile")
                 .field("path", path)
+                .field("passphrase", passphrase)
+                .finish(),
+            Method::Certificate {
+                key,
+                cert,
+                passphrase,
+            } => f
+                .debug_struct("Certificate")
+                .field("key", key)
+                .field("cert", cert)
                 .field("passphrase", passphrase)
                 .finish(),
             Method::KeyText { passphrase, .. } => f
@@ -211,12 +231,61 @@ impl Auth {
     /// Public key authentication with an OpenSSH or PEM private key file
     /// (Ed25519, ECDSA or RSA), decrypted with `passphrase` if it is encrypted.
     ///
-    /// The file is read at the start of each dial, before any network
+    /// Like `ssh -i`, if a certificate for the key is beside it, as
+    /// `<path>-cert.pub`, that is offered too, after the plain key (the
+    /// order `ssh` offers them in). A certificate there that cannot be used
+    /// (unreadable, a host certificate, for another key, a type ssh-dial
+    /// cannot sign for) is skipped, and the auth error says why if no
+    /// method gets in. An expired or not yet valid certificate is offered
+    /// all the same, as `ssh` does: the server's clock decides.
+    ///
+    /// The files are read at the start of each dial, before any network
     /// traffic, so an unreadable key or a wrong passphrase fails fast. To
     /// read it once for many dials, load it yourself and use [`Auth::key`].
     pub fn key_file(path: impl Into<PathBuf>, passphrase: Option<&str>) -> Self {
         Auth::one(Method::KeyFile {
             path: path.into(),
+            passphrase: passphrase.map(|p| Arc::new(Secret(Zeroizing::new(p.to_owned())))),
+        })
+    }
+
+    /// Public key authentication with the OpenSSH user certificate in
+    /// `cert` (a `-cert.pub` file from `ssh-keygen -s`, Vault, step-ca or
+    /// Teleport), signed for with the private key file `key`, decrypted with
+    /// `passphrase` if it is encrypted; what ssh_config's `CertificateFile`
+    /// sets. Only the certificate is offered: add
+    /// [`key_file`](Self::key_file) to offer the plain key as well.
+    ///
+    /// Both files are read at the start of each dial, before any network
+    /// traffic. The dial fails in the auth phase, as invalid input, if the
+    /// key cannot be loaded, or if the certificate cannot be read, is not a
+    /// user certificate, does not certify this key, or is of a type ssh-dial
+    /// cannot sign for (Ed25519, ECDSA and RSA are; RSA signs with
+    /// `rsa-sha2-512` or `rsa-sha2-256` as the server allows). An expired or
+    /// not yet valid certificate is offered all the same, as `ssh` does, and
+    /// said so in a debug log line; when the server turns a certificate
+    /// down, the auth error names it: key id, principals, validity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ssh_dial::Auth;
+    ///
+    /// let auth = Auth::certificate(
+    ///     "/home/deploy/.ssh/id_ed25519",
+    ///     "/run/vault/id_ed25519-cert.pub",
+    ///     None,
+    /// );
+    /// # let _ = auth;
+    /// ```
+    pub fn certificate(
+        key: impl Into<PathBuf>,
+        cert: impl Into<PathBuf>,
+        passphrase: Option<&str>,
+    ) -> Self {
+        Auth::one(Method::Certificate {
+            key: key.into(),
+            cert: cert.into(),
             passphrase: passphrase.map(|p| Arc::new(Secret(Zeroizing::new(p.to_owned())))),
         })
     }
@@ -242,13 +311,16 @@ impl Auth {
         Auth::one(Method::Key(Arc::new(key)))
     }
 
-    /// Every key held by the ssh-agent at `SSH_AUTH_SOCK`, tried in the
-    /// order the agent lists them. The variable is read at each dial.
+    /// Every key and certificate held by the ssh-agent at `SSH_AUTH_SOCK`,
+    /// tried in the order the agent lists them (`ssh-add` adds a key's
+    /// certificate after it, and `ssh` offers them in that order). The
+    /// variable is read at each dial.
     pub fn agent() -> Self {
         Auth::one(Method::Agent(None))
     }
 
-    /// Every key held by the ssh-agent listening on this socket.
+    /// Every key and certificate held by the ssh-agent listening on this
+    /// socket, as [`agent`](Self::agent).
     pub fn agent_at(socket: impl Into<PathBuf>) -> Self {
         Auth::one(Method::Agent(Some(socket.into())))
     }
@@ -264,60 +336,144 @@ impl Auth {
         }
     }
 
-    /// Readies the credentials: reads and decrypts key files, on the
-    /// blocking pool, since decrypting an OpenSSH key is deliberately slow.
+    /// Readies the credentials: reads and decrypts key files and reads
+    /// certificates, on the blocking pool, since decrypting an OpenSSH key
+    /// is deliberately slow.
     pub(crate) async fn load(&self) -> Result<Vec<Credential>, Kind> {
         let mut ready = Vec::with_capacity(self.methods.len());
         for method in self.methods.iter() {
-            ready.push(match method {
-                Method::Password(p) => Credential::Password(p.clone()),
-                Method::Key(k) => Credential::Key(k.clone(), None),
-                Method::Agent(path) => Credential::Agent(path.clone()),
-                Method::KeyboardInteractive(r) => Credential::KeyboardInteractive(r.clone()),
+            match method {
+                Method::Password(p) => ready.push(Credential::Password(p.clone())),
+                Method::Key(k) => ready.push(Credential::Key(k.clone(), None)),
+                Method::Agent(path) => ready.push(Credential::Agent(path.clone())),
+                Method::KeyboardInteractive(r) => {
+                    ready.push(Credential::KeyboardInteractive(r.clone()))
+                }
                 Method::KeyText { text, passphrase } => {
                     let (text, passphrase) = (text.clone(), passphrase.clone());
-                    let decoded = tokio::task::spawn_blocking(move || {
+                    let decoded = blocking(move || {
                         russh::keys::decode_secret_key(
                             &text.0,
                             passphrase.as_ref().map(|p| p.0.as_str()),
                         )
                     })
-                    .await;
+                    .await?;
                     match decoded {
-                        Ok(Ok(key)) => Credential::Key(Arc::new(key), None),
-                        Ok(Err(cause)) => {
+                        Ok(key) => ready.push(Credential::Key(Arc::new(key), None)),
+                        Err(cause) => {
                             return Err(Kind::Key {
                                 path: "(given as text)".into(),
                                 cause,
                             })
                         }
-                        Err(join) => return Err(Kind::Io(std::io::Error::other(join))),
                     }
                 }
                 Method::KeyFile { path, passphrase } => {
                     let (file, passphrase) = (path.clone(), passphrase.clone());
-                    let loaded = tokio::task::spawn_blocking(move || {
-                        russh::keys::load_secret_key(
-                            file,
-                            passphrase.as_ref().map(|p| p.0.as_str()),
-                        )
+                    let (loaded, found) = blocking(move || {
+                        let key = load_key(&file, passphrase.as_deref());
+                        let cert_path = beside(&file);
+                        // As ssh: a missing certificate is no matter.
+                        let cert = cert_path
+                            .is_file()
+                            .then(|| (certificate::read(&cert_path), cert_path));
+                        (key, cert)
                     })
-                    .await;
-                    match loaded {
-                        Ok(Ok(key)) => Credential::Key(Arc::new(key), Some(path.clone())),
-                        Ok(Err(cause)) => {
-                            return Err(Kind::Key {
-                                path: path.display().to_string(),
-                                cause,
-                            })
-                        }
-                        Err(join) => return Err(Kind::Io(std::io::Error::other(join))),
+                    .await?;
+                    let key = Arc::new(loaded.map_err(|cause| Kind::Key {
+                        path: path.display().to_string(),
+                        cause,
+                    })?);
+                    ready.push(Credential::Key(key.clone(), Some(path.clone())));
+                    if let Some((cert, cert_path)) = found {
+                        ready.push(match cert.and_then(|c| fits(c, &key, path)) {
+                            Ok(cert) => Credential::Certificate {
+                                cert: Arc::new(cert),
+                                key,
+                                file: cert_path,
+                            },
+                            Err(why) => Credential::Unusable(format!(
+                                "certificate {} skipped: {why}",
+                                file_name(&cert_path)
+                            )),
+                        });
                     }
                 }
-            });
+                Method::Certificate {
+                    key,
+                    cert,
+                    passphrase,
+                } => {
+                    let (key_file, cert_file) = (key.clone(), cert.clone());
+                    let passphrase = passphrase.clone();
+                    let (loaded, read) = blocking(move || {
+                        (
+                            load_key(&key_file, passphrase.as_deref()),
+                            certificate::read(&cert_file),
+                        )
+                    })
+                    .await?;
+                    let loaded = Arc::new(loaded.map_err(|cause| Kind::Key {
+                        path: key.display().to_string(),
+                        cause,
+                    })?);
+                    let read = read.and_then(|c| fits(c, &loaded, key)).map_err(|why| {
+                        Kind::Certificate {
+                            path: cert.display().to_string(),
+                            why,
+                        }
+                    })?;
+                    ready.push(Credential::Certificate {
+                        cert: Arc::new(read),
+                        key: loaded,
+                        file: cert.clone(),
+                    });
+                }
+            }
         }
         Ok(ready)
     }
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Kind> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| Kind::Io(std::io::Error::other(join)))
+}
+
+fn load_key(path: &Path, passphrase: Option<&Secret>) -> Result<PrivateKey, russh::keys::Error> {
+    russh::keys::load_secret_key(path, passphrase.map(|p| p.0.as_str()))
+}
+
+/// Where `ssh` looks for an identity's certificate: `<path>-cert.pub`.
+fn beside(key: &Path) -> PathBuf {
+    let mut name = key.as_os_str().to_owned();
+    name.push("-cert.pub");
+    PathBuf::from(name)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The certificate if ssh-dial can offer it signed by `key` (from the
+/// file `key_path`), or why not.
+fn fits(cert: Certificate, key: &PrivateKey, key_path: &Path) -> Result<Certificate, String> {
+    if let Some(why) = certificate::unusable(&cert, false) {
+        return Err(why);
+    }
+    if cert.public_key() != key.public_key().key_data() {
+        return Err(format!(
+            "it certifies another key ({}), not the one in {}",
+            cert.public_key().fingerprint(HashAlg::Sha256),
+            key_path.display()
+        ));
+    }
+    Ok(cert)
 }
 
 /// A credential ready to send.
@@ -325,8 +481,17 @@ pub(crate) enum Credential {
     Password(Arc<Secret>),
     /// A key, and the file it came from.
     Key(Arc<PrivateKey>, Option<PathBuf>),
+    /// A user certificate, the key that signs for it, and its file.
+    Certificate {
+        cert: Arc<Certificate>,
+        key: Arc<PrivateKey>,
+        file: PathBuf,
+    },
     Agent(Option<PathBuf>),
     KeyboardInteractive(Responder),
+    /// A certificate found beside a key that cannot be offered, and why:
+    /// a note for the error.
+    Unusable(String),
 }
 
 impl Credential {
@@ -334,7 +499,10 @@ impl Credential {
     fn methods(&self) -> &'static [MethodKind] {
         match self {
             Credential::Password(_) => &[MethodKind::Password, MethodKind::KeyboardInteractive],
-            Credential::Key(..) | Credential::Agent(_) => &[MethodKind::PublicKey],
+            Credential::Key(..)
+            | Credential::Certificate { .. }
+            | Credential::Agent(_)
+            | Credential::Unusable(_) => &[MethodKind::PublicKey],
             Credential::KeyboardInteractive(_) => &[MethodKind::KeyboardInteractive],
         }
     }
@@ -343,6 +511,7 @@ impl Credential {
         match self {
             Credential::Password(_) => "password",
             Credential::Key(..) => "publickey",
+            Credential::Certificate { .. } | Credential::Unusable(_) => "certificate",
             Credential::Agent(_) => "agent",
             Credential::KeyboardInteractive(_) => "keyboard-interactive",
         }
@@ -365,7 +534,10 @@ impl MethodPolicy {
     /// one method).
     pub(crate) fn apply(&self, mut credentials: Vec<Credential>) -> Vec<Credential> {
         credentials.retain(|c| match c {
-            Credential::Key(..) | Credential::Agent(_) => !self.no_pubkey,
+            Credential::Key(..)
+            | Credential::Certificate { .. }
+            | Credential::Agent(_)
+            | Credential::Unusable(_) => !self.no_pubkey,
             Credential::Password(_) => !self.no_password,
             Credential::KeyboardInteractive(_) => true,
         });
@@ -417,6 +589,10 @@ pub(crate) async fn authenticate(
         return Ok(());
     }
     for credential in credentials {
+        if let Credential::Unusable(note) = credential {
+            session.notes.push(note.clone());
+            continue;
+        }
         if !session.offers(credential.methods()) {
             session.skipped = true;
             session
@@ -483,7 +659,7 @@ impl Session<'_> {
                 self.keyboard_interactive(&Answer::Caller(responder)).await
             }
             Credential::Key(key, path) => {
-                let hash = self.rsa_hash(key.public_key()).await?;
+                let hash = self.rsa_hash(key.algorithm()).await?;
                 self.tried
                     .push(match path.as_ref().and_then(|p| p.file_name()) {
                         Some(name) => format!("publickey ({})", name.to_string_lossy()),
@@ -498,7 +674,59 @@ impl Session<'_> {
                     .await;
                 self.outcome(result)
             }
+            Credential::Certificate { cert, key, file } => {
+                let mut signer = KeySigner(key.clone());
+                self.certificate(cert, &file_name(file), &mut signer).await
+            }
             Credential::Agent(path) => self.agent(path.as_ref()).await,
+            // Noted by `authenticate`, never offered.
+            Credential::Unusable(_) => Ok(false),
+        }
+    }
+
+    /// Offers a user certificate, signed for by `signer`. One that is
+    /// expired or not yet valid by this machine's clock is offered all the
+    /// same, as `ssh` does: the server's clock is the one that counts.
+    async fn certificate<S>(
+        &mut self,
+        cert: &Certificate,
+        origin: &str,
+        signer: &mut S,
+    ) -> Result<bool, AuthFailure>
+    where
+        S: russh::Signer,
+        S::Error: fmt::Display,
+    {
+        let validity = Validity::of(cert);
+        if validity != Validity::Valid {
+            tracing::debug!(
+                certificate = %crate::text::Escaped(origin),
+                key_id = %PeerText::new(cert.key_id()),
+                "offering a certificate that is {} by this machine's clock, as ssh does",
+                validity.as_str()
+            );
+        }
+        let hash = self.rsa_hash(cert.algorithm()).await?;
+        self.tried.push(format!(
+            "certificate ({origin}: {})",
+            certificate::describe(cert)
+        ));
+        match self
+            .handle
+            .authenticate_certificate_with(self.user, cert.clone(), hash, signer)
+            .await
+        {
+            Ok(result) => self.outcome(Ok(result)),
+            Err(e) => {
+                if self.handle.is_closed() {
+                    return Err(AuthFailure::Transport(None));
+                }
+                self.notes.push(format!(
+                    "certificate ({origin}) not signed: {}",
+                    PeerText::new(&e.to_string())
+                ));
+                Ok(false)
+            }
         }
     }
 
@@ -534,8 +762,8 @@ impl Session<'_> {
         }
     }
 
-    async fn rsa_hash(&mut self, key: &PublicKey) -> Result<Option<HashAlg>, AuthFailure> {
-        if !key.algorithm().is_rsa() {
+    async fn rsa_hash(&mut self, algorithm: Algorithm) -> Result<Option<HashAlg>, AuthFailure> {
+        if !algorithm.is_rsa() {
             return Ok(None);
         }
         self.handle
@@ -635,41 +863,68 @@ impl Session<'_> {
                 return Ok(false);
             }
         };
-        let keys: Vec<PublicKey> = identities
-            .into_iter()
-            .filter_map(|id| match id {
-                AgentIdentity::PublicKey { key, .. } => Some(key),
-                AgentIdentity::Certificate { .. } => None,
-            })
-            .collect();
-        if keys.is_empty() {
+        if identities.is_empty() {
             self.notes.push("agent holds no keys".into());
             return Ok(false);
         }
-        self.tried.push(format!("agent ({} keys)", keys.len()));
-        for key in keys {
+        let certs = identities
+            .iter()
+            .filter(|id| matches!(id, AgentIdentity::Certificate { .. }))
+            .count();
+        let keys = identities.len() - certs;
+        self.tried.push(match certs {
+            0 => format!("agent ({keys} keys)"),
+            _ => format!("agent ({keys} keys, {certs} certificates)"),
+        });
+        // In the agent's order, certificates among the keys, as ssh does.
+        for identity in identities {
             if !self.offers(&[MethodKind::PublicKey]) {
                 break;
             }
-            let hash = self.rsa_hash(&key).await?;
-            match self
-                .handle
-                .authenticate_publickey_with(self.user, key, hash, &mut agent)
-                .await
-            {
-                Ok(result) => {
-                    if self.outcome(Ok(result))? {
+            match identity {
+                AgentIdentity::PublicKey { key, .. } => {
+                    if self.agent_key(key, &mut agent).await? {
                         return Ok(true);
                     }
                 }
-                // The agent would not sign with this key; try the next.
-                Err(e) => tracing::debug!(error = %crate::text::Escaped(&e), "agent did not sign"),
+                AgentIdentity::Certificate { certificate, .. } => {
+                    if let Some(why) = certificate::unusable(&certificate, true) {
+                        self.notes.push(format!("agent certificate skipped: {why}"));
+                        continue;
+                    }
+                    if self.certificate(&certificate, "agent", &mut agent).await? {
+                        return Ok(true);
+                    }
+                }
             }
             if self.handle.is_closed() {
                 return Err(AuthFailure::Transport(None));
             }
         }
         Ok(false)
+    }
+
+    async fn agent_key<R>(
+        &mut self,
+        key: PublicKey,
+        agent: &mut AgentClient<R>,
+    ) -> Result<bool, AuthFailure>
+    where
+        R: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let hash = self.rsa_hash(key.algorithm()).await?;
+        match self
+            .handle
+            .authenticate_publickey_with(self.user, key, hash, agent)
+            .await
+        {
+            Ok(result) => self.outcome(Ok(result)),
+            // The agent would not sign with this key; try the next.
+            Err(e) => {
+                tracing::debug!(error = %crate::text::Escaped(&e), "agent did not sign");
+                Ok(false)
+            }
+        }
     }
 }
 
@@ -739,6 +994,7 @@ mod tests {
     fn debug_never_shows_secrets() {
         let a = Auth::password("s3cret-pw");
         let b = Auth::key_file("/k", Some("s3cret-pp"))
+            .or(Auth::certificate("/k2", "/k2-cert.pub", Some("s3cret-pp2")))
             .or(Auth::agent())
             .or(a.clone())
             .or(Auth::keyboard_interactive(|_| {
@@ -747,7 +1003,10 @@ mod tests {
         let shown = format!("{a:?} {b:?} {a:#?} {b:#?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(
-            shown.contains("/k") && shown.contains("redacted") && shown.contains("Agent"),
+            shown.contains("/k")
+                && shown.contains("/k2-cert.pub")
+                && shown.contains("redacted")
+                && shown.contains("Agent"),
             "{shown}"
         );
     }
@@ -764,6 +1023,7 @@ mod tests {
                 Method::Password(_) => "password",
                 Method::Agent(_) => "agent",
                 Method::KeyFile { .. } => "keyfile",
+                Method::Certificate { .. } => "certificate",
                 Method::KeyText { .. } => "keytext",
                 Method::Key(_) => "key",
                 Method::KeyboardInteractive(_) => "kbd",

@@ -86,6 +86,8 @@ pub(crate) enum Kind {
         path: String,
         cause: russh::keys::Error,
     },
+    #[error("cannot use certificate {path}: {why}")]
+    Certificate { path: String, why: String },
     #[error("connection closed by peer")]
     Closed,
     #[error("ssh_config: {0}")]
@@ -270,13 +272,15 @@ impl DialError {
     }
 
     /// True if the input was unusable: an address that does not parse, a
-    /// private key that cannot be read or decrypted, or no credential at
-    /// all to offer (say, an agent that is not running).
+    /// private key that cannot be read or decrypted, a certificate that
+    /// cannot be read or is not for its key, or no credential at all to
+    /// offer (say, an agent that is not running).
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self.inner.kind,
             Kind::InvalidAddress(_)
                 | Kind::Key { .. }
+                | Kind::Certificate { .. }
                 | Kind::NoCredentials(_)
                 | Kind::Config(_)
                 | Kind::Unsupported(_)
