@@ -48,11 +48,15 @@ pub struct Auth {
 pub(crate) enum Method {
     Password(Arc<Secret>),
     /// A key file, and the certificate beside it (`<path>-cert.pub`) if
-    /// there is one.
+    /// there is one and `beside`.
     KeyFile {
         path: PathBuf,
         passphrase: Option<Arc<Secret>>,
+        beside: bool,
     },
+    /// ssh_config's `CertificateFile`: a certificate signed for by the key
+    /// file or agent key of the same `Auth` that it certifies.
+    CertificateFile(PathBuf),
     /// A certificate file and the key file it certifies.
     Certificate {
         key: PathBuf,
@@ -89,11 +93,17 @@ impl fmt::Debug for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Method::Password(p) => f.debug_tuple("Password").field(p).finish(),
-            Method::KeyFile { path, passphrase } => f
+            Method::KeyFile {
+                path,
+                passphrase,
+                beside,
+            } => f
                 .debug_struct("KeyFile")
                 .field("path", path)
                 .field("passphrase", passphrase)
+                .field("beside", beside)
                 .finish(),
+            Method::CertificateFile(path) => f.debug_tuple("CertificateFile").field(path).finish(),
             Method::Certificate {
                 key,
                 cert,
@@ -246,7 +256,31 @@ impl Auth {
         Auth::one(Method::KeyFile {
             path: path.into(),
             passphrase: passphrase.map(|p| Arc::new(Secret(Zeroizing::new(p.to_owned())))),
+            beside: true,
         })
+    }
+
+    /// [`key_file`](Self::key_file) without looking for a certificate
+    /// beside the key: what an `IdentityFile` is to `ssh` once any
+    /// `CertificateFile` is set.
+    #[allow(dead_code)] // for ssh_config's CertificateFile
+    pub(crate) fn key_file_alone(path: impl Into<PathBuf>, passphrase: Option<&str>) -> Self {
+        Auth::one(Method::KeyFile {
+            path: path.into(),
+            passphrase: passphrase.map(|p| Arc::new(Secret(Zeroizing::new(p.to_owned())))),
+            beside: false,
+        })
+    }
+
+    /// ssh_config's `CertificateFile`: the certificate in `path`, signed
+    /// for, as `ssh` does, by whichever private key of this `Auth`'s other
+    /// methods it certifies: a key file or key first, else a key the agent
+    /// holds. A file that does not exist is passed over in silence, as by
+    /// `ssh`; one that cannot be used, or whose key is nowhere, is skipped
+    /// with a note in the auth error.
+    #[allow(dead_code)] // for ssh_config's CertificateFile
+    pub(crate) fn certificate_file(path: impl Into<PathBuf>) -> Self {
+        Auth::one(Method::CertificateFile(path.into()))
     }
 
     /// Public key authentication with the OpenSSH user certificate in
@@ -341,6 +375,7 @@ impl Auth {
     /// is deliberately slow.
     pub(crate) async fn load(&self) -> Result<Vec<Credential>, Kind> {
         let mut ready = Vec::with_capacity(self.methods.len());
+        let mut unbound = Vec::new();
         for method in self.methods.iter() {
             match method {
                 Method::Password(p) => ready.push(Credential::Password(p.clone())),
@@ -368,14 +403,17 @@ impl Auth {
                         }
                     }
                 }
-                Method::KeyFile { path, passphrase } => {
-                    let (file, passphrase) = (path.clone(), passphrase.clone());
+                Method::KeyFile {
+                    path,
+                    passphrase,
+                    beside: look,
+                } => {
+                    let (file, passphrase, look) = (path.clone(), passphrase.clone(), *look);
                     let (loaded, found) = blocking(move || {
                         let key = load_key(&file, passphrase.as_deref());
                         let cert_path = beside(&file);
                         // As ssh: a missing certificate is no matter.
-                        let cert = cert_path
-                            .is_file()
+                        let cert = (look && cert_path.is_file())
                             .then(|| (certificate::read(&cert_path), cert_path));
                         (key, cert)
                     })
@@ -429,9 +467,73 @@ impl Auth {
                         file: cert.clone(),
                     });
                 }
+                Method::CertificateFile(path) => {
+                    let file = path.clone();
+                    let read = blocking(move || match std::fs::metadata(&file) {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        _ => Some(certificate::read(&file)),
+                    })
+                    .await?;
+                    let name = file_name(path);
+                    match read {
+                        None => tracing::debug!(file = %path.display(), "no certificate file"),
+                        Some(Err(why)) => ready.push(Credential::Unusable(format!(
+                            "certificate {name} skipped: {why}"
+                        ))),
+                        Some(Ok(cert)) => match certificate::unusable(&cert, true) {
+                            Some(why) => ready.push(Credential::Unusable(format!(
+                                "certificate {name} skipped: {why}"
+                            ))),
+                            // Bound to its key once every method is loaded.
+                            None => {
+                                unbound.push((ready.len(), cert, path.clone()));
+                                ready.push(Credential::Unusable(String::new()));
+                            }
+                        },
+                    }
+                }
             }
         }
+        for (at, cert, file) in unbound {
+            ready[at] = bind(cert, file, &ready);
+        }
         Ok(ready)
+    }
+}
+
+/// A `CertificateFile`'s certificate with the first key file or key of the
+/// same `Auth` that it certifies, else with the first agent (which must
+/// hold its key), as `ssh` pairs them.
+fn bind(cert: Certificate, file: PathBuf, ready: &[Credential]) -> Credential {
+    let key = ready.iter().find_map(|c| match c {
+        Credential::Key(key, _) if key.public_key().key_data() == cert.public_key() => {
+            Some(key.clone())
+        }
+        _ => None,
+    });
+    if let Some(key) = key {
+        if certificate::unusable(&cert, false).is_none() {
+            return Credential::Certificate {
+                cert: Arc::new(cert),
+                key,
+                file,
+            };
+        }
+    }
+    let agent = ready.iter().find_map(|c| match c {
+        Credential::Agent(path) => Some(path.clone()),
+        _ => None,
+    });
+    match agent {
+        Some(agent) => Credential::AgentCertificate {
+            cert: Arc::new(cert),
+            file,
+            agent,
+        },
+        None => Credential::Unusable(format!(
+            "certificate {} skipped: no key file or agent to sign for it",
+            file_name(&file)
+        )),
     }
 }
 
@@ -487,10 +589,16 @@ pub(crate) enum Credential {
         key: Arc<PrivateKey>,
         file: PathBuf,
     },
+    /// A certificate (from a `CertificateFile`) whose key the agent at
+    /// this socket (or `SSH_AUTH_SOCK`) should hold.
+    AgentCertificate {
+        cert: Arc<Certificate>,
+        file: PathBuf,
+        agent: Option<PathBuf>,
+    },
     Agent(Option<PathBuf>),
     KeyboardInteractive(Responder),
-    /// A certificate found beside a key that cannot be offered, and why:
-    /// a note for the error.
+    /// A certificate that cannot be offered, and why: a note for the error.
     Unusable(String),
 }
 
@@ -501,6 +609,7 @@ impl Credential {
             Credential::Password(_) => &[MethodKind::Password, MethodKind::KeyboardInteractive],
             Credential::Key(..)
             | Credential::Certificate { .. }
+            | Credential::AgentCertificate { .. }
             | Credential::Agent(_)
             | Credential::Unusable(_) => &[MethodKind::PublicKey],
             Credential::KeyboardInteractive(_) => &[MethodKind::KeyboardInteractive],
@@ -511,7 +620,9 @@ impl Credential {
         match self {
             Credential::Password(_) => "password",
             Credential::Key(..) => "publickey",
-            Credential::Certificate { .. } | Credential::Unusable(_) => "certificate",
+            Credential::Certificate { .. }
+            | Credential::AgentCertificate { .. }
+            | Credential::Unusable(_) => "certificate",
             Credential::Agent(_) => "agent",
             Credential::KeyboardInteractive(_) => "keyboard-interactive",
         }
@@ -536,6 +647,7 @@ impl MethodPolicy {
         credentials.retain(|c| match c {
             Credential::Key(..)
             | Credential::Certificate { .. }
+            | Credential::AgentCertificate { .. }
             | Credential::Agent(_)
             | Credential::Unusable(_) => !self.no_pubkey,
             Credential::Password(_) => !self.no_password,
@@ -677,6 +789,9 @@ impl Session<'_> {
             Credential::Certificate { cert, key, file } => {
                 let mut signer = KeySigner(key.clone());
                 self.certificate(cert, &file_name(file), &mut signer).await
+            }
+            Credential::AgentCertificate { cert, file, agent } => {
+                self.agent_certificate(cert, file, agent.as_ref()).await
             }
             Credential::Agent(path) => self.agent(path.as_ref()).await,
             // Noted by `authenticate`, never offered.
@@ -836,7 +951,12 @@ impl Session<'_> {
         Ok(false)
     }
 
-    async fn agent(&mut self, path: Option<&PathBuf>) -> Result<bool, AuthFailure> {
+    /// The agent at `path` (or `SSH_AUTH_SOCK`) and what it holds; `None`
+    /// (noted) if it cannot be asked.
+    async fn open_agent(
+        &mut self,
+        path: Option<&PathBuf>,
+    ) -> Option<(AgentClient<AgentStream>, Vec<AgentIdentity>)> {
         let connected = match path {
             Some(p) => AgentClient::connect_uds(p).await,
             None => AgentClient::connect_env().await,
@@ -853,15 +973,49 @@ impl Session<'_> {
                     (other, _) => other.to_string(),
                 };
                 self.notes.push(format!("agent unavailable: {why}"));
-                return Ok(false);
+                return None;
             }
         };
-        let identities = match agent.request_identities().await {
-            Ok(ids) => ids,
+        match agent.request_identities().await {
+            Ok(ids) => Some((agent, ids)),
             Err(e) => {
                 self.notes.push(format!("agent unavailable: {e}"));
-                return Ok(false);
+                None
             }
+        }
+    }
+
+    /// A `CertificateFile`'s certificate, signed for by the agent with the
+    /// plain key it certifies, as `ssh` does when the key is in the agent.
+    async fn agent_certificate(
+        &mut self,
+        cert: &Certificate,
+        file: &Path,
+        path: Option<&PathBuf>,
+    ) -> Result<bool, AuthFailure> {
+        let Some((agent, identities)) = self.open_agent(path).await else {
+            return Ok(false);
+        };
+        let key = identities.into_iter().find_map(|id| match id {
+            AgentIdentity::PublicKey { key, .. } if key.key_data() == cert.public_key() => {
+                Some(key)
+            }
+            _ => None,
+        });
+        let Some(key) = key else {
+            self.notes.push(format!(
+                "certificate {} skipped: no key file or agent key to sign for it",
+                file_name(file)
+            ));
+            return Ok(false);
+        };
+        let mut signer = AgentKeySigner { agent, key };
+        self.certificate(cert, &file_name(file), &mut signer).await
+    }
+
+    async fn agent(&mut self, path: Option<&PathBuf>) -> Result<bool, AuthFailure> {
+        let Some((mut agent, identities)) = self.open_agent(path).await else {
+            return Ok(false);
         };
         if identities.is_empty() {
             self.notes.push("agent holds no keys".into());
@@ -904,14 +1058,11 @@ impl Session<'_> {
         Ok(false)
     }
 
-    async fn agent_key<R>(
+    async fn agent_key(
         &mut self,
         key: PublicKey,
-        agent: &mut AgentClient<R>,
-    ) -> Result<bool, AuthFailure>
-    where
-        R: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
+        agent: &mut AgentClient<AgentStream>,
+    ) -> Result<bool, AuthFailure> {
         let hash = self.rsa_hash(key.algorithm()).await?;
         match self
             .handle
@@ -925,6 +1076,33 @@ impl Session<'_> {
                 Ok(false)
             }
         }
+    }
+}
+
+/// The agent's connection.
+type AgentStream = tokio::net::UnixStream;
+
+/// Signs for a certificate with the agent's plain key that it certifies
+/// (the agent signs only for certificates it holds itself).
+struct AgentKeySigner {
+    agent: AgentClient<AgentStream>,
+    key: PublicKey,
+}
+
+impl russh::Signer for AgentKeySigner {
+    type Error = russh::AgentAuthError;
+
+    async fn auth_sign(
+        &mut self,
+        _cert: &AgentIdentity,
+        hash_alg: Option<HashAlg>,
+        to_sign: Vec<u8>,
+    ) -> Result<Vec<u8>, Self::Error> {
+        let plain = AgentIdentity::PublicKey {
+            key: self.key.clone(),
+            comment: String::new(),
+        };
+        Ok(self.agent.sign_request(&plain, hash_alg, to_sign).await?)
     }
 }
 
@@ -1023,6 +1201,7 @@ mod tests {
                 Method::Password(_) => "password",
                 Method::Agent(_) => "agent",
                 Method::KeyFile { .. } => "keyfile",
+                Method::CertificateFile(_) => "certificatefile",
                 Method::Certificate { .. } => "certificate",
                 Method::KeyText { .. } => "keytext",
                 Method::Key(_) => "key",
@@ -1090,5 +1269,178 @@ mod tests {
         assert!(Answer::Caller(&short)
             .answer(&challenge(&[("x", true)]))
             .is_err());
+    }
+}
+
+/// ssh_config's `CertificateFile`, which ssh_config's side will map onto
+/// [`Auth::certificate_file`] and [`Auth::key_file_alone`]: the same
+/// verdicts as `ssh -o CertificateFile=` against a certificate-only sshd.
+#[cfg(test)]
+mod certificate_file_tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::Auth;
+    use crate::testing::{find_program, ssh_keygen, ssh_keygen_certify, SshAgent, Sshd};
+    use crate::{Dialer, HostKeys};
+
+    fn have_openssh() -> bool {
+        let ok = ["ssh", "ssh-add", "ssh-agent", "ssh-keygen", "sshd"]
+            .iter()
+            .all(|p| find_program(p).is_ok());
+        assert!(
+            ok || std::env::var_os("CI").is_none(),
+            "OpenSSH required in CI"
+        );
+        ok
+    }
+
+    /// Whether the real ssh gets in with these arguments (and this agent).
+    fn ssh(sshd: &Sshd, known: &Path, args: &[String], agent: Option<&Path>) -> bool {
+        let mut command = std::process::Command::new("ssh");
+        command
+            .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+            .args(["-o", "KexAlgorithms=curve25519-sha256"])
+            .args(args)
+            .args(["-p", &sshd.addr().port().to_string()])
+            .arg(format!("{}@127.0.0.1", sshd.user()))
+            .arg("true")
+            .stdin(std::process::Stdio::null());
+        match agent {
+            Some(socket) => command.env("SSH_AUTH_SOCK", socket),
+            None => command.env_remove("SSH_AUTH_SOCK"),
+        };
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || stderr.contains("Permission denied"),
+            "{stderr}"
+        );
+        out.status.success()
+    }
+
+    #[tokio::test]
+    async fn certificate_files_pair_with_keys_as_ssh_does() {
+        if !have_openssh() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = |name: &str| dir.path().join(name);
+        ssh_keygen(&d("ca"), "ed25519", "").unwrap();
+        let sshd = Sshd::builder()
+            .trusted_user_ca_keys(&d("ca.pub"))
+            .config_line("AuthorizedKeysFile none")
+            .start()
+            .unwrap();
+        let known = sshd
+            .write_file("known_hosts", &sshd.known_hosts_line())
+            .unwrap();
+        let user = sshd.user().to_owned();
+        let certify = |key: &Path| {
+            ssh_keygen_certify(&d("ca"), &key.with_extension("pub"), "cf", &user, "-5m:+1h")
+                .unwrap()
+        };
+        // `key`'s certificate lives elsewhere; `key2`'s is beside it.
+        for name in ["key", "key2", "other"] {
+            ssh_keygen(&d(name), "ed25519", "").unwrap();
+        }
+        let cert = d("elsewhere-cert.pub");
+        std::fs::rename(certify(&d("key")), &cert).unwrap();
+        certify(&d("key2"));
+        let with_key = SshAgent::start().unwrap();
+        with_key.add(&d("key")).unwrap();
+        let with_other = SshAgent::start().unwrap();
+        with_other.add(&d("other")).unwrap();
+
+        let s = |p: PathBuf| p.display().to_string();
+        let only = |key: &str| {
+            vec![
+                "-o".to_owned(),
+                "IdentitiesOnly=yes".into(),
+                "-i".into(),
+                s(d(key)),
+            ]
+        };
+        let no_file = vec!["-o".to_owned(), format!("IdentityFile={}", s(d("none")))];
+        struct Case<'a> {
+            name: &'a str,
+            args: Vec<String>,
+            agent: Option<&'a SshAgent>,
+            cert: PathBuf,
+            auth: Auth,
+            note: &'a str,
+        }
+        let cases = [
+            Case {
+                name: "signed by the key file",
+                args: only("key"),
+                agent: None,
+                cert: cert.clone(),
+                auth: Auth::certificate_file(&cert).or(Auth::key_file_alone(d("key"), None)),
+                note: "",
+            },
+            Case {
+                name: "signed by the agent",
+                args: no_file.clone(),
+                agent: Some(&with_key),
+                cert: cert.clone(),
+                auth: Auth::certificate_file(&cert).or(Auth::agent_at(with_key.socket())),
+                note: "",
+            },
+            Case {
+                name: "no key for it",
+                args: only("other"),
+                agent: None,
+                cert: cert.clone(),
+                auth: Auth::certificate_file(&cert).or(Auth::key_file_alone(d("other"), None)),
+                note: "certificate elsewhere-cert.pub skipped: no key file or agent to sign for it",
+            },
+            Case {
+                name: "the agent lacks its key",
+                args: no_file.clone(),
+                agent: Some(&with_other),
+                cert: cert.clone(),
+                auth: Auth::certificate_file(&cert).or(Auth::agent_at(with_other.socket())),
+                note: "certificate elsewhere-cert.pub skipped: no key file or agent key to sign for it",
+            },
+            Case {
+                name: "a missing CertificateFile still hides the one beside the key",
+                args: only("key2"),
+                agent: None,
+                cert: d("missing-cert.pub"),
+                auth: Auth::certificate_file(d("missing-cert.pub"))
+                    .or(Auth::key_file_alone(d("key2"), None)),
+                note: "tried publickey (key2); server allows",
+            },
+        ];
+        for Case {
+            name,
+            mut args,
+            agent,
+            cert,
+            auth,
+            note,
+        } in cases
+        {
+            args.extend(["-o".into(), format!("CertificateFile={}", s(cert))]);
+            let theirs = ssh(&sshd, &known, &args, agent.map(SshAgent::socket));
+            let ours = Dialer::builder()
+                .timeout(Duration::from_secs(10))
+                .host_keys(HostKeys::known_hosts(&known))
+                .build()
+                .dial(sshd.addr(), sshd.user(), auth)
+                .await;
+            match &ours {
+                Ok(_) => {}
+                Err(e) => assert!(
+                    e.is_auth_rejected() && e.to_string().contains(note),
+                    "{name}: {e}"
+                ),
+            }
+            assert_eq!(theirs, ours.is_ok(), "{name}: ssh and ssh-dial differ");
+        }
     }
 }
