@@ -446,11 +446,14 @@ impl SshAgent {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
+        // The socket file appears at bind(2), before the agent listens:
+        // wait until it accepts a connection.
         let end = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if Instant::now() >= end || child.try_wait()?.is_some() {
                 let _ = child.kill();
-                return Err(io::Error::other("ssh-agent did not create its socket"));
+                let _ = child.wait();
+                return Err(io::Error::other("ssh-agent did not listen on its socket"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -472,18 +475,18 @@ impl SshAgent {
     ///
     /// If `ssh-add` fails.
     pub fn add(&self, key: &Path) -> io::Result<()> {
-        let status = Command::new(find_program("ssh-add")?)
+        let out = Command::new(find_program("ssh-add")?)
             .arg(key)
             .env("SSH_AUTH_SOCK", &self.socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        if status.success() {
+            .stdin(Stdio::null())
+            .output()?;
+        if out.status.success() {
             Ok(())
         } else {
             Err(io::Error::other(format!(
-                "ssh-add {} failed",
-                key.display()
+                "ssh-add {} failed: {}",
+                key.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
             )))
         }
     }
