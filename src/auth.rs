@@ -6,18 +6,20 @@
 //! into `MaxAuthTries` or a lockout counter on a method the server refuses.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use russh::client::{AuthResult, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
-use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::{Algorithm, Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use russh::{MethodKind, MethodSet};
 use zeroize::Zeroizing;
 
+use crate::certificate::{self, KeySigner, Validity};
 use crate::error::Kind;
 use crate::handshake::ClientHandler;
+use crate::text::PeerText;
 
 /// How to authenticate: one method, or several tried in order.
 ///
@@ -45,8 +47,20 @@ pub struct Auth {
 #[derive(Clone)]
 pub(crate) enum Method {
     Password(Arc<Secret>),
+    /// A key file, and the certificate beside it (`<path>-cert.pub`) if
+    /// there is one and `beside`.
     KeyFile {
         path: PathBuf,
+        passphrase: Option<Arc<Secret>>,
+        beside: bool,
+    },
+    /// ssh_config's `CertificateFile`: a certificate signed for by the key
+    /// file or agent key of the same `Auth` that it certifies.
+    CertificateFile(PathBuf),
+    /// A certificate file and the key file it certifies.
+    Certificate {
+        key: PathBuf,
+        cert: PathBuf,
         passphrase: Option<Arc<Secret>>,
     },
     Key(Arc<PrivateKey>),
@@ -79,9 +93,25 @@ impl fmt::Debug for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Method::Password(p) => f.debug_tuple("Password").field(p).finish(),
-            Method::KeyFile { path, passphrase } => f
+            Method::KeyFile {
+                path,
+                passphrase,
+                beside,
+            } => f
                 .debug_struct("KeyFile")
                 .field("path", path)
+                .field("passphrase", passphrase)
+                .field("beside", beside)
+                .finish(),
+            Method::CertificateFile(path) => f.debug_tuple("CertificateFile").field(path).finish(),
+            Method::Certificate {
+                key,
+                cert,
+                passphrase,
+            } => f
+                .debug_struct("Certificate")
+                .field("key", key)
+                .field("cert", cert)
                 .field("passphrase", passphrase)
                 .finish(),
             Method::KeyText { passphrase, .. } => f
@@ -211,12 +241,85 @@ impl Auth {
     /// Public key authentication with an OpenSSH or PEM private key file
     /// (Ed25519, ECDSA or RSA), decrypted with `passphrase` if it is encrypted.
     ///
-    /// The file is read at the start of each dial, before any network
+    /// Like `ssh -i`, if a certificate for the key is beside it, as
+    /// `<path>-cert.pub`, that is offered too, after the plain key (the
+    /// order `ssh` offers them in). A certificate there that cannot be used
+    /// (unreadable, a host certificate, for another key, a type ssh-dial
+    /// cannot sign for) is skipped, and the auth error says why if no
+    /// method gets in. An expired or not yet valid certificate is offered
+    /// all the same, as `ssh` does: the server's clock decides.
+    ///
+    /// The files are read at the start of each dial, before any network
     /// traffic, so an unreadable key or a wrong passphrase fails fast. To
     /// read it once for many dials, load it yourself and use [`Auth::key`].
     pub fn key_file(path: impl Into<PathBuf>, passphrase: Option<&str>) -> Self {
         Auth::one(Method::KeyFile {
             path: path.into(),
+            passphrase: passphrase.map(|p| Arc::new(Secret(Zeroizing::new(p.to_owned())))),
+            beside: true,
+        })
+    }
+
+    /// [`key_file`](Self::key_file) without looking for a certificate
+    /// beside the key: what an `IdentityFile` is to `ssh` once any
+    /// `CertificateFile` is set.
+    #[allow(dead_code)] // for ssh_config's CertificateFile
+    pub(crate) fn key_file_alone(path: impl Into<PathBuf>, passphrase: Option<&str>) -> Self {
+        Auth::one(Method::KeyFile {
+            path: path.into(),
+            passphrase: passphrase.map(|p| Arc::new(Secret(Zeroizing::new(p.to_owned())))),
+            beside: false,
+        })
+    }
+
+    /// ssh_config's `CertificateFile`: the certificate in `path`, signed
+    /// for, as `ssh` does, by whichever private key of this `Auth`'s other
+    /// methods it certifies: a key file or key first, else a key the agent
+    /// holds. A file that does not exist is passed over in silence, as by
+    /// `ssh`; one that cannot be used, or whose key is nowhere, is skipped
+    /// with a note in the auth error.
+    #[allow(dead_code)] // for ssh_config's CertificateFile
+    pub(crate) fn certificate_file(path: impl Into<PathBuf>) -> Self {
+        Auth::one(Method::CertificateFile(path.into()))
+    }
+
+    /// Public key authentication with the OpenSSH user certificate in
+    /// `cert` (a `-cert.pub` file from `ssh-keygen -s`, Vault, step-ca or
+    /// Teleport), signed for with the private key file `key`, decrypted with
+    /// `passphrase` if it is encrypted; what ssh_config's `CertificateFile`
+    /// sets. Only the certificate is offered: add
+    /// [`key_file`](Self::key_file) to offer the plain key as well.
+    ///
+    /// Both files are read at the start of each dial, before any network
+    /// traffic. The dial fails in the auth phase, as invalid input, if the
+    /// key cannot be loaded, or if the certificate cannot be read, is not a
+    /// user certificate, does not certify this key, or is of a type ssh-dial
+    /// cannot sign for (Ed25519, ECDSA and RSA are; RSA signs with
+    /// `rsa-sha2-512` or `rsa-sha2-256` as the server allows). An expired or
+    /// not yet valid certificate is offered all the same, as `ssh` does, and
+    /// said so in a debug log line; when the server turns a certificate
+    /// down, the auth error names it: key id, principals, validity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ssh_dial::Auth;
+    ///
+    /// let auth = Auth::certificate(
+    ///     "/home/deploy/.ssh/id_ed25519",
+    ///     "/run/vault/id_ed25519-cert.pub",
+    ///     None,
+    /// );
+    /// # let _ = auth;
+    /// ```
+    pub fn certificate(
+        key: impl Into<PathBuf>,
+        cert: impl Into<PathBuf>,
+        passphrase: Option<&str>,
+    ) -> Self {
+        Auth::one(Method::Certificate {
+            key: key.into(),
+            cert: cert.into(),
             passphrase: passphrase.map(|p| Arc::new(Secret(Zeroizing::new(p.to_owned())))),
         })
     }
@@ -242,13 +345,16 @@ impl Auth {
         Auth::one(Method::Key(Arc::new(key)))
     }
 
-    /// Every key held by the ssh-agent at `SSH_AUTH_SOCK`, tried in the
-    /// order the agent lists them. The variable is read at each dial.
+    /// Every key and certificate held by the ssh-agent at `SSH_AUTH_SOCK`,
+    /// tried in the order the agent lists them (`ssh-add` adds a key's
+    /// certificate after it, and `ssh` offers them in that order). The
+    /// variable is read at each dial.
     pub fn agent() -> Self {
         Auth::one(Method::Agent(None))
     }
 
-    /// Every key held by the ssh-agent listening on this socket.
+    /// Every key and certificate held by the ssh-agent listening on this
+    /// socket, as [`agent`](Self::agent).
     pub fn agent_at(socket: impl Into<PathBuf>) -> Self {
         Auth::one(Method::Agent(Some(socket.into())))
     }
@@ -264,60 +370,212 @@ impl Auth {
         }
     }
 
-    /// Readies the credentials: reads and decrypts key files, on the
-    /// blocking pool, since decrypting an OpenSSH key is deliberately slow.
+    /// Readies the credentials: reads and decrypts key files and reads
+    /// certificates, on the blocking pool, since decrypting an OpenSSH key
+    /// is deliberately slow.
     pub(crate) async fn load(&self) -> Result<Vec<Credential>, Kind> {
         let mut ready = Vec::with_capacity(self.methods.len());
+        let mut unbound = Vec::new();
         for method in self.methods.iter() {
-            ready.push(match method {
-                Method::Password(p) => Credential::Password(p.clone()),
-                Method::Key(k) => Credential::Key(k.clone(), None),
-                Method::Agent(path) => Credential::Agent(path.clone()),
-                Method::KeyboardInteractive(r) => Credential::KeyboardInteractive(r.clone()),
+            match method {
+                Method::Password(p) => ready.push(Credential::Password(p.clone())),
+                Method::Key(k) => ready.push(Credential::Key(k.clone(), None)),
+                Method::Agent(path) => ready.push(Credential::Agent(path.clone())),
+                Method::KeyboardInteractive(r) => {
+                    ready.push(Credential::KeyboardInteractive(r.clone()))
+                }
                 Method::KeyText { text, passphrase } => {
                     let (text, passphrase) = (text.clone(), passphrase.clone());
-                    let decoded = tokio::task::spawn_blocking(move || {
+                    let decoded = blocking(move || {
                         russh::keys::decode_secret_key(
                             &text.0,
                             passphrase.as_ref().map(|p| p.0.as_str()),
                         )
                     })
-                    .await;
+                    .await?;
                     match decoded {
-                        Ok(Ok(key)) => Credential::Key(Arc::new(key), None),
-                        Ok(Err(cause)) => {
+                        Ok(key) => ready.push(Credential::Key(Arc::new(key), None)),
+                        Err(cause) => {
                             return Err(Kind::Key {
                                 path: "(given as text)".into(),
                                 cause,
                             })
                         }
-                        Err(join) => return Err(Kind::Io(std::io::Error::other(join))),
                     }
                 }
-                Method::KeyFile { path, passphrase } => {
-                    let (file, passphrase) = (path.clone(), passphrase.clone());
-                    let loaded = tokio::task::spawn_blocking(move || {
-                        russh::keys::load_secret_key(
-                            file,
-                            passphrase.as_ref().map(|p| p.0.as_str()),
+                Method::KeyFile {
+                    path,
+                    passphrase,
+                    beside: look,
+                } => {
+                    let (file, passphrase, look) = (path.clone(), passphrase.clone(), *look);
+                    let (loaded, found) = blocking(move || {
+                        let key = load_key(&file, passphrase.as_deref());
+                        let cert_path = beside(&file);
+                        // As ssh: a missing certificate is no matter.
+                        let cert = (look && cert_path.is_file())
+                            .then(|| (certificate::read(&cert_path), cert_path));
+                        (key, cert)
+                    })
+                    .await?;
+                    let key = Arc::new(loaded.map_err(|cause| Kind::Key {
+                        path: path.display().to_string(),
+                        cause,
+                    })?);
+                    ready.push(Credential::Key(key.clone(), Some(path.clone())));
+                    if let Some((cert, cert_path)) = found {
+                        ready.push(match cert.and_then(|c| fits(c, &key, path)) {
+                            Ok(cert) => Credential::Certificate {
+                                cert: Arc::new(cert),
+                                key,
+                                file: cert_path,
+                            },
+                            Err(why) => Credential::Unusable(format!(
+                                "certificate {} skipped: {why}",
+                                file_name(&cert_path)
+                            )),
+                        });
+                    }
+                }
+                Method::Certificate {
+                    key,
+                    cert,
+                    passphrase,
+                } => {
+                    let (key_file, cert_file) = (key.clone(), cert.clone());
+                    let passphrase = passphrase.clone();
+                    let (loaded, read) = blocking(move || {
+                        (
+                            load_key(&key_file, passphrase.as_deref()),
+                            certificate::read(&cert_file),
                         )
                     })
-                    .await;
-                    match loaded {
-                        Ok(Ok(key)) => Credential::Key(Arc::new(key), Some(path.clone())),
-                        Ok(Err(cause)) => {
-                            return Err(Kind::Key {
-                                path: path.display().to_string(),
-                                cause,
-                            })
+                    .await?;
+                    let loaded = Arc::new(loaded.map_err(|cause| Kind::Key {
+                        path: key.display().to_string(),
+                        cause,
+                    })?);
+                    let read = read.and_then(|c| fits(c, &loaded, key)).map_err(|why| {
+                        Kind::Certificate {
+                            path: cert.display().to_string(),
+                            why,
                         }
-                        Err(join) => return Err(Kind::Io(std::io::Error::other(join))),
+                    })?;
+                    ready.push(Credential::Certificate {
+                        cert: Arc::new(read),
+                        key: loaded,
+                        file: cert.clone(),
+                    });
+                }
+                Method::CertificateFile(path) => {
+                    let file = path.clone();
+                    let read = blocking(move || match std::fs::metadata(&file) {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        _ => Some(certificate::read(&file)),
+                    })
+                    .await?;
+                    let name = file_name(path);
+                    match read {
+                        None => tracing::debug!(file = %path.display(), "no certificate file"),
+                        Some(Err(why)) => ready.push(Credential::Unusable(format!(
+                            "certificate {name} skipped: {why}"
+                        ))),
+                        Some(Ok(cert)) => match certificate::unusable(&cert, true) {
+                            Some(why) => ready.push(Credential::Unusable(format!(
+                                "certificate {name} skipped: {why}"
+                            ))),
+                            // Bound to its key once every method is loaded.
+                            None => {
+                                unbound.push((ready.len(), cert, path.clone()));
+                                ready.push(Credential::Unusable(String::new()));
+                            }
+                        },
                     }
                 }
-            });
+            }
+        }
+        for (at, cert, file) in unbound {
+            ready[at] = bind(cert, file, &ready);
         }
         Ok(ready)
     }
+}
+
+/// A `CertificateFile`'s certificate with the first key file or key of the
+/// same `Auth` that it certifies, else with the first agent (which must
+/// hold its key), as `ssh` pairs them.
+fn bind(cert: Certificate, file: PathBuf, ready: &[Credential]) -> Credential {
+    let key = ready.iter().find_map(|c| match c {
+        Credential::Key(key, _) if key.public_key().key_data() == cert.public_key() => {
+            Some(key.clone())
+        }
+        _ => None,
+    });
+    if let Some(key) = key {
+        if certificate::unusable(&cert, false).is_none() {
+            return Credential::Certificate {
+                cert: Arc::new(cert),
+                key,
+                file,
+            };
+        }
+    }
+    let agent = ready.iter().find_map(|c| match c {
+        Credential::Agent(path) => Some(path.clone()),
+        _ => None,
+    });
+    match agent {
+        Some(agent) => Credential::AgentCertificate {
+            cert: Arc::new(cert),
+            file,
+            agent,
+        },
+        None => Credential::Unusable(format!(
+            "certificate {} skipped: no key file or agent to sign for it",
+            file_name(&file)
+        )),
+    }
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Kind> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| Kind::Io(std::io::Error::other(join)))
+}
+
+fn load_key(path: &Path, passphrase: Option<&Secret>) -> Result<PrivateKey, russh::keys::Error> {
+    russh::keys::load_secret_key(path, passphrase.map(|p| p.0.as_str()))
+}
+
+/// Where `ssh` looks for an identity's certificate: `<path>-cert.pub`.
+fn beside(key: &Path) -> PathBuf {
+    let mut name = key.as_os_str().to_owned();
+    name.push("-cert.pub");
+    PathBuf::from(name)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The certificate if ssh-dial can offer it signed by `key` (from the
+/// file `key_path`), or why not.
+fn fits(cert: Certificate, key: &PrivateKey, key_path: &Path) -> Result<Certificate, String> {
+    if let Some(why) = certificate::unusable(&cert, false) {
+        return Err(why);
+    }
+    if cert.public_key() != key.public_key().key_data() {
+        return Err(format!(
+            "it certifies another key ({}), not the one in {}",
+            cert.public_key().fingerprint(HashAlg::Sha256),
+            key_path.display()
+        ));
+    }
+    Ok(cert)
 }
 
 /// A credential ready to send.
@@ -325,8 +583,23 @@ pub(crate) enum Credential {
     Password(Arc<Secret>),
     /// A key, and the file it came from.
     Key(Arc<PrivateKey>, Option<PathBuf>),
+    /// A user certificate, the key that signs for it, and its file.
+    Certificate {
+        cert: Arc<Certificate>,
+        key: Arc<PrivateKey>,
+        file: PathBuf,
+    },
+    /// A certificate (from a `CertificateFile`) whose key the agent at
+    /// this socket (or `SSH_AUTH_SOCK`) should hold.
+    AgentCertificate {
+        cert: Arc<Certificate>,
+        file: PathBuf,
+        agent: Option<PathBuf>,
+    },
     Agent(Option<PathBuf>),
     KeyboardInteractive(Responder),
+    /// A certificate that cannot be offered, and why: a note for the error.
+    Unusable(String),
 }
 
 impl Credential {
@@ -334,7 +607,11 @@ impl Credential {
     fn methods(&self) -> &'static [MethodKind] {
         match self {
             Credential::Password(_) => &[MethodKind::Password, MethodKind::KeyboardInteractive],
-            Credential::Key(..) | Credential::Agent(_) => &[MethodKind::PublicKey],
+            Credential::Key(..)
+            | Credential::Certificate { .. }
+            | Credential::AgentCertificate { .. }
+            | Credential::Agent(_)
+            | Credential::Unusable(_) => &[MethodKind::PublicKey],
             Credential::KeyboardInteractive(_) => &[MethodKind::KeyboardInteractive],
         }
     }
@@ -343,6 +620,9 @@ impl Credential {
         match self {
             Credential::Password(_) => "password",
             Credential::Key(..) => "publickey",
+            Credential::Certificate { .. }
+            | Credential::AgentCertificate { .. }
+            | Credential::Unusable(_) => "certificate",
             Credential::Agent(_) => "agent",
             Credential::KeyboardInteractive(_) => "keyboard-interactive",
         }
@@ -365,7 +645,11 @@ impl MethodPolicy {
     /// one method).
     pub(crate) fn apply(&self, mut credentials: Vec<Credential>) -> Vec<Credential> {
         credentials.retain(|c| match c {
-            Credential::Key(..) | Credential::Agent(_) => !self.no_pubkey,
+            Credential::Key(..)
+            | Credential::Certificate { .. }
+            | Credential::AgentCertificate { .. }
+            | Credential::Agent(_)
+            | Credential::Unusable(_) => !self.no_pubkey,
             Credential::Password(_) => !self.no_password,
             Credential::KeyboardInteractive(_) => true,
         });
@@ -417,6 +701,10 @@ pub(crate) async fn authenticate(
         return Ok(());
     }
     for credential in credentials {
+        if let Credential::Unusable(note) = credential {
+            session.notes.push(note.clone());
+            continue;
+        }
         if !session.offers(credential.methods()) {
             session.skipped = true;
             session
@@ -483,7 +771,7 @@ impl Session<'_> {
                 self.keyboard_interactive(&Answer::Caller(responder)).await
             }
             Credential::Key(key, path) => {
-                let hash = self.rsa_hash(key.public_key()).await?;
+                let hash = self.rsa_hash(key.algorithm()).await?;
                 self.tried
                     .push(match path.as_ref().and_then(|p| p.file_name()) {
                         Some(name) => format!("publickey ({})", name.to_string_lossy()),
@@ -498,7 +786,62 @@ impl Session<'_> {
                     .await;
                 self.outcome(result)
             }
+            Credential::Certificate { cert, key, file } => {
+                let mut signer = KeySigner(key.clone());
+                self.certificate(cert, &file_name(file), &mut signer).await
+            }
+            Credential::AgentCertificate { cert, file, agent } => {
+                self.agent_certificate(cert, file, agent.as_ref()).await
+            }
             Credential::Agent(path) => self.agent(path.as_ref()).await,
+            // Noted by `authenticate`, never offered.
+            Credential::Unusable(_) => Ok(false),
+        }
+    }
+
+    /// Offers a user certificate, signed for by `signer`. One that is
+    /// expired or not yet valid by this machine's clock is offered all the
+    /// same, as `ssh` does: the server's clock is the one that counts.
+    async fn certificate<S>(
+        &mut self,
+        cert: &Certificate,
+        origin: &str,
+        signer: &mut S,
+    ) -> Result<bool, AuthFailure>
+    where
+        S: russh::Signer,
+        S::Error: fmt::Display,
+    {
+        let validity = Validity::of(cert);
+        if validity != Validity::Valid {
+            tracing::debug!(
+                certificate = %crate::text::Escaped(origin),
+                key_id = %PeerText::new(cert.key_id()),
+                "offering a certificate that is {} by this machine's clock, as ssh does",
+                validity.as_str()
+            );
+        }
+        let hash = self.rsa_hash(cert.algorithm()).await?;
+        self.tried.push(format!(
+            "certificate ({origin}: {})",
+            certificate::describe(cert)
+        ));
+        match self
+            .handle
+            .authenticate_certificate_with(self.user, cert.clone(), hash, signer)
+            .await
+        {
+            Ok(result) => self.outcome(Ok(result)),
+            Err(e) => {
+                if self.handle.is_closed() {
+                    return Err(AuthFailure::Transport(None));
+                }
+                self.notes.push(format!(
+                    "certificate ({origin}) not signed: {}",
+                    PeerText::new(&e.to_string())
+                ));
+                Ok(false)
+            }
         }
     }
 
@@ -534,8 +877,8 @@ impl Session<'_> {
         }
     }
 
-    async fn rsa_hash(&mut self, key: &PublicKey) -> Result<Option<HashAlg>, AuthFailure> {
-        if !key.algorithm().is_rsa() {
+    async fn rsa_hash(&mut self, algorithm: Algorithm) -> Result<Option<HashAlg>, AuthFailure> {
+        if !algorithm.is_rsa() {
             return Ok(None);
         }
         self.handle
@@ -608,7 +951,12 @@ impl Session<'_> {
         Ok(false)
     }
 
-    async fn agent(&mut self, path: Option<&PathBuf>) -> Result<bool, AuthFailure> {
+    /// The agent at `path` (or `SSH_AUTH_SOCK`) and what it holds; `None`
+    /// (noted) if it cannot be asked.
+    async fn open_agent(
+        &mut self,
+        path: Option<&PathBuf>,
+    ) -> Option<(AgentClient<AgentStream>, Vec<AgentIdentity>)> {
         let connected = match path {
             Some(p) => AgentClient::connect_uds(p).await,
             None => AgentClient::connect_env().await,
@@ -625,51 +973,136 @@ impl Session<'_> {
                     (other, _) => other.to_string(),
                 };
                 self.notes.push(format!("agent unavailable: {why}"));
-                return Ok(false);
+                return None;
             }
         };
-        let identities = match agent.request_identities().await {
-            Ok(ids) => ids,
+        match agent.request_identities().await {
+            Ok(ids) => Some((agent, ids)),
             Err(e) => {
                 self.notes.push(format!("agent unavailable: {e}"));
-                return Ok(false);
+                None
             }
+        }
+    }
+
+    /// A `CertificateFile`'s certificate, signed for by the agent with the
+    /// plain key it certifies, as `ssh` does when the key is in the agent.
+    async fn agent_certificate(
+        &mut self,
+        cert: &Certificate,
+        file: &Path,
+        path: Option<&PathBuf>,
+    ) -> Result<bool, AuthFailure> {
+        let Some((agent, identities)) = self.open_agent(path).await else {
+            return Ok(false);
         };
-        let keys: Vec<PublicKey> = identities
-            .into_iter()
-            .filter_map(|id| match id {
-                AgentIdentity::PublicKey { key, .. } => Some(key),
-                AgentIdentity::Certificate { .. } => None,
-            })
-            .collect();
-        if keys.is_empty() {
+        let key = identities.into_iter().find_map(|id| match id {
+            AgentIdentity::PublicKey { key, .. } if key.key_data() == cert.public_key() => {
+                Some(key)
+            }
+            _ => None,
+        });
+        let Some(key) = key else {
+            self.notes.push(format!(
+                "certificate {} skipped: no key file or agent key to sign for it",
+                file_name(file)
+            ));
+            return Ok(false);
+        };
+        let mut signer = AgentKeySigner { agent, key };
+        self.certificate(cert, &file_name(file), &mut signer).await
+    }
+
+    async fn agent(&mut self, path: Option<&PathBuf>) -> Result<bool, AuthFailure> {
+        let Some((mut agent, identities)) = self.open_agent(path).await else {
+            return Ok(false);
+        };
+        if identities.is_empty() {
             self.notes.push("agent holds no keys".into());
             return Ok(false);
         }
-        self.tried.push(format!("agent ({} keys)", keys.len()));
-        for key in keys {
+        let certs = identities
+            .iter()
+            .filter(|id| matches!(id, AgentIdentity::Certificate { .. }))
+            .count();
+        let keys = identities.len() - certs;
+        self.tried.push(match certs {
+            0 => format!("agent ({keys} keys)"),
+            _ => format!("agent ({keys} keys, {certs} certificates)"),
+        });
+        // In the agent's order, certificates among the keys, as ssh does.
+        for identity in identities {
             if !self.offers(&[MethodKind::PublicKey]) {
                 break;
             }
-            let hash = self.rsa_hash(&key).await?;
-            match self
-                .handle
-                .authenticate_publickey_with(self.user, key, hash, &mut agent)
-                .await
-            {
-                Ok(result) => {
-                    if self.outcome(Ok(result))? {
+            match identity {
+                AgentIdentity::PublicKey { key, .. } => {
+                    if self.agent_key(key, &mut agent).await? {
                         return Ok(true);
                     }
                 }
-                // The agent would not sign with this key; try the next.
-                Err(e) => tracing::debug!(error = %crate::text::Escaped(&e), "agent did not sign"),
+                AgentIdentity::Certificate { certificate, .. } => {
+                    if let Some(why) = certificate::unusable(&certificate, true) {
+                        self.notes.push(format!("agent certificate skipped: {why}"));
+                        continue;
+                    }
+                    if self.certificate(&certificate, "agent", &mut agent).await? {
+                        return Ok(true);
+                    }
+                }
             }
             if self.handle.is_closed() {
                 return Err(AuthFailure::Transport(None));
             }
         }
         Ok(false)
+    }
+
+    async fn agent_key(
+        &mut self,
+        key: PublicKey,
+        agent: &mut AgentClient<AgentStream>,
+    ) -> Result<bool, AuthFailure> {
+        let hash = self.rsa_hash(key.algorithm()).await?;
+        match self
+            .handle
+            .authenticate_publickey_with(self.user, key, hash, agent)
+            .await
+        {
+            Ok(result) => self.outcome(Ok(result)),
+            // The agent would not sign with this key; try the next.
+            Err(e) => {
+                tracing::debug!(error = %crate::text::Escaped(&e), "agent did not sign");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// The agent's connection.
+type AgentStream = tokio::net::UnixStream;
+
+/// Signs for a certificate with the agent's plain key that it certifies
+/// (the agent signs only for certificates it holds itself).
+struct AgentKeySigner {
+    agent: AgentClient<AgentStream>,
+    key: PublicKey,
+}
+
+impl russh::Signer for AgentKeySigner {
+    type Error = russh::AgentAuthError;
+
+    async fn auth_sign(
+        &mut self,
+        _cert: &AgentIdentity,
+        hash_alg: Option<HashAlg>,
+        to_sign: Vec<u8>,
+    ) -> Result<Vec<u8>, Self::Error> {
+        let plain = AgentIdentity::PublicKey {
+            key: self.key.clone(),
+            comment: String::new(),
+        };
+        Ok(self.agent.sign_request(&plain, hash_alg, to_sign).await?)
     }
 }
 
@@ -739,6 +1172,7 @@ mod tests {
     fn debug_never_shows_secrets() {
         let a = Auth::password("s3cret-pw");
         let b = Auth::key_file("/k", Some("s3cret-pp"))
+            .or(Auth::certificate("/k2", "/k2-cert.pub", Some("s3cret-pp2")))
             .or(Auth::agent())
             .or(a.clone())
             .or(Auth::keyboard_interactive(|_| {
@@ -747,7 +1181,10 @@ mod tests {
         let shown = format!("{a:?} {b:?} {a:#?} {b:#?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(
-            shown.contains("/k") && shown.contains("redacted") && shown.contains("Agent"),
+            shown.contains("/k")
+                && shown.contains("/k2-cert.pub")
+                && shown.contains("redacted")
+                && shown.contains("Agent"),
             "{shown}"
         );
     }
@@ -764,6 +1201,8 @@ mod tests {
                 Method::Password(_) => "password",
                 Method::Agent(_) => "agent",
                 Method::KeyFile { .. } => "keyfile",
+                Method::CertificateFile(_) => "certificatefile",
+                Method::Certificate { .. } => "certificate",
                 Method::KeyText { .. } => "keytext",
                 Method::Key(_) => "key",
                 Method::KeyboardInteractive(_) => "kbd",
@@ -830,5 +1269,178 @@ mod tests {
         assert!(Answer::Caller(&short)
             .answer(&challenge(&[("x", true)]))
             .is_err());
+    }
+}
+
+/// ssh_config's `CertificateFile`, which ssh_config's side will map onto
+/// [`Auth::certificate_file`] and [`Auth::key_file_alone`]: the same
+/// verdicts as `ssh -o CertificateFile=` against a certificate-only sshd.
+#[cfg(test)]
+mod certificate_file_tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::Auth;
+    use crate::testing::{find_program, ssh_keygen, ssh_keygen_certify, SshAgent, Sshd};
+    use crate::{Dialer, HostKeys};
+
+    fn have_openssh() -> bool {
+        let ok = ["ssh", "ssh-add", "ssh-agent", "ssh-keygen", "sshd"]
+            .iter()
+            .all(|p| find_program(p).is_ok());
+        assert!(
+            ok || std::env::var_os("CI").is_none(),
+            "OpenSSH required in CI"
+        );
+        ok
+    }
+
+    /// Whether the real ssh gets in with these arguments (and this agent).
+    fn ssh(sshd: &Sshd, known: &Path, args: &[String], agent: Option<&Path>) -> bool {
+        let mut command = std::process::Command::new("ssh");
+        command
+            .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+            .args(["-o", "KexAlgorithms=curve25519-sha256"])
+            .args(args)
+            .args(["-p", &sshd.addr().port().to_string()])
+            .arg(format!("{}@127.0.0.1", sshd.user()))
+            .arg("true")
+            .stdin(std::process::Stdio::null());
+        match agent {
+            Some(socket) => command.env("SSH_AUTH_SOCK", socket),
+            None => command.env_remove("SSH_AUTH_SOCK"),
+        };
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || stderr.contains("Permission denied"),
+            "{stderr}"
+        );
+        out.status.success()
+    }
+
+    #[tokio::test]
+    async fn certificate_files_pair_with_keys_as_ssh_does() {
+        if !have_openssh() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = |name: &str| dir.path().join(name);
+        ssh_keygen(&d("ca"), "ed25519", "").unwrap();
+        let sshd = Sshd::builder()
+            .trusted_user_ca_keys(&d("ca.pub"))
+            .config_line("AuthorizedKeysFile none")
+            .start()
+            .unwrap();
+        let known = sshd
+            .write_file("known_hosts", &sshd.known_hosts_line())
+            .unwrap();
+        let user = sshd.user().to_owned();
+        let certify = |key: &Path| {
+            ssh_keygen_certify(&d("ca"), &key.with_extension("pub"), "cf", &user, "-5m:+1h")
+                .unwrap()
+        };
+        // `key`'s certificate lives elsewhere; `key2`'s is beside it.
+        for name in ["key", "key2", "other"] {
+            ssh_keygen(&d(name), "ed25519", "").unwrap();
+        }
+        let cert = d("elsewhere-cert.pub");
+        std::fs::rename(certify(&d("key")), &cert).unwrap();
+        certify(&d("key2"));
+        let with_key = SshAgent::start().unwrap();
+        with_key.add(&d("key")).unwrap();
+        let with_other = SshAgent::start().unwrap();
+        with_other.add(&d("other")).unwrap();
+
+        let s = |p: PathBuf| p.display().to_string();
+        let only = |key: &str| {
+            vec![
+                "-o".to_owned(),
+                "IdentitiesOnly=yes".into(),
+                "-i".into(),
+                s(d(key)),
+            ]
+        };
+        let no_file = vec!["-o".to_owned(), format!("IdentityFile={}", s(d("none")))];
+        struct Case<'a> {
+            name: &'a str,
+            args: Vec<String>,
+            agent: Option<&'a SshAgent>,
+            cert: PathBuf,
+            auth: Auth,
+            note: &'a str,
+        }
+        let cases = [
+            Case {
+                name: "signed by the key file",
+                args: only("key"),
+                agent: None,
+                cert: cert.clone(),
+                auth: Auth::certificate_file(&cert).or(Auth::key_file_alone(d("key"), None)),
+                note: "",
+            },
+            Case {
+                name: "signed by the agent",
+                args: no_file.clone(),
+                agent: Some(&with_key),
+                cert: cert.clone(),
+                auth: Auth::certificate_file(&cert).or(Auth::agent_at(with_key.socket())),
+                note: "",
+            },
+            Case {
+                name: "no key for it",
+                args: only("other"),
+                agent: None,
+                cert: cert.clone(),
+                auth: Auth::certificate_file(&cert).or(Auth::key_file_alone(d("other"), None)),
+                note: "certificate elsewhere-cert.pub skipped: no key file or agent to sign for it",
+            },
+            Case {
+                name: "the agent lacks its key",
+                args: no_file.clone(),
+                agent: Some(&with_other),
+                cert: cert.clone(),
+                auth: Auth::certificate_file(&cert).or(Auth::agent_at(with_other.socket())),
+                note: "certificate elsewhere-cert.pub skipped: no key file or agent key to sign for it",
+            },
+            Case {
+                name: "a missing CertificateFile still hides the one beside the key",
+                args: only("key2"),
+                agent: None,
+                cert: d("missing-cert.pub"),
+                auth: Auth::certificate_file(d("missing-cert.pub"))
+                    .or(Auth::key_file_alone(d("key2"), None)),
+                note: "tried publickey (key2); server allows",
+            },
+        ];
+        for Case {
+            name,
+            mut args,
+            agent,
+            cert,
+            auth,
+            note,
+        } in cases
+        {
+            args.extend(["-o".into(), format!("CertificateFile={}", s(cert))]);
+            let theirs = ssh(&sshd, &known, &args, agent.map(SshAgent::socket));
+            let ours = Dialer::builder()
+                .timeout(Duration::from_secs(10))
+                .host_keys(HostKeys::known_hosts(&known))
+                .build()
+                .dial(sshd.addr(), sshd.user(), auth)
+                .await;
+            match &ours {
+                Ok(_) => {}
+                Err(e) => assert!(
+                    e.is_auth_rejected() && e.to_string().contains(note),
+                    "{name}: {e}"
+                ),
+            }
+            assert_eq!(theirs, ours.is_ok(), "{name}: ssh and ssh-dial differ");
+        }
     }
 }

@@ -89,6 +89,8 @@ pub(crate) enum Kind {
         path: String,
         cause: russh::keys::Error,
     },
+    #[error("cannot use certificate {path}: {why}")]
+    Certificate { path: String, why: String },
     #[error("connection closed by peer")]
     Closed,
     #[error("ssh_config: {0}")]
@@ -276,15 +278,17 @@ impl DialError {
     /// user name or jump host `ssh` would refuse on its command line (a
     /// shell metacharacter, a control character, a leading `-`: such names
     /// could reach a shell through `Match exec`'s `%r` and `%h`), a private
-    /// key that cannot be read or decrypted, no credential at all to offer
-    /// (say, an agent that is not running), or an ssh_config that cannot be
-    /// resolved for the host.
+    /// key that cannot be read or decrypted, a certificate that cannot be
+    /// read or is not for its key, no credential at all to offer (say, an
+    /// agent that is not running), or an ssh_config that cannot be resolved
+    /// for the host.
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self.inner.kind,
             Kind::InvalidAddress(_)
                 | Kind::InvalidUser(_)
                 | Kind::Key { .. }
+                | Kind::Certificate { .. }
                 | Kind::NoCredentials(_)
                 | Kind::Config(_)
                 | Kind::Unsupported(_)

@@ -60,6 +60,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+mod certificate;
 mod channel;
 mod client;
 mod deadline;

@@ -40,7 +40,7 @@ mod socket;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use metrics::MetricsRecorder;
 pub use misbehaving::{MisbehavingServer, Mode};
-pub use openssh::{find_program, ssh_keygen, SshAgent, Sshd, SshdBuilder};
+pub use openssh::{find_program, ssh_keygen, ssh_keygen_certify, SshAgent, Sshd, SshdBuilder};
 pub use server::{TestServer, TestServerBuilder};
 pub use socket::SocketOptions;
 

@@ -147,6 +147,15 @@ impl SshdBuilder {
         self
     }
 
+    /// Lets in users with a certificate signed by the CA whose public key
+    /// is in the file `ca_public` (`TrustedUserCAKeys`), for the principal
+    /// of their user name. Add `config_line("AuthorizedKeysFile none")` for
+    /// a server that takes certificates only: lines given here come first,
+    /// and sshd keeps the first value of a keyword.
+    pub fn trusted_user_ca_keys(self, ca_public: &Path) -> Self {
+        self.config_line(&format!("TrustedUserCAKeys {}", ca_public.display()))
+    }
+
     /// Adds a line to `sshd_config`, e.g. `"MaxStartups 1000"`.
     pub fn config_line(mut self, line: &str) -> Self {
         self.config.push_str(line);
@@ -437,11 +446,14 @@ impl SshAgent {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
+        // The socket file appears at bind(2), before the agent listens:
+        // wait until it accepts a connection.
         let end = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if Instant::now() >= end || child.try_wait()?.is_some() {
                 let _ = child.kill();
-                return Err(io::Error::other("ssh-agent did not create its socket"));
+                let _ = child.wait();
+                return Err(io::Error::other("ssh-agent did not listen on its socket"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -463,18 +475,18 @@ impl SshAgent {
     ///
     /// If `ssh-add` fails.
     pub fn add(&self, key: &Path) -> io::Result<()> {
-        let status = Command::new(find_program("ssh-add")?)
+        let out = Command::new(find_program("ssh-add")?)
             .arg(key)
             .env("SSH_AUTH_SOCK", &self.socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        if status.success() {
+            .stdin(Stdio::null())
+            .output()?;
+        if out.status.success() {
             Ok(())
         } else {
             Err(io::Error::other(format!(
-                "ssh-add {} failed",
-                key.display()
+                "ssh-add {} failed: {}",
+                key.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
             )))
         }
     }
@@ -519,6 +531,45 @@ pub fn ssh_keygen(path: &Path, kind: &str, passphrase: &str) -> io::Result<()> {
     } else {
         Err(io::Error::other(format!("ssh-keygen -t {kind} failed")))
     }
+}
+
+/// `ssh-keygen -s CA -I KEY_ID -n PRINCIPALS -V VALIDITY PUBLIC`: signs
+/// the public key in the file `public` (`id.pub`) with the CA private key
+/// `ca`, as a user certificate, and returns the certificate's path, which
+/// ssh-keygen puts beside the key (`id-cert.pub`). `principals` is
+/// comma-separated (empty: none, `-n` left out); `validity` is as `-V`
+/// takes it: `"-5m:+1h"`, `"20200101:20200102"`, `"always:forever"`.
+///
+/// # Errors
+///
+/// If `ssh-keygen` is missing (install `openssh-client`) or fails.
+pub fn ssh_keygen_certify(
+    ca: &Path,
+    public: &Path,
+    key_id: &str,
+    principals: &str,
+    validity: &str,
+) -> io::Result<PathBuf> {
+    let mut command = Command::new(find_program("ssh-keygen")?);
+    command.args(["-q", "-s"]).arg(ca).args(["-I", key_id]);
+    if !principals.is_empty() {
+        command.args(["-n", principals]);
+    }
+    let out = command
+        .args(["-V", validity])
+        .arg(public)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ssh-keygen -s {} failed: {}",
+            public.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let name = public.to_string_lossy();
+    let stem = name.strip_suffix(".pub").unwrap_or(&name);
+    Ok(PathBuf::from(format!("{stem}-cert.pub")))
 }
 
 fn public_line(path: &Path) -> io::Result<String> {

@@ -19,6 +19,7 @@ static COUNTING: support::alloc::Counting = support::alloc::Counting;
 
 mod auth_methods;
 mod bad_input;
+mod certificates;
 mod dead_peers;
 mod dial_example;
 mod examples;
