@@ -5,6 +5,7 @@
 //! cargo run --example dial -- -p 2222 --accept-any-host-key me@127.0.0.1 uname -a
 //! cargo run --example dial -- -J bastion,inner deploy@db uptime
 //! cargo run --example dial -- -G -F ~/.ssh/config prod-db
+//! cargo run --example dial -- -N -L 5433:db.internal:5432 -D 1080 deploy@bastion
 //! ```
 //!
 //! Hosts are looked up in ssh_config as `ssh` looks them up (`-F FILE`, or
@@ -12,8 +13,11 @@
 //! the file. With a COMMAND it runs it, passes its stdout and stderr
 //! through and exits with its exit status. Without one it says whom it
 //! reached and exits 0. `-G` prints the resolved configuration, as
-//! `ssh -G` does, and exits. Any failure prints one line starting with
-//! `error:` and exits 255, like `ssh`.
+//! `ssh -G` does, and exits. `-L` and `-D` forward local ports through the
+//! server (a port that cannot be listened on is an error, as with
+//! `ExitOnForwardFailure yes`), for as long as the command runs, or with
+//! `-N` (or no command) until Ctrl-C or the session ends. Any failure
+//! prints one line starting with `error:` and exits 255, like `ssh`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -76,6 +80,17 @@ struct Args {
     /// Trust any host key (throwaway test servers only).
     #[arg(long)]
     accept_any_host_key: bool,
+    /// Forward local [BIND:]PORT to HOST:HOSTPORT from the server (as ssh
+    /// -L); BIND defaults to 127.0.0.1. Repeatable.
+    #[arg(short = 'L', value_name = "[BIND:]PORT:HOST:HOSTPORT")]
+    local: Vec<String>,
+    /// A SOCKS 4/5 proxy on local [BIND:]PORT, its connections made from
+    /// the server (as ssh -D). Repeatable.
+    #[arg(short = 'D', value_name = "[BIND:]PORT")]
+    dynamic: Vec<String>,
+    /// Run no command: keep the forwards until Ctrl-C or the session ends.
+    #[arg(short = 'N')]
+    no_command: bool,
 }
 
 fn secs(s: &str) -> Result<Duration, String> {
@@ -164,6 +179,24 @@ async fn run(args: Args) -> Result<u8, String> {
         .await
         .map_err(|e| e.to_string())?;
 
+    let forwards = forwards(&client, &args).await?;
+    if args.no_command || (args.command.is_empty() && !forwards.is_empty()) {
+        for forward in &forwards {
+            println!("forwarding {}", forward.local_addr());
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tick.tick() => if client.is_closed() {
+                    return Err("the session ended".into());
+                },
+            }
+        }
+        drop(forwards);
+        client.close().await;
+        return Ok(0);
+    }
     if args.command.is_empty() {
         println!(
             "connected to {} ({}) as {}",
@@ -182,6 +215,7 @@ async fn run(args: Args) -> Result<u8, String> {
         .exec(&args.command.join(" "))
         .await
         .map_err(|e| e.to_string())?;
+    drop(forwards);
     client.close().await;
     let _ = std::io::stdout().write_all(&out.stdout);
     let _ = std::io::stderr().write_all(&out.stderr);
@@ -189,6 +223,75 @@ async fn run(args: Args) -> Result<u8, String> {
         ExitStatus::Code(c) => (c & 0xff) as u8,
         _ => 255,
     })
+}
+
+/// The -L and -D forwards, listening.
+async fn forwards(
+    client: &ssh_dial::Client,
+    args: &Args,
+) -> Result<Vec<ssh_dial::LocalForward>, String> {
+    let mut all = Vec::new();
+    for spec in &args.local {
+        let (bind, rest) = bind_and_rest(spec, 2)?;
+        let (host, port) = (rest[0].as_str(), port_of(&rest[1], spec)?);
+        let forward = client
+            .forward_local(bind, host, port)
+            .await
+            .map_err(|e| e.to_string())?;
+        all.push(forward);
+    }
+    for spec in &args.dynamic {
+        let (bind, _) = bind_and_rest(spec, 0)?;
+        let forward = client
+            .forward_dynamic(bind)
+            .await
+            .map_err(|e| e.to_string())?;
+        all.push(forward);
+    }
+    Ok(all)
+}
+
+/// `[BIND:]PORT` and then `extra` more `:`-separated fields (a `[v6]`
+/// address in brackets, as ssh takes it); BIND defaults to 127.0.0.1.
+fn bind_and_rest(spec: &str, extra: usize) -> Result<(std::net::SocketAddr, Vec<String>), String> {
+    let bad = || {
+        format!(
+            "forward: {spec:?} is not [BIND:]PORT{}",
+            ":HOST:PORT".repeat(extra.min(1))
+        )
+    };
+    let mut fields = Vec::new();
+    let mut rest = spec;
+    while !rest.is_empty() {
+        let (field, after) = match rest.strip_prefix('[') {
+            Some(inner) => {
+                let (v6, after) = inner.split_once(']').ok_or_else(bad)?;
+                (v6, after.strip_prefix(':').unwrap_or(after))
+            }
+            None => match rest.split_once(':') {
+                Some((field, after)) => (field, after),
+                None => (rest, ""),
+            },
+        };
+        fields.push(field.to_owned());
+        rest = after;
+    }
+    let (bind, port, rest) = match fields.len() {
+        n if n == extra + 1 => ("127.0.0.1".to_owned(), &fields[0], fields[1..].to_vec()),
+        n if n == extra + 2 => (fields[0].clone(), &fields[1], fields[2..].to_vec()),
+        _ => return Err(bad()),
+    };
+    let ip: std::net::IpAddr = match bind.as_str() {
+        "" | "*" => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+        other => other.parse().map_err(|_| bad())?,
+    };
+    Ok((std::net::SocketAddr::new(ip, port_of(port, spec)?), rest))
+}
+
+fn port_of(port: &str, spec: &str) -> Result<u16, String> {
+    port.parse()
+        .map_err(|_| format!("forward: {spec:?}: {port:?} is not a port"))
 }
 
 fn home() -> PathBuf {

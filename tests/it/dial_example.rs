@@ -300,3 +300,81 @@ fn dash_j_goes_through_a_bastion_under_one_deadline() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(took < std::time::Duration::from_millis(1500), "{took:?}");
 }
+
+/// `-N -L` and `-D` forward through the server until the process is told
+/// to stop; each listener is printed as `forwarding ADDR`.
+#[test]
+fn forwards_local_ports_and_socks_with_dash_n() {
+    use std::io::{BufRead, Read, Write};
+    let server = TestServer::builder()
+        .password("alice", "pw")
+        .start()
+        .unwrap();
+    let (_dir, kh) = known_hosts(&server);
+    // A target on this machine that answers "pong" and closes.
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_port = target.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in target.incoming().flatten() {
+            let _ = conn.write_all(b"pong");
+        }
+    });
+    let mut child = Command::new(support::example("dial"))
+        .args(["--password-env", "DIAL_TEST_PASSWORD", "--known-hosts", &kh])
+        .args([
+            "-N",
+            "-L",
+            &format!("0:127.0.0.1:{target_port}"),
+            "-D",
+            "127.0.0.1:0",
+        ])
+        .arg(format!("alice@{}", server.addr()))
+        .env("DIAL_TEST_PASSWORD", "pw")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut listening = Vec::new();
+    for line in lines.by_ref().take(2) {
+        let line = line.unwrap();
+        let addr = line.strip_prefix("forwarding ").expect(&line);
+        listening.push(addr.parse::<std::net::SocketAddr>().unwrap());
+    }
+    let mut pong = String::new();
+    std::net::TcpStream::connect(listening[0])
+        .unwrap()
+        .read_to_string(&mut pong)
+        .unwrap();
+    assert_eq!(pong, "pong");
+    // Through the SOCKS one, SOCKS 4 to the same target.
+    let mut socks = std::net::TcpStream::connect(listening[1]).unwrap();
+    let mut request = vec![4, 1];
+    request.extend_from_slice(&target_port.to_be_bytes());
+    request.extend_from_slice(&[127, 0, 0, 1, 0]);
+    socks.write_all(&request).unwrap();
+    let mut reply = [0u8; 8];
+    socks.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[1], 0x5a);
+    let mut pong = String::new();
+    socks.read_to_string(&mut pong).unwrap();
+    assert_eq!(pong, "pong");
+    let _ = child.kill();
+    let _ = child.wait();
+    // A port that cannot be listened on is an error, as ExitOnForwardFailure.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = run(&[
+        "--password-env",
+        "DIAL_TEST_PASSWORD",
+        "--known-hosts",
+        &kh,
+        "-N",
+        "-L",
+        &format!("{}:127.0.0.1:9", taken.local_addr().unwrap().port()),
+        &format!("alice@{}", server.addr()),
+    ]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen"),
+        "{out:?}"
+    );
+}
