@@ -46,7 +46,9 @@
 //! - `Match exec` runs in a process group of its own, killed (and reaped)
 //!   at the dial's deadline or when the dial is dropped.
 
-use std::borrow::Cow;
+mod lexer;
+mod local;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -62,6 +64,8 @@ use crate::pattern::{self, Listed};
 use crate::target::{ssh_hostname_problem, ssh_user_problem};
 use crate::tcp::AddressFamily;
 use crate::text::Escaped;
+use lexer::{keyword_and_rest, lines, skip, strdelim, Args};
+use local::Local;
 
 /// How deep `Include` may nest, as in OpenSSH (`READCONF_MAX_DEPTH`).
 const MAX_DEPTH: usize = 16;
@@ -142,16 +146,6 @@ struct Include {
     line: u32,
     /// The files it names, as indices into [`Files::files`].
     files: Box<[u32]>,
-}
-
-/// Who and where the local side is, for `%u`, `%d`, `%l`, `Match
-/// localuser` and `~`.
-#[derive(Debug, Clone)]
-struct Local {
-    user: String,
-    uid: u32,
-    home: String,
-    hostname: String,
 }
 
 /// Why a configuration could not be read or resolved, or a name was
@@ -2380,141 +2374,6 @@ fn tilde(path: &[u8], home: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `s` without its leading bytes from `set`.
-fn skip<'a>(s: &'a [u8], set: &[u8]) -> &'a [u8] {
-    let n = s.iter().take_while(|b| set.contains(b)).count();
-    &s[n..]
-}
-
-/// OpenSSH's `WHITESPACE`.
-const WHITESPACE: &[u8] = b" \t\r\n";
-
-/// `strdelim`: the next token of `s` and what is left, as OpenSSH splits
-/// the keyword and `Match` criteria: at a blank, one `=`, or a `"`-quoted
-/// run (the quotes removed, no escapes). `None` is C's `NULL`: no text
-/// left, or a quote that never closes.
-#[allow(clippy::type_complexity)]
-fn strdelim(s: Option<&[u8]>) -> (Option<Cow<'_, [u8]>>, Option<&[u8]>) {
-    let Some(s) = s else {
-        return (None, None);
-    };
-    let Some(at) = s
-        .iter()
-        .position(|b| WHITESPACE.contains(b) || *b == b'"' || *b == b'=')
-    else {
-        return (Some(Cow::Borrowed(s)), None);
-    };
-    if s[at] == b'"' {
-        let quoted = &s[at + 1..];
-        let Some(close) = quoted.iter().position(|&b| b == b'"') else {
-            return (None, None);
-        };
-        let token = [&s[..at], &quoted[..close]].concat();
-        let rest = skip(&quoted[close + 1..], WHITESPACE);
-        return (Some(Cow::Owned(token)), Some(rest));
-    }
-    // One `=` may join the token to the next, blanks or not.
-    let equals = s[at] == b'=';
-    let mut rest = skip(&s[at + 1..], WHITESPACE);
-    if !equals && rest.first() == Some(&b'=') {
-        rest = skip(&rest[1..], WHITESPACE);
-    }
-    (Some(Cow::Borrowed(&s[..at])), Some(rest))
-}
-
-/// The keyword and the rest of a line, as `process_config_line` takes them
-/// apart (`strdelim` twice if the first token is empty); the rest starts
-/// at its first non-blank. `None` for a blank or comment line.
-fn keyword_and_rest(line: &[u8]) -> Option<(Cow<'_, [u8]>, &[u8])> {
-    if line.is_empty() {
-        return None;
-    }
-    let (mut keyword, mut rest) = strdelim(Some(line));
-    if keyword.as_deref().is_some_and(<[u8]>::is_empty) {
-        (keyword, rest) = strdelim(rest);
-    }
-    let keyword = keyword?;
-    if keyword.is_empty() || keyword[0] == b'\n' || keyword[0] == b'#' {
-        return None;
-    }
-    Some((keyword, skip(rest.unwrap_or_default(), WHITESPACE)))
-}
-
-/// A file's lines as OpenSSH's `getline` loop sees them: each ends at its
-/// first NUL (a C string), and trailing blanks and form feeds are cut
-/// (never the first byte). Numbered from 1.
-fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    text.split(|&b| b == b'\n').enumerate().map(|(i, raw)| {
-        let mut line = raw.split(|&b| b == 0).next().unwrap_or_default();
-        while line.len() > 1 && matches!(line[line.len() - 1], b' ' | b'\t' | b'\r' | 0x0c) {
-            line = &line[..line.len() - 1];
-        }
-        (i + 1, line)
-    })
-}
-
-/// `argv_split` with comments, one argument at a time (a line may hold
-/// millions): blanks separate, `'` and `"` quote, `\` escapes a quote, a
-/// backslash or (unquoted) a space.
-struct Args<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Args<'a> {
-    fn new(s: &'a [u8]) -> Self {
-        Args { s, i: 0 }
-    }
-}
-
-impl Iterator for Args<'_> {
-    type Item = Result<Vec<u8>, String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let b = self.s;
-        let mut i = self.i;
-        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
-            i += 1;
-        }
-        if i >= b.len() || b[i] == b'#' {
-            self.i = b.len();
-            return None;
-        }
-        let mut arg = Vec::new();
-        let mut quote = 0u8;
-        while i < b.len() {
-            let c = b[i];
-            if c == b'\\' {
-                match b.get(i + 1) {
-                    Some(&n)
-                        if n == b'\'' || n == b'"' || n == b'\\' || (quote == 0 && n == b' ') =>
-                    {
-                        arg.push(n);
-                        i += 2;
-                        continue;
-                    }
-                    _ => arg.push(c),
-                }
-            } else if quote == 0 && (c == b' ' || c == b'\t') {
-                break;
-            } else if quote == 0 && (c == b'"' || c == b'\'') {
-                quote = c;
-            } else if quote != 0 && c == quote {
-                quote = 0;
-            } else {
-                arg.push(c);
-            }
-            i += 1;
-        }
-        self.i = i;
-        if quote != 0 {
-            self.i = b.len();
-            return Some(Err("invalid quotes".to_owned()));
-        }
-        Some(Ok(arg))
-    }
-}
-
 /// Configuration text (or a path) for a message: escaped, quoted, and cut
 /// at 100 bytes.
 fn shown(text: impl AsRef<[u8]>) -> String {
@@ -2613,79 +2472,6 @@ fn canonical(keyword: &[u8]) -> Option<&'static str> {
         .binary_search_by(|k| k.as_bytes().cmp(lower))
         .ok()
         .map(|i| sorted[i])
-}
-
-impl Local {
-    /// The calling user, from the passwd entry of the process's uid, and
-    /// the machine's host name.
-    /// The process's local side, looked up once: the passwd entry may come
-    /// from a slow NSS source, and neither it nor the host name changes
-    /// under a running program in practice.
-    fn current() -> Local {
-        static CURRENT: std::sync::OnceLock<Local> = std::sync::OnceLock::new();
-        CURRENT.get_or_init(Local::look_up).clone()
-    }
-
-    fn look_up() -> Local {
-        let uid = unsafe { libc::getuid() };
-        let (user, home) = passwd(uid).unwrap_or_else(|| {
-            (
-                std::env::var("USER").unwrap_or_default(),
-                std::env::var("HOME").unwrap_or_default(),
-            )
-        });
-        Local {
-            user,
-            uid,
-            home,
-            hostname: hostname(),
-        }
-    }
-}
-
-/// The passwd entry's name and home directory (`getpwuid_r`, so that
-/// NSS sources other than `/etc/passwd` count, as they do for `ssh`).
-fn passwd(uid: u32) -> Option<(String, String)> {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call, and `buf` outlives
-        // the reads of `pwd`'s strings below.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() {
-            return None;
-        }
-        // SAFETY: on success both are NUL-terminated strings inside `buf`.
-        let field = |p: *const libc::c_char| unsafe {
-            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-        };
-        return Some((field(pwd.pw_name), field(pwd.pw_dir)));
-    }
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; the result is cut at the
-    // first NUL.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// The keywords ssh-dial acts on.
