@@ -46,22 +46,25 @@
 //! - `Match exec` runs in a process group of its own, killed (and reaped)
 //!   at the dial's deadline or when the dial is dropped.
 
+mod exec;
 mod jump;
 mod keywords;
 mod lexer;
 mod local;
+mod tokens;
 mod values;
 
 pub use jump::JumpHost;
+
+pub(crate) use exec::Until;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::auth::Auth;
 use crate::host_keys::HostKeys;
@@ -69,10 +72,12 @@ use crate::pattern::{self, Listed};
 use crate::target::{ssh_hostname_problem, ssh_user_problem};
 use crate::tcp::AddressFamily;
 use crate::text::Escaped;
+use exec::{check_names, run_exec, Refused};
 use jump::parse_proxy_jump;
 use keywords::{canonical, validate};
 use lexer::{keyword_and_rest, lines, skip, strdelim, Args};
 use local::Local;
+use tokens::{expand, tilde, Tokens};
 use values::{
     parse_family, parse_flag, parse_int, parse_port, parse_pubkey, parse_strict, parse_time, utf8,
 };
@@ -797,31 +802,6 @@ impl SshConfig {
     }
 }
 
-/// When to give up on a `Match exec` command: a deadline, and a flag the
-/// dial sets when it is dropped.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Until {
-    pub(crate) deadline: Option<Instant>,
-    pub(crate) dropped: Option<Arc<AtomicBool>>,
-}
-
-impl Until {
-    /// Why to give up now, if so.
-    fn expired(&self) -> Option<&'static str> {
-        if self
-            .dropped
-            .as_ref()
-            .is_some_and(|d| d.load(Ordering::Acquire))
-        {
-            return Some("the dial was dropped");
-        }
-        match self.deadline {
-            Some(d) if Instant::now() >= d => Some("the dial's deadline passed"),
-            _ => None,
-        }
-    }
-}
-
 /// What including a file costs a resolve: its bytes and files, counting
 /// each include again, and how deep its includes nest below it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -1523,161 +1503,6 @@ struct Line<'a> {
     include: Option<&'a Include>,
 }
 
-/// Why a `Match` line failed.
-enum Refused {
-    /// The line is wrong, or a command could not run.
-    Line(String),
-    /// A command was given up at the deadline.
-    Deadline(String),
-}
-
-/// `Match exec`'s command must not hand a shell a name it would read as
-/// more than a name: each `%h`, `%n` and `%k` it uses must pass `ssh`'s
-/// host name rule, and `%r` its user name rule. (OpenSSH checks only the
-/// names from its command line; these may also come from the file.)
-fn check_names<S: AsRef<str>>(command: &[u8], tokens: &[(u8, S)]) -> Result<(), String> {
-    let mut i = 0;
-    while i + 1 < command.len() {
-        if command[i] != b'%' {
-            i += 1;
-            continue;
-        }
-        let token = command[i + 1];
-        i += 2;
-        let Some(value) = tokens
-            .iter()
-            .find(|(k, _)| *k == token)
-            .map(|(_, v)| v.as_ref())
-        else {
-            continue;
-        };
-        let problem = match token {
-            b'h' | b'n' | b'k' => ssh_hostname_problem(value),
-            b'r' => ssh_user_problem(value),
-            _ => None,
-        };
-        if let Some(why) = problem {
-            return Err(format!(
-                "Match exec not run: %{} would be {why}",
-                token as char
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Runs a `Match exec` command as OpenSSH's `execute_in_shell` does (`sh
-/// -c`, stdin and stdout on `/dev/null`, stderr shared), in a process group
-/// of its own so that whatever it starts can be killed with it. Waits for
-/// it, checking `until` every few milliseconds; when it expires, the group
-/// is killed and the shell reaped before this returns.
-fn run_exec(command: &[u8], until: &Until) -> Result<bool, Refused> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let shown_command = shown(command);
-    if let Some(why) = until.expired() {
-        return Err(Refused::Deadline(format!(
-            "match exec {shown_command} not run: {why}"
-        )));
-    }
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(OsStr::from_bytes(command))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| {
-            Refused::Line(format!(
-                "match exec {shown_command}: {}",
-                crate::text::fmt_io(&e)
-            ))
-        })?;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status.success()),
-            Ok(None) => {}
-            Err(e) => {
-                kill_group(&mut child);
-                return Err(Refused::Line(format!(
-                    "match exec {shown_command}: {}",
-                    crate::text::fmt_io(&e)
-                )));
-            }
-        }
-        if let Some(why) = until.expired() {
-            kill_group(&mut child);
-            return Err(Refused::Deadline(format!(
-                "match exec {shown_command} killed: {why}"
-            )));
-        }
-        let mut nap = pause;
-        if let Some(deadline) = until.deadline {
-            nap = nap.min(deadline.saturating_duration_since(Instant::now()));
-        }
-        std::thread::sleep(nap);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
-}
-
-/// Kills the child's process group (the shell and all it started that
-/// stayed in it) and reaps the shell.
-fn kill_group(child: &mut std::process::Child) {
-    // The group is the shell's pid (`process_group(0)`); the shell is not
-    // reaped yet, so the id cannot have been reused.
-    let group = child.id() as libc::pid_t;
-    // SAFETY: kill(2) with a negative pid signals that process group; no
-    // memory is involved.
-    unsafe {
-        libc::kill(-group, libc::SIGKILL);
-    }
-    let _ = child.wait();
-}
-
-/// The `%` tokens of the keys that take OpenSSH's full set.
-struct Tokens<'a> {
-    local: &'a Local,
-    host: &'a str,
-    host_arg: &'a str,
-    port: &'a str,
-    user: &'a str,
-    alias: &'a str,
-}
-
-impl Tokens<'_> {
-    fn list(&self) -> Vec<(u8, String)> {
-        let local = self.local;
-        let short = local.hostname.split('.').next().unwrap_or("").to_owned();
-        vec![
-            (
-                b'C',
-                connection_hash(&local.hostname, self.host, self.port, self.user),
-            ),
-            (b'L', short),
-            (b'i', local.uid.to_string()),
-            (b'k', self.alias.to_owned()),
-            (b'l', local.hostname.clone()),
-            (b'n', self.host_arg.to_owned()),
-            (b'p', self.port.to_owned()),
-            (b'd', local.home.clone()),
-            (b'h', self.host.to_owned()),
-            (b'r', self.user.to_owned()),
-            (b'u', local.user.clone()),
-        ]
-    }
-}
-
-/// `%C`: the SHA-1 of local host name, host, port and user, in hex.
-fn connection_hash(thishost: &str, host: &str, port: &str, user: &str) -> String {
-    use sha1::Digest;
-    let mut sha = sha1::Sha1::new();
-    for part in [thishost, host, port, user] {
-        sha.update(part.as_bytes());
-    }
-    sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Options {
     /// `fill_default_options` and the expansions `ssh` does before `-G`.
     fn finish(
@@ -1828,66 +1653,6 @@ fn set_time(slot: &mut Option<u32>, value: &[u8]) -> Result<(), String> {
         set(slot, t);
     }
     Ok(())
-}
-
-/// Expands `%` tokens (and, with `dollar`, `${VAR}`), failing on an
-/// unknown token as OpenSSH does. Bytes in, bytes out: a file name need
-/// not be UTF-8.
-fn expand<S: AsRef<str>>(s: &[u8], tokens: &[(u8, S)], dollar: bool) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        let c = s[i];
-        i += 1;
-        if dollar && c == b'$' && s.get(i) == Some(&b'{') {
-            let name_start = i + 1;
-            let Some(len) = s[name_start..].iter().position(|&b| b == b'}') else {
-                return Err("environment variable missing closing '}'".to_owned());
-            };
-            let name = &s[name_start..name_start + len];
-            if name.is_empty() {
-                return Err("zero-length environment variable".to_owned());
-            }
-            match std::env::var_os(OsStr::from_bytes(name)) {
-                Some(v) => out.extend_from_slice(v.as_bytes()),
-                None => return Err(format!("environment variable {} has no value", shown(name))),
-            }
-            i = name_start + len + 1;
-            continue;
-        }
-        if c != b'%' {
-            out.push(c);
-            continue;
-        }
-        match s.get(i) {
-            Some(b'%') => out.push(b'%'),
-            None => return Err("invalid format: '%' at the end".to_owned()),
-            Some(&t) => match tokens.iter().find(|(k, _)| *k == t) {
-                Some((_, v)) => out.extend_from_slice(v.as_ref().as_bytes()),
-                None => return Err(format!("unknown key %{}", shown([t]))),
-            },
-        }
-        i += 1;
-    }
-    Ok(out)
-}
-
-/// `tilde_expand_filename`: a leading `~` or `~/` is the home directory.
-/// (`~user` is left alone.)
-fn tilde(path: &[u8], home: &[u8]) -> Vec<u8> {
-    let Some(rest) = path.strip_prefix(b"~") else {
-        return path.to_vec();
-    };
-    if !(rest.is_empty() || rest.starts_with(b"/")) {
-        return path.to_vec();
-    }
-    let rest = skip(rest, b"/");
-    let mut out = home.to_vec();
-    if !home.ends_with(b"/") {
-        out.push(b'/');
-    }
-    out.extend_from_slice(rest);
-    out
 }
 
 /// Configuration text (or a path) for a message: escaped, quoted, and cut
