@@ -126,3 +126,18 @@ pub(super) fn parse_time(s: &[u8]) -> Result<Option<u32>, String> {
     }
     Ok(Some(total as u32))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_read_as_convtime_reads_them() {
+        assert_eq!(parse_time(b"90"), Ok(Some(90)));
+        assert_eq!(parse_time(b"1m30s"), Ok(Some(90)));
+        assert_eq!(parse_time(b"1h"), Ok(Some(3600)));
+        assert_eq!(parse_time(b"none"), Ok(None));
+        assert!(parse_time(b"-1").is_err());
+        assert!(parse_time(b"1x").is_err());
+    }
+}
