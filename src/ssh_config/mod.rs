@@ -45,6 +45,14 @@
 //! - Patterns match in linear time (`crate::pattern`).
 //! - `Match exec` runs in a process group of its own, killed (and reaped)
 //!   at the dial's deadline or when the dial is dropped.
+//!
+//! The files, in the order the data flows: `read.rs` loads the files and
+//! what they include (`lexer.rs` splits their lines, `keywords.rs` and
+//! `values.rs` check each value); `resolve.rs` walks their lines for a
+//! host (`exec.rs` runs `Match exec`, `tokens.rs` expands `%` tokens and
+//! `~`, `jump.rs` reads `ProxyJump`) into the values of `options.rs`,
+//! which become the `HostConfig` of `host_config.rs`. `local.rs` is the
+//! local user, home and host name.
 
 mod exec;
 mod host_config;
