@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::shown;
+use crate::process_group;
 use crate::target::{ssh_hostname_problem, ssh_user_problem};
 
 /// When to give up on a `Match exec` command: a deadline, and a flag the
@@ -137,13 +138,8 @@ pub(super) fn run_exec(command: &[u8], until: &Until) -> Result<bool, Refused> {
 /// Kills the child's process group (the shell and all it started that
 /// stayed in it) and reaps the shell.
 fn kill_group(child: &mut std::process::Child) {
-    // The group is the shell's pid (`process_group(0)`); the shell is not
-    // reaped yet, so the id cannot have been reused.
-    let group = child.id() as libc::pid_t;
-    // SAFETY: kill(2) with a negative pid signals that process group; no
-    // memory is involved.
-    unsafe {
-        libc::kill(-group, libc::SIGKILL);
-    }
+    // The shell is not reaped yet (that is next), so its pid is still the
+    // group's id.
+    process_group::kill(child.id());
     let _ = child.wait();
 }
