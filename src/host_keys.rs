@@ -7,7 +7,7 @@
 //! (`check_host_key` in `sshconnect.c`), inside russh's `check_server_key`
 //! callback, so that a key that does not verify fails the dial before any
 //! credential is sent. The `known_hosts` format itself is in
-//! `known_hosts.rs`.
+//! `known_hosts/`.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -75,6 +75,7 @@ mod known_hosts;
 mod metrics;
 mod pattern;
 mod process;
+mod process_group;
 // Wired into the dialer with ssh_config's ProxyCommand.
 #[allow(dead_code)]
 mod proxy_command;

@@ -22,6 +22,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use crate::process_group;
+
 /// The most of the command's stderr kept for an error message: its last
 /// bytes, as its last lines say why it failed.
 const STDERR_KEPT: usize = 2048;
@@ -73,13 +75,9 @@ impl Drop for Group {
             return;
         };
         if let Some(pid) = child.id() {
-            // The group's id is the leader's pid (process_group(0)). The
-            // leader may have exited and its pid been reused only once it
-            // is reaped, which happens below, after this.
-            // SAFETY: killpg has no memory preconditions.
-            unsafe {
-                libc::killpg(pid as libc::pid_t, libc::SIGKILL);
-            }
+            // The leader may have exited and its pid been reused only once
+            // it is reaped, which happens below, after this.
+            process_group::kill(pid);
         }
         let _ = child.start_kill();
         // Reap, so that no zombie is left: at once if it is already gone,

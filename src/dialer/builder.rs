@@ -1,0 +1,322 @@
+//! [`DialerBuilder`]: every setting of a [`Dialer`], with its default.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::shared_jumps::SharedJumps;
+use super::{Config, Dialer};
+use crate::host_keys::HostKeys;
+use crate::resolve::Resolver;
+use crate::ssh_config::{JumpHost, SshConfig};
+use crate::tcp::AddressFamily;
+
+/// Builds a [`Dialer`]. Every setting has a default; see each method.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct DialerBuilder {
+    config: Config,
+    // Read only by `build`, which puts them in the russh config.
+    russh: Option<russh::client::Config>,
+    ssh_keepalive_interval: Option<Duration>,
+    ssh_keepalive_max: usize,
+    host_certificates: bool,
+}
+
+impl Default for DialerBuilder {
+    fn default() -> Self {
+        DialerBuilder {
+            config: Config::default(),
+            russh: None,
+            ssh_keepalive_interval: Some(Duration::from_secs(15)),
+            ssh_keepalive_max: 3,
+            host_certificates: false,
+        }
+    }
+}
+
+impl DialerBuilder {
+    /// The total deadline of a dial, from the call to an authenticated
+    /// client: reading the key file, DNS, TCP connect, version exchange,
+    /// key exchange and authentication.
+    ///
+    /// Default is 30 seconds.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// The most name lookups this dialer (and its clones) runs at once.
+    /// Lookups run on threads of their own, never on the runtime's blocking
+    /// pool, since `getaddrinfo` cannot be cancelled: a lookup whose DNS
+    /// server never answers holds its thread until the system resolver
+    /// gives up (`resolv.conf`'s timeout × attempts), after its dial has
+    /// returned. Identical lookups in flight share a thread, and names in
+    /// `/etc/hosts` (when nsswitch reads it first) need none. Past this
+    /// bound a dial fails at once with
+    /// [`DialError::is_resolver_busy`](crate::DialError::is_resolver_busy)
+    /// rather than waiting.
+    ///
+    /// Default is 64.
+    pub fn max_concurrent_lookups(mut self, max: usize) -> Self {
+        self.config.resolver = Resolver::new(max);
+        self
+    }
+
+    /// Which address families to connect over (OpenSSH's `AddressFamily`).
+    /// Default is [`AddressFamily::Any`].
+    pub fn address_family(mut self, family: AddressFamily) -> Self {
+        self.config.explicit.address_family = true;
+        self.config.tcp.family = family;
+        self
+    }
+
+    /// Happy Eyeballs' "Connection Attempt Delay" (RFC 8305): when a host
+    /// resolves to several addresses, families interleaved, the next
+    /// address is tried this long after the previous attempt started, or as
+    /// soon as it fails; the first to connect wins and the others are
+    /// closed at once, so a black-holed first address costs this delay, not
+    /// the deadline. Every failed attempt is kept for the error.
+    ///
+    /// Default is 250 milliseconds.
+    pub fn happy_eyeballs_delay(mut self, delay: Duration) -> Self {
+        self.config.tcp.attempt_delay = delay;
+        self
+    }
+
+    /// A deadline for each TCP connect attempt, capped by what is left of the
+    /// total [`timeout`](Self::timeout) (attempts overlap, see
+    /// [`happy_eyeballs_delay`](Self::happy_eyeballs_delay)).
+    ///
+    /// If `None`, each attempt may use what is left of the total. Default is `None`.
+    pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.explicit.connect_timeout = true;
+        self.config.tcp.connect_timeout = timeout.into();
+        self
+    }
+
+    /// Idle time before TCP keepalive probes start (`SO_KEEPALIVE` + `TCP_KEEPIDLE`).
+    ///
+    /// If `None`, TCP keepalive is off. Default is 15 seconds.
+    pub fn tcp_keepalive(mut self, idle: impl Into<Option<Duration>>) -> Self {
+        self.config.tcp.keepalive_time = idle.into();
+        self
+    }
+
+    /// Time between TCP keepalive probes (`TCP_KEEPINTVL`).
+    ///
+    /// If `None`, the system default. Default is 5 seconds.
+    ///
+    /// # Notes
+    ///
+    /// Ignored on OpenBSD, Redox and Solaris, which lack the option.
+    pub fn tcp_keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.config.tcp.keepalive_interval = interval.into();
+        self
+    }
+
+    /// Unanswered TCP keepalive probes before the connection is dropped (`TCP_KEEPCNT`).
+    ///
+    /// If `None`, the system default. Default is 3.
+    ///
+    /// # Notes
+    ///
+    /// Ignored on OpenBSD, Redox, Solaris and Windows, which lack the option.
+    pub fn tcp_keepalive_retries(mut self, retries: impl Into<Option<u32>>) -> Self {
+        self.config.tcp.keepalive_retries = retries.into();
+        self
+    }
+
+    /// How long sent data may stay unacknowledged before the kernel drops the
+    /// connection (`TCP_USER_TIMEOUT`). Keepalive alone does not cover a peer
+    /// that vanishes while we have data in flight; this does.
+    ///
+    /// If `None`, off. Default is the time keepalive takes to give up, idle +
+    /// interval × retries (30 seconds with the defaults), or off when TCP
+    /// keepalive is off.
+    ///
+    /// # Notes
+    ///
+    /// Linux, Android and Fuchsia only; elsewhere it does nothing.
+    pub fn tcp_user_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.tcp.user_timeout = Some(timeout.into());
+        self
+    }
+
+    /// Sets `TCP_NODELAY`. Default is `true`: SSH sends small packets that
+    /// wait on each other.
+    pub fn tcp_nodelay(mut self, nodelay: bool) -> Self {
+        self.config.tcp.nodelay = nodelay;
+        self
+    }
+
+    /// Interval of SSH-level keepalive requests once authenticated
+    /// (russh's `keepalive_interval`; not TCP keepalive, see
+    /// [`tcp_keepalive`](Self::tcp_keepalive)); after
+    /// [`ssh_keepalive_max`](Self::ssh_keepalive_max) unanswered ones the
+    /// session ends. This is what notices a peer whose kernel still answers
+    /// but whose sshd is frozen.
+    ///
+    /// If `None`, off. Default is 15 seconds.
+    pub fn ssh_keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.config.explicit.ssh_keepalive = true;
+        self.ssh_keepalive_interval = interval.into();
+        self
+    }
+
+    /// Unanswered SSH keepalive requests before the session ends. Default is 3.
+    pub fn ssh_keepalive_max(mut self, max: usize) -> Self {
+        self.config.explicit.ssh_keepalive = true;
+        self.ssh_keepalive_max = max;
+        self
+    }
+
+    /// The russh client configuration for everything ssh-dial does not set
+    /// itself (algorithms, window sizes, client version string, ...). Its
+    /// `keepalive_interval` and `keepalive_max` are replaced by this
+    /// builder's [`ssh_keepalive_interval`](Self::ssh_keepalive_interval)
+    /// and [`ssh_keepalive_max`](Self::ssh_keepalive_max); its `nodelay` is unused (see [`tcp_nodelay`](Self::tcp_nodelay)).
+    ///
+    /// Default is `russh::client::Config::default()`.
+    pub fn russh_config(mut self, config: russh::client::Config) -> Self {
+        self.russh = Some(config);
+        self
+    }
+
+    /// Which server host keys to trust.
+    ///
+    /// Default is [`HostKeys::default`]: `~/.ssh/known_hosts`, unknown hosts refused.
+    pub fn host_keys(mut self, host_keys: HostKeys) -> Self {
+        self.config.explicit.host_keys = true;
+        self.config.host_keys = host_keys;
+        self
+    }
+
+    /// Asks servers for OpenSSH host certificates (`*-cert-v01@openssh.com`)
+    /// ahead of plain host keys, so that `@cert-authority` lines in
+    /// known_hosts files take effect. A certificate no authority vouches for
+    /// is judged by the key it certifies, as OpenSSH does. Replaces
+    /// `host_key_certificates` in a [`russh_config`](Self::russh_config).
+    ///
+    /// Default is `false`: servers present plain keys.
+    pub fn host_certificates(mut self, enabled: bool) -> Self {
+        self.host_certificates = enabled;
+        self
+    }
+
+    /// How long a tunnel's channel may take to open
+    /// ([`Client::connect_tcp`](crate::Client::connect_tcp), and each
+    /// connection of a forward): the server answers once it has connected
+    /// to the target.
+    ///
+    /// If `None`, as long as the server takes. Default is 10 seconds.
+    pub fn open_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.open_timeout = timeout.into();
+        self
+    }
+
+    /// How long a tunnel whose reader has fallen 4 MiB behind may wait for
+    /// it to read before the tunnel is closed (see
+    /// [`Tunnel`](crate::Tunnel): while it waits, the connection pauses).
+    /// Default is 30 seconds.
+    pub fn tunnel_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.config.tunnel_stall = timeout;
+        self
+    }
+
+    /// Default deadline of the client's commands (see
+    /// [`Command::timeout`](crate::Command::timeout)), from asking for the
+    /// channel to the exit status.
+    ///
+    /// If `None`, commands may run forever. Default is 60 seconds.
+    pub fn exec_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.exec_timeout = timeout.into();
+        self
+    }
+
+    /// Default output cap per stream of the client's commands (see
+    /// [`Command::max_output`](crate::Command::max_output)): what
+    /// [`Client::exec`](crate::Client::exec) keeps, and what a spawned
+    /// command may buffer unread.
+    ///
+    /// If `None`, unbounded. Default is 16 MiB.
+    pub fn max_output(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.config.max_output = max.into();
+        self
+    }
+
+    /// How long [`Client::close`](crate::Client::close) waits for the server
+    /// to end the session before closing the socket anyway. Default is 5
+    /// seconds.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// Jump hosts every dial goes through, first hop first (`ssh -J`,
+    /// OpenSSH's `ProxyJump`): the dial connects to the first, opens a
+    /// `direct-tcpip` channel through it to the next, and so on to the
+    /// target, each hop with its own host key check under its own name and
+    /// the dial's credentials (as the jump host's user, or the dial's
+    /// user). One deadline covers every hop; an error names the hop that
+    /// failed ([`DialError::jump_host`](crate::DialError::jump_host)).
+    /// The client keeps its jump hosts alive and closes them with itself.
+    /// For jump hosts shared by several clients, see
+    /// [`Dialer::dial_via`].
+    ///
+    /// Default is none: dials connect directly.
+    pub fn proxy_jump(mut self, chain: impl IntoIterator<Item = JumpHost>) -> Self {
+        self.config.explicit.proxy_jump = true;
+        self.config.proxy_jump = chain.into_iter().collect();
+        self
+    }
+
+    /// Whether dials through the same jump hosts share one connection to
+    /// each (keyed by the chain of `user@host:port` up to it): the first
+    /// dial makes it, later ones open their channel through it while any
+    /// client still goes through it. A bastion that limits unauthenticated
+    /// connections (`MaxStartups`) then sees one handshake, not one per
+    /// target. Dials that start while the first is still connecting make
+    /// their own.
+    ///
+    /// Default is `false`: each dial makes its own jump host connections,
+    /// as `ssh -J` does. [`Dialer::dial_via`] shares one explicitly.
+    pub fn share_jump_hosts(mut self, share: bool) -> Self {
+        self.config.jump_hosts = share.then(SharedJumps::default);
+        self
+    }
+
+    /// Reads hosts the way `ssh` does: [`Dialer::dial`] and
+    /// [`Dialer::dial_alias`] look the host up in `config` as `ssh -G`
+    /// would and take its `HostName`, `Port` (unless the address names
+    /// one), `User` (when the dial's user is empty), `ProxyJump`,
+    /// `ConnectTimeout` (each TCP connect attempt), `ConnectionAttempts`,
+    /// `ServerAliveInterval`/`ServerAliveCountMax` (SSH keepalive),
+    /// `AddressFamily`, the known_hosts settings (`UserKnownHostsFile`,
+    /// `GlobalKnownHostsFile`, `StrictHostKeyChecking`, `HashKnownHosts`,
+    /// `HostKeyAlias`) and `PreferredAuthentications`,
+    /// `PubkeyAuthentication` and `PasswordAuthentication`. Whatever this
+    /// builder was told explicitly wins over the file; the dial's one
+    /// deadline ([`timeout`](Self::timeout)) is the builder's.
+    ///
+    /// Default is none: addresses are dialed as given.
+    pub fn ssh_config(mut self, config: SshConfig) -> Self {
+        self.config.ssh_config = Some(config);
+        self
+    }
+
+    /// Builds the dialer.
+    pub fn build(mut self) -> Dialer {
+        let mut russh = self.russh.take().unwrap_or_default();
+        russh.keepalive_interval = self.ssh_keepalive_interval;
+        russh.keepalive_max = self.ssh_keepalive_max;
+        if self.host_certificates {
+            russh.preferred.host_key_certificates = russh.preferred.key.clone();
+        } else {
+            russh.preferred.host_key_certificates = Default::default();
+        }
+        self.config.russh = Arc::new(russh);
+        Dialer {
+            config: Arc::new(self.config),
+        }
+    }
+}
