@@ -84,6 +84,11 @@ struct Args {
     /// -L); BIND defaults to 127.0.0.1. Repeatable.
     #[arg(short = 'L', value_name = "[BIND:]PORT:HOST:HOSTPORT")]
     local: Vec<String>,
+    /// The server listens on [BIND:]PORT (BIND defaults to 127.0.0.1, its
+    /// loopback) and its connections are carried to HOST:HOSTPORT from
+    /// here (as ssh -R). Repeatable.
+    #[arg(short = 'R', value_name = "[BIND:]PORT:HOST:HOSTPORT")]
+    remote: Vec<String>,
     /// A SOCKS 4/5 proxy on local [BIND:]PORT, its connections made from
     /// the server (as ssh -D). Repeatable.
     #[arg(short = 'D', value_name = "[BIND:]PORT")]
@@ -180,9 +185,14 @@ async fn run(args: Args) -> Result<u8, String> {
         .map_err(|e| e.to_string())?;
 
     let forwards = forwards(&client, &args).await?;
-    if args.no_command || (args.command.is_empty() && !forwards.is_empty()) {
+    let remotes = remote_forwards(&client, &args).await?;
+    if args.no_command || (args.command.is_empty() && !(forwards.is_empty() && remotes.is_empty()))
+    {
         for forward in &forwards {
             println!("forwarding {}", forward.local_addr());
+        }
+        for (port, _) in &remotes {
+            println!("forwarding remote port {port}");
         }
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
@@ -193,7 +203,7 @@ async fn run(args: Args) -> Result<u8, String> {
                 },
             }
         }
-        drop(forwards);
+        drop((forwards, remotes));
         client.close().await;
         return Ok(0);
     }
@@ -215,7 +225,7 @@ async fn run(args: Args) -> Result<u8, String> {
         .exec(&args.command.join(" "))
         .await
         .map_err(|e| e.to_string())?;
-    drop(forwards);
+    drop((forwards, remotes));
     client.close().await;
     let _ = std::io::stdout().write_all(&out.stdout);
     let _ = std::io::stderr().write_all(&out.stderr);
@@ -249,6 +259,40 @@ async fn forwards(
         all.push(forward);
     }
     Ok(all)
+}
+
+/// The -R forwards: each carried to its local target by a task, stopped
+/// when dropped; with the port the server listens on.
+async fn remote_forwards(
+    client: &ssh_dial::Client,
+    args: &Args,
+) -> Result<Vec<(u16, AbortOnDrop)>, String> {
+    let mut all = Vec::new();
+    for spec in &args.remote {
+        let (bind, rest) = bind_and_rest(spec, 2)?;
+        let local = format!("{}:{}", rest[0], port_of(&rest[1], spec)?);
+        let local = tokio::net::lookup_host(&local)
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| format!("forward: cannot resolve {local:?}"))?;
+        let forward = client
+            .forward_remote(&bind.ip().to_string(), bind.port())
+            .await
+            .map_err(|e| e.to_string())?;
+        let port = forward.port();
+        all.push((port, AbortOnDrop(tokio::spawn(forward.connect_to(local)))));
+    }
+    Ok(all)
+}
+
+/// A task that ends with its holder.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `[BIND:]PORT` and then `extra` more `:`-separated fields (a `[v6]`

@@ -11,7 +11,7 @@ use russh::Disconnect;
 use crate::channel::Closing;
 use crate::deadline::{Switch, GRACE};
 use crate::error::Phase;
-use crate::handshake::ClientHandler;
+use crate::handshake::{ClientHandler, Inbound};
 use crate::process::{Command, ExecError, Output};
 
 /// An authenticated SSH connection, returned by [`Dialer::dial`](crate::Dialer::dial).
@@ -38,6 +38,8 @@ pub struct Client {
     /// The jump host this client's connection goes through, kept alive
     /// as long as this client.
     via: Option<Arc<Client>>,
+    /// The remote forwards' queues, shared with the session's handler.
+    inbound: Inbound,
 }
 
 /// How long each phase of a successful dial took.
@@ -84,6 +86,14 @@ impl fmt::Debug for Client {
     }
 }
 
+/// An authenticated session: russh's handle, the switch on its stream, and
+/// the queues of its remote forwards.
+pub(crate) struct Session {
+    pub(crate) handle: Handle<ClientHandler>,
+    pub(crate) switch: Switch,
+    pub(crate) inbound: Inbound,
+}
+
 /// The dialer's settings for the client's commands and its close.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
@@ -96,14 +106,18 @@ pub(crate) struct Settings {
 
 impl Client {
     pub(crate) fn new(
-        handle: Handle<ClientHandler>,
-        switch: Switch,
+        session: Session,
         target: String,
         remote_addr: SocketAddr,
         settings: Settings,
         timings: DialTimings,
         via: Option<Arc<Client>>,
     ) -> Self {
+        let Session {
+            handle,
+            switch,
+            inbound,
+        } = session;
         crate::metrics::session_opened();
         Client {
             handle: Arc::new(handle),
@@ -118,6 +132,7 @@ impl Client {
             timings,
             closing: Arc::default(),
             via,
+            inbound,
         }
     }
 
@@ -145,6 +160,11 @@ impl Client {
     /// The session handle and the closes owed on it, for a channel task.
     pub(crate) fn channel_parts(&self) -> (Arc<Handle<ClientHandler>>, Arc<Closing>) {
         (self.handle.clone(), self.closing.clone())
+    }
+
+    /// The remote forwards' queues.
+    pub(crate) fn inbound(&self) -> &Inbound {
+        &self.inbound
     }
 
     /// How long a tunnel's channel may take to open.

@@ -1,9 +1,12 @@
 //! The SSH handshake: version exchange and key exchange through russh, with
 //! the host key checked inside key exchange.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use russh::client::{self, Handle};
+use russh::client::{self, Handle, Msg};
+use russh::Channel;
+use tokio::sync::mpsc;
 
 use crate::deadline::{GuardedStream, SessionGuard, TripWire};
 use crate::error::Kind;
@@ -22,6 +25,48 @@ pub struct ClientHandler {
     verdict: Arc<Mutex<Option<HostKeyFailure>>>,
     /// The host key algorithm of the first key exchange.
     negotiated: Option<russh::keys::Algorithm>,
+    /// Where the connections the server opens for remote forwards go.
+    inbound: Inbound,
+}
+
+/// Where the connections the server opens for our remote forwards
+/// (`forwarded-tcpip`) go: per forward, as the server reports its address
+/// and port, a bounded queue. One the server opens for a forward we do not
+/// have, or whose queue is full, is refused.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Inbound(Arc<Mutex<Queues>>);
+
+/// Each remote forward's queue, by the address and port the server bound.
+type Queues = HashMap<(String, u32), mpsc::Sender<Channel<Msg>>>;
+
+impl Inbound {
+    /// Connections for `address:port` go to `queue` from now on.
+    pub(crate) fn insert(&self, address: &str, port: u32, queue: mpsc::Sender<Channel<Msg>>) {
+        self.lock().insert((address.to_owned(), port), queue);
+    }
+
+    pub(crate) fn remove(&self, address: &str, port: u32) {
+        self.lock().remove(&(address.to_owned(), port));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The queue for a connection the server reports for `address:port`:
+    /// that very forward, or the only one on `port` (servers report the
+    /// address as they bound it).
+    fn queue(&self, address: &str, port: u32) -> Option<mpsc::Sender<Channel<Msg>>> {
+        let forwards = self.lock();
+        if let Some(queue) = forwards.get(&(address.to_owned(), port)) {
+            return Some(queue.clone());
+        }
+        let mut on_port = forwards.iter().filter(|((_, p), _)| *p == port);
+        match (on_port.next(), on_port.next()) {
+            (Some((_, queue)), None) => Some(queue.clone()),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for ClientHandler {
@@ -34,6 +79,42 @@ impl std::fmt::Debug for ClientHandler {
 
 impl client::Handler for ClientHandler {
     type Error = russh::Error;
+
+    /// A connection to one of our remote forwards: accepted and queued for
+    /// it if it has room, refused otherwise (never left undrained: russh
+    /// would stall the session on it).
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let queue = self
+            .inbound
+            .queue(connected_address, connected_port)
+            .and_then(|queue| queue.try_reserve_owned().ok());
+        match queue {
+            Some(permit) => {
+                reply.accept().await;
+                permit.send(channel);
+            }
+            None => {
+                tracing::debug!(
+                    address = %crate::text::PeerText::new(connected_address),
+                    port = connected_port,
+                    "refused a forwarded connection: no forward, or its queue is full"
+                );
+                reply
+                    .reject(russh::ChannelOpenFailure::ResourceShortage)
+                    .await;
+            }
+        }
+        Ok(())
+    }
 
     async fn check_server_key(
         &mut self,
@@ -147,6 +228,7 @@ pub(crate) async fn handshake<S>(
     host_keys: Prepared,
     wire: TripWire,
     session: SessionGuard,
+    inbound: Inbound,
 ) -> Result<Handle<ClientHandler>, Kind>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -162,6 +244,7 @@ where
         _session: session,
         verdict: verdict.clone(),
         negotiated: None,
+        inbound,
     };
     match client::connect_stream(config, stream, handler).await {
         Ok(handle) => Ok(handle),

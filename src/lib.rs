@@ -94,7 +94,7 @@ pub use channel::{EndReason, ExitStatus};
 pub use client::{Client, DialTimings};
 pub use dialer::{Dialer, DialerBuilder};
 pub use error::{DialError, Phase};
-pub use forward::{LocalForward, Tunnel, TunnelError};
+pub use forward::{LocalForward, RemoteForward, Tunnel, TunnelError};
 pub use handshake::ClientHandler;
 pub use host_keys::{HostKeys, InvalidHostKey};
 pub use process::{

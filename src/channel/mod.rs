@@ -64,7 +64,6 @@ pub(crate) enum Open {
     /// `direct-streamlocal@openssh.com` to a Unix socket on the server.
     StreamLocal { path: String },
     /// A channel the server opened (`forwarded-tcpip`), already confirmed.
-    #[allow(dead_code)] // remote forwarding takes it next
     Given(Channel<Msg>),
 }
 

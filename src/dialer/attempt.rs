@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{Config, Hop};
 use crate::auth::{self, Auth, AuthFailure, Credential};
-use crate::client::{Client, DialTimings, Settings};
+use crate::client::{Client, DialTimings, Session, Settings};
 use crate::deadline::{self, race, Armed, Raced, Switch, GRACE};
 use crate::error::{DialError, Kind, Phase};
 use crate::handshake::{self, ClientHandler};
@@ -41,6 +41,8 @@ pub(super) struct Attempt<'a> {
     pub(super) remote_addr: Option<std::net::SocketAddr>,
     /// When the phase under way began.
     pub(super) lap: Instant,
+    /// The remote forwards' queues of the connection being made.
+    pub(super) inbound: crate::handshake::Inbound,
 }
 
 impl Attempt<'_> {
@@ -128,6 +130,7 @@ impl Attempt<'_> {
         via: Option<Arc<Client>>,
         timings: &mut DialTimings,
     ) -> Result<Client, DialError> {
+        self.inbound = crate::handshake::Inbound::default();
         let connected = match &via {
             None => self.direct(target, timings).await,
             // Boxed: a channel stream's handshake is larger than a TCP
@@ -152,8 +155,11 @@ impl Attempt<'_> {
         };
         timings.auth += self.lap();
         Ok(Client::new(
-            handle,
-            switch,
+            Session {
+                handle,
+                switch,
+                inbound: std::mem::take(&mut self.inbound),
+            },
             self.hop.clone().unwrap_or_else(|| self.label.to_owned()),
             remote,
             Settings {
@@ -345,6 +351,7 @@ impl Attempt<'_> {
             host_keys,
             wire,
             session,
+            self.inbound.clone(),
         ));
         let handle = match race(handshake, self.deadline, &switch).await {
             Raced::Done(Ok(h)) => h,

@@ -359,6 +359,7 @@ impl Dialer {
         );
         let result = Box::pin(
             Attempt {
+                inbound: crate::handshake::Inbound::default(),
                 config,
                 start,
                 deadline: deadline::deadline_after(start, config.timeout),

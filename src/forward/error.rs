@@ -23,7 +23,6 @@ enum Kind {
     /// The local listener could not be set up.
     Bind(io::Error),
     /// The server refused a `tcpip-forward` request.
-    #[allow(dead_code)] // remote forwarding takes it next
     ForwardRefused,
 }
 
@@ -44,7 +43,6 @@ impl TunnelError {
         }
     }
 
-    #[allow(dead_code)] // remote forwarding takes it next
     pub(crate) fn forward_refused(target: &str, elapsed: Duration) -> Self {
         TunnelError {
             target: target.to_owned(),

@@ -10,6 +10,7 @@
 
 mod error;
 mod local;
+mod remote;
 mod socks;
 mod tunnel;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 pub use error::TunnelError;
 pub use local::LocalForward;
+pub use remote::RemoteForward;
 pub use tunnel::Tunnel;
 
 use crate::channel::{Failure, Open};
@@ -152,5 +154,36 @@ impl Client {
     /// [`TunnelError::is_bind`] if `bind` cannot be listened on.
     pub async fn forward_dynamic(&self, bind: SocketAddr) -> Result<LocalForward, TunnelError> {
         LocalForward::start(self, bind, local::To::Socks).await
+    }
+
+    /// Asks the server to listen on `address:port` (as `ssh -R` does;
+    /// port 0: the server chooses, see [`RemoteForward::port`]); each
+    /// connection it accepts comes to us as a [`Tunnel`], from
+    /// [`RemoteForward::accept`], or carried to a local address by
+    /// [`RemoteForward::connect_to`]. At most 16 wait to be accepted; the
+    /// server's next ones are refused meanwhile.
+    ///
+    /// sshd binds `address` only with `GatewayPorts clientspecified`;
+    /// otherwise it listens on its loopback address whatever is asked.
+    ///
+    /// # Errors
+    ///
+    /// [`TunnelError::is_refused`] if the server will not listen there
+    /// (`AllowTcpForwarding no`, a port it may not bind);
+    /// [`TunnelError::is_timeout`] if it did not answer within the
+    /// dialer's [`open_timeout`](crate::DialerBuilder::open_timeout);
+    /// [`TunnelError::is_invalid_input`] for an unusable address.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future before the server answers leaves a forward the
+    /// server may set up; it lasts until the session ends.
+    pub async fn forward_remote(
+        &self,
+        address: &str,
+        port: u16,
+    ) -> Result<RemoteForward, TunnelError> {
+        check_target("address", address)?;
+        RemoteForward::start(self, address, port).await
     }
 }

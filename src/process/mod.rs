@@ -346,7 +346,7 @@ impl Command {
 
     /// Whether a command whose output passes [`max_output`](Self::max_output)
     /// is ended there: sent `KILL`, its channel closed, its status
-    /// [`ExitStatus::EndedByUs`]`(`[`EndReason::MaxOutput`]`)`. Default is
+    /// [`ExitStatus::EndedByUs`]`(`[`EndReason::MaxOutput`](crate::EndReason::MaxOutput)`)`. Default is
     /// `false`: it runs on, the excess discarded.
     pub fn kill_at_max_output(&mut self, kill: bool) -> &mut Self {
         self.kill_at_max_output = kill;

@@ -52,8 +52,9 @@ pub(super) fn russh_config(host_key: PrivateKey) -> server::Config {
 ///
 /// `direct-tcpip` channels (`ssh -W`, `-L`, `-D`) are served too: the
 /// server connects to the target on this machine and carries the bytes
-/// both ways (or refuses, "administratively prohibited", with
-/// [`TestServerBuilder::forwarding`]`(false)`).
+/// both ways; and `tcpip-forward` requests (`ssh -R`): it listens on
+/// `127.0.0.1` and brings each connection to the client (both refused,
+/// with [`TestServerBuilder::forwarding`]`(false)`).
 ///
 /// [`open_channels`](TestServer::open_channels) counts the channels the
 /// client has not closed, and [`TestServerBuilder::channel_open_delay`]
@@ -248,6 +249,7 @@ impl TestServerBuilder {
                     no_forwarding,
                     unanswered: Vec::new(),
                     cat: HashSet::new(),
+                    listening: HashMap::new(),
                     ends: HashMap::new(),
                 };
                 async move {
@@ -352,6 +354,8 @@ struct Shell {
     unanswered: Vec<ChannelOpenHandle>,
     /// Channels running `cat`.
     cat: HashSet<ChannelId>,
+    /// Remote forwards' listeners, by port; they stop when dropped.
+    listening: HashMap<u32, oneshot::Sender<()>>,
     /// Each open channel's own end, for the floods (which must wait for the
     /// client's window).
     ends: HashMap<ChannelId, Channel<Msg>>,
@@ -541,6 +545,68 @@ impl server::Handler for Shell {
             // The client's close (or the connection's end) decrements.
         });
         Ok(())
+    }
+
+    /// `ssh -R`: listens on 127.0.0.1 and opens a `forwarded-tcpip`
+    /// channel to the client for each connection.
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        if self.no_forwarding {
+            return Ok(false);
+        }
+        let Ok(wanted) = u16::try_from(*port) else {
+            return Ok(false);
+        };
+        let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", wanted)).await else {
+            return Ok(false);
+        };
+        let bound = listener
+            .local_addr()
+            .map(|a| u32::from(a.port()))
+            .unwrap_or(0);
+        *port = bound;
+        let (stop_tx, mut stop_rx) = oneshot::channel();
+        self.listening.insert(bound, stop_tx);
+        let (handle, address) = (session.handle(), address.to_owned());
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = &mut stop_rx => return,
+                };
+                let Ok((tcp, peer)) = accepted else { continue };
+                let (handle, address) = (handle.clone(), address.clone());
+                tokio::spawn(async move {
+                    let channel = handle
+                        .channel_open_forwarded_tcpip(
+                            address,
+                            bound,
+                            peer.ip().to_string(),
+                            u32::from(peer.port()),
+                        )
+                        .await;
+                    if let Ok(channel) = channel {
+                        let mut stream = channel.into_stream();
+                        let mut tcp = tcp;
+                        let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+                    }
+                });
+            }
+        });
+        Ok(true)
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        _address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.listening.remove(&port).is_some())
     }
 
     async fn exec_request(

@@ -360,6 +360,33 @@ fn forwards_local_ports_and_socks_with_dash_n() {
     assert_eq!(pong, "pong");
     let _ = child.kill();
     let _ = child.wait();
+    // -R: the server's port reaches the same target through us.
+    let mut child = Command::new(support::example("dial"))
+        .args(["--password-env", "DIAL_TEST_PASSWORD", "--known-hosts", &kh])
+        .args(["-N", "-R", &format!("0:127.0.0.1:{target_port}")])
+        .arg(format!("alice@{}", server.addr()))
+        .env("DIAL_TEST_PASSWORD", "pw")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let port: u16 = line
+        .strip_prefix("forwarding remote port ")
+        .expect(&line)
+        .parse()
+        .unwrap();
+    let mut pong = String::new();
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap()
+        .read_to_string(&mut pong)
+        .unwrap();
+    assert_eq!(pong, "pong");
+    let _ = child.kill();
+    let _ = child.wait();
     // A port that cannot be listened on is an error, as ExitOnForwardFailure.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let out = run(&[

@@ -404,3 +404,104 @@ fn a_reader_that_stops_pauses_its_tunnel_without_growing() {
         assert!(client.exec("true").await.unwrap().status.success());
     });
 }
+
+/// `ssh -R`: the server listens, and its connections come here as tunnels
+/// (taken one by one, or carried to a local address); closing the forward
+/// stops the server listening.
+#[tokio::test]
+async fn a_remote_forward_brings_the_servers_connections_here() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
+    let mut forward = client.forward_remote("127.0.0.1", 0).await.unwrap();
+    let port = forward.port();
+    assert_ne!(port, 0);
+    let there = SocketAddr::from(([127, 0, 0, 1], port));
+    // A connection to the server's port, from elsewhere.
+    let peer = tokio::spawn(round_trip(there, b"from afar"));
+    let mut tunnel = forward.accept().await.unwrap();
+    let mut got = Vec::new();
+    tunnel.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"from afar");
+    tunnel.write_all(b"answered").await.unwrap();
+    tunnel.shutdown().await.unwrap();
+    assert_eq!(peer.await.unwrap(), b"answered");
+    forward.close().await;
+    assert!(
+        support::wait_until(Duration::from_secs(2), || std::net::TcpStream::connect(
+            there
+        )
+        .is_err())
+        .await,
+        "the server still listens after close"
+    );
+
+    // Carried to a local address.
+    let upper = upper_server().await;
+    let forward = client.forward_remote("127.0.0.1", 0).await.unwrap();
+    let there = SocketAddr::from(([127, 0, 0, 1], forward.port()));
+    let carrying = tokio::spawn(forward.connect_to(upper));
+    for text in ["one", "two", "three"] {
+        assert_eq!(
+            round_trip(there, text.as_bytes()).await,
+            text.to_uppercase().as_bytes()
+        );
+    }
+    // Dropping it stops the forward.
+    carrying.abort();
+    assert!(
+        support::wait_until(Duration::from_secs(2), || std::net::TcpStream::connect(
+            there
+        )
+        .is_err())
+        .await,
+        "the server still listens after drop"
+    );
+    assert!(client.exec("true").await.unwrap().status.success());
+}
+
+#[tokio::test]
+async fn a_remote_forward_the_server_refuses_is_typed() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let local_only = Sshd::builder()
+        .config_line("AllowTcpForwarding local")
+        .start()
+        .unwrap();
+    let client = support::connect_sshd(&local_only, Dialer::builder()).await;
+    let err = client.forward_remote("127.0.0.1", 0).await.unwrap_err();
+    assert!(err.is_refused(), "{err}");
+    assert!(err.to_string().contains("refused to listen"), "{err}");
+    assert!(client.exec("true").await.unwrap().status.success());
+}
+
+/// Connections nobody accepts wait, at most 16; the server's next ones are
+/// refused (and their peers see the connection end).
+#[tokio::test]
+async fn connections_nobody_accepts_are_bounded() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
+    let mut forward = client.forward_remote("127.0.0.1", 0).await.unwrap();
+    let there = SocketAddr::from(([127, 0, 0, 1], forward.port()));
+    let mut peers = Vec::new();
+    for _ in 0..40 {
+        let mut tcp = TcpStream::connect(there).await.unwrap();
+        tcp.write_all(b"x").await.unwrap();
+        peers.push(tcp);
+    }
+    // Let the server offer them all.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut waiting = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), forward.accept()).await
+    {
+        waiting += 1;
+    }
+    // 16, and the one on its way from the server to the queue.
+    assert!((1..=17).contains(&waiting), "{waiting} waited");
+}
