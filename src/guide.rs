@@ -7,6 +7,7 @@
 //! - [`trust`]: host keys and authentication, as OpenSSH judges them.
 //! - [`reach`]: ssh_config, jump hosts and Happy Eyeballs, as `ssh` does.
 //! - [`processes`]: commands as `tokio::process`, bounded and closed.
+//! - [`forwarding`]: tunnels, `-L`, `-R` and SOCKS, bounded the same way.
 //! - [`fleet`]: one command on many hosts, metrics and tracing.
 //! - [`testing`]: misbehaving servers and a real `sshd` for your own tests.
 //! - [`performance`]: every number, and the command that measures it.
@@ -22,6 +23,9 @@ pub mod reach {}
 
 #[doc = include_str!("../docs/processes.md")]
 pub mod processes {}
+
+#[doc = include_str!("../docs/forwarding.md")]
+pub mod forwarding {}
 
 #[doc = include_str!("../docs/fleet.md")]
 pub mod fleet {}

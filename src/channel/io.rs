@@ -189,12 +189,10 @@ impl Reader {
                 }
                 return Poll::Ready(match into {
                     Some(buf) => {
-                        let n = n.min(buf.remaining());
-                        buf.put_slice(&pipe.buf[..n]);
-                        pipe.advance(n);
+                        pipe.copy_to(buf, n);
                         Next::Copied
                     }
-                    None => Next::Data(pipe.take(n).freeze()),
+                    None => Next::Data(pipe.take(n)),
                 });
             }
             Chunk::Empty => {}

@@ -510,7 +510,7 @@ impl<'a> Task<'a> {
             Stop::Abandoned => (ours(EndReason::Kill), may_kill),
             Stop::Refused(what) => (Err(Failure::Refused(what.into())), false),
             Stop::Overflow => {
-                let behind = self.shared.lock().stdout.buf.len();
+                let behind = self.shared.lock().stdout.len();
                 let stall = match self.request.overflow {
                     Overflow::Pause(stall) => stall,
                     _ => std::time::Duration::ZERO,

@@ -202,7 +202,7 @@ async fn forward_one(mut tcp: TcpStream, peer: SocketAddr, to: To, parts: &Parts
             return;
         }
     }
-    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut tunnel).await;
+    let _ = super::carry(&mut tcp, &mut tunnel).await;
 }
 
 impl Parts {

@@ -133,7 +133,7 @@ impl RemoteForward {
                 match tokio::net::TcpStream::connect(local).await {
                     Ok(mut tcp) => {
                         let _ = tcp.set_nodelay(true);
-                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut tunnel).await;
+                        let _ = super::carry(&mut tcp, &mut tunnel).await;
                     }
                     Err(e) => tracing::debug!(%local, error = %e, "remote forward: cannot connect"),
                 }
