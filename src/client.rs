@@ -162,6 +162,20 @@ impl Client {
         (self.handle.clone(), self.closing.clone())
     }
 
+    /// Session channels open on this connection: commands running,
+    /// subsystems, and channels whose close is still on its way. What the
+    /// server's `MaxSessions` (10 for OpenSSH's sshd) counts.
+    pub fn sessions_in_use(&self) -> usize {
+        self.closing.sessions_in_use()
+    }
+
+    /// Resolves at the next release of a session channel on this
+    /// connection (enable it, then check [`sessions_in_use`](Self::sessions_in_use)).
+    #[allow(dead_code)] // a pool of connections waits on it
+    pub(crate) fn session_freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.closing.session_freed()
+    }
+
     /// The remote forwards' queues.
     pub(crate) fn inbound(&self) -> &Inbound {
         &self.inbound

@@ -8,6 +8,9 @@ pub(crate) struct Exec {
     pub(crate) line: String,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) pty: Option<Pty>,
+    /// `line` names a subsystem (`sftp`) to start instead of a command:
+    /// its channel is then a stream, over at EOF both ways.
+    pub(crate) subsystem: bool,
 }
 
 /// A terminal for the command.

@@ -326,13 +326,36 @@ impl Shared {
 /// A new command waits for them, so that the server has freed their session
 /// slots (`MaxSessions`) before it sees the new open: messages to the
 /// session are ordered, and a close queued first is handled first.
+///
+/// It also counts the connection's session channels in use, from the open
+/// request to the close queued (or the late open closed): what the
+/// server's `MaxSessions` counts, for whoever shares the connection.
 #[derive(Debug, Default)]
 pub(crate) struct Closing {
     pending: AtomicUsize,
     settled: Notify,
+    sessions: AtomicUsize,
+    freed: Notify,
 }
 
 impl Closing {
+    /// Session channels in use on the connection.
+    pub(crate) fn sessions_in_use(&self) -> usize {
+        self.sessions.load(Ordering::Acquire)
+    }
+
+    /// Resolves at the next release of a session channel (check
+    /// [`sessions_in_use`](Self::sessions_in_use) after enabling it).
+    #[allow(dead_code)] // a pool of connections waits on it
+    pub(crate) fn session_freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
+    }
+
+    fn release_session(&self) {
+        self.sessions.fetch_sub(1, Ordering::AcqRel);
+        self.freed.notify_waiters();
+    }
+
     pub(super) fn begin(&self) {
         self.pending.fetch_add(1, Ordering::AcqRel);
     }
@@ -361,6 +384,8 @@ impl Closing {
 struct TaskDone<'a> {
     shared: &'a Shared,
     closing: &'a Closing,
+    /// A session channel, counted in use until now.
+    session: bool,
 }
 
 impl Drop for TaskDone<'_> {
@@ -368,6 +393,9 @@ impl Drop for TaskDone<'_> {
         self.shared.lock().task_done = true;
         self.shared.settle_drop(self.closing);
         self.shared.end(Err(Failure::SessionClosed));
+        if self.session {
+            self.closing.release_session();
+        }
     }
 }
 
@@ -388,9 +416,14 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     closing: Arc<Closing>,
 ) {
+    let session = matches!(request.open, Open::Session);
+    if session {
+        closing.sessions.fetch_add(1, Ordering::AcqRel);
+    }
     let _done = TaskDone {
         shared: &shared,
         closing: &closing,
+        session,
     };
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let deadline = tokio::time::sleep_until(request.deadline.unwrap_or(far));

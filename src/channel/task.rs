@@ -239,6 +239,10 @@ impl<'a> Task<'a> {
                         .await
                 })
             }
+            Action::Exec if self.exec().subsystem => {
+                let name = self.exec().line.clone();
+                Box::pin(async move { write.request_subsystem(true, &name).await })
+            }
             Action::Exec => {
                 let line = self.exec().line_with(&self.refused_env);
                 Box::pin(async move { write.exec(true, line).await })
@@ -367,10 +371,9 @@ impl<'a> Task<'a> {
             return None;
         }
         let state = self.shared.lock();
-        let over = if self.request.exec.is_some() {
-            state.stdout.eof && state.server_status.is_some()
-        } else {
-            state.stdout.eof && self.eof
+        let over = match &self.request.exec {
+            Some(exec) if !exec.subsystem => state.stdout.eof && state.server_status.is_some(),
+            _ => state.stdout.eof && self.eof,
         };
         over.then_some(Stop::Done)
     }
@@ -462,7 +465,7 @@ impl<'a> Task<'a> {
         // The exec request is out (or the tunnel open): the channel is in use.
         let exec_sent = running || self.phase == Phase::Exec;
         // Only a command can be sent a signal.
-        let may_kill = exec_sent && self.request.exec.is_some();
+        let may_kill = exec_sent && self.request.exec.as_ref().is_some_and(|e| !e.subsystem);
         let server_status = self.shared.lock().server_status.clone();
         let ours = |why| Ok(server_status.clone().unwrap_or(ExitStatus::EndedByUs(why)));
         let (outcome, kill) = match stop {

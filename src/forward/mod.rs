@@ -127,6 +127,24 @@ impl Client {
         Tunnel::open(self, open, path.to_owned()).await
     }
 
+    /// Starts the subsystem `name` (`sftp`, `netconf`) on a session channel
+    /// and gives its input and output as a stream, within the dialer's
+    /// [`open_timeout`](crate::DialerBuilder::open_timeout). The channel
+    /// counts as a session ([`Client::sessions_in_use`]) until it closes.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_tcp`](Self::connect_tcp); a server without the
+    /// subsystem refuses the request (the message says so).
+    ///
+    /// # Cancellation
+    ///
+    /// As [`connect_tcp`](Self::connect_tcp).
+    pub async fn subsystem(&self, name: &str) -> Result<Tunnel, TunnelError> {
+        check_target("subsystem", name)?;
+        Tunnel::subsystem(self, name).await
+    }
+
     /// Listens on `bind` (as `ssh -L bind:host:port` does) and forwards each
     /// connection to `host:port` from the server, in a tunnel of its own;
     /// at most 256 at once (more wait to be accepted). Dropping or

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::error::TunnelError;
 use crate::channel::io::Stream;
-use crate::channel::{self, Open, Overflow, Owner, Pipe, Reader, Request, Shared, Writer};
+use crate::channel::{self, Exec, Open, Overflow, Owner, Pipe, Reader, Request, Shared, Writer};
 use crate::Client;
 
 /// How much a tunnel's reader may fall behind before its channel pauses:
@@ -71,11 +71,37 @@ impl Tunnel {
         target: String,
     ) -> Result<Tunnel, TunnelError> {
         let (handle, closing) = client.channel_parts();
-        let limits = Limits {
+        Tunnel::start(Some(handle), closing, open, target, Tunnel::limits(client)).await
+    }
+
+    fn limits(client: &Client) -> Limits {
+        Limits {
             open_timeout: client.open_timeout(),
             stall: client.tunnel_stall(),
+        }
+    }
+
+    /// Starts the subsystem `name` on a session channel of `client`'s
+    /// connection, within its open timeout, as a stream.
+    pub(crate) async fn subsystem(client: &Client, name: &str) -> Result<Tunnel, TunnelError> {
+        let (handle, closing) = client.channel_parts();
+        let exec = Exec {
+            line: name.to_owned(),
+            env: Vec::new(),
+            pty: None,
+            subsystem: true,
         };
-        Tunnel::start(Some(handle), closing, open, target, limits).await
+        let target = format!("subsystem {name}");
+        let limits = Tunnel::limits(client);
+        Tunnel::run(
+            Some(handle),
+            closing,
+            Open::Session,
+            Some(exec),
+            target,
+            limits,
+        )
+        .await
     }
 
     /// Runs the channel task for `open` and waits for the channel to be
@@ -84,6 +110,17 @@ impl Tunnel {
         handle: Option<Arc<russh::client::Handle<crate::ClientHandler>>>,
         closing: Arc<channel::Closing>,
         open: Open,
+        target: String,
+        limits: Limits,
+    ) -> Result<Tunnel, TunnelError> {
+        Tunnel::run(handle, closing, open, None, target, limits).await
+    }
+
+    async fn run(
+        handle: Option<Arc<russh::client::Handle<crate::ClientHandler>>>,
+        closing: Arc<channel::Closing>,
+        open: Open,
+        exec: Option<Exec>,
         target: String,
         limits: Limits,
     ) -> Result<Tunnel, TunnelError> {
@@ -97,7 +134,7 @@ impl Tunnel {
         let owner = Owner::new(shared.clone(), closing.clone(), true);
         let request = Request {
             open,
-            exec: None,
+            exec,
             deadline: limits
                 .open_timeout
                 .map(|t| crate::deadline::deadline_after(start, t)),

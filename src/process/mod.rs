@@ -487,6 +487,7 @@ impl Command {
                 line,
                 env: self.env.clone(),
                 pty: self.pty.clone(),
+                subsystem: false,
             }),
             deadline: self
                 .timeout

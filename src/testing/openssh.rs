@@ -238,6 +238,14 @@ impl SshdBuilder {
                 .port(),
         };
         let addr = SocketAddr::new(self.listen, port);
+        // An SFTP server unless the caller's lines name one (sshd refuses a
+        // subsystem defined twice).
+        if !config
+            .lines()
+            .any(|l| l.trim_start().to_ascii_lowercase().starts_with("subsystem"))
+        {
+            config.push_str("Subsystem sftp internal-sftp\n");
+        }
         let config_path = d.join("sshd_config");
         std::fs::write(
             &config_path,

@@ -505,3 +505,27 @@ async fn connections_nobody_accepts_are_bounded() {
     // 16, and the one on its way from the server to the queue.
     assert!((1..=17).contains(&waiting), "{waiting} waited");
 }
+
+/// A subsystem as a stream: sshd's SFTP server answers SSH_FXP_INIT with
+/// its version; the channel counts as a session until it closes.
+#[tokio::test]
+async fn a_subsystem_is_a_stream_and_a_session() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
+    assert_eq!(client.sessions_in_use(), 0);
+    let mut sftp = client.subsystem("sftp").await.unwrap();
+    assert_eq!(client.sessions_in_use(), 1);
+    // SSH_FXP_INIT, version 3: length 5, type 1, version 3.
+    sftp.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).await.unwrap();
+    let mut head = [0u8; 9];
+    sftp.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[4], 2, "SSH_FXP_VERSION: {head:?}");
+    assert_eq!(u32::from_be_bytes([head[5], head[6], head[7], head[8]]), 3);
+    drop(sftp);
+    assert!(support::wait_until(Duration::from_secs(2), || client.sessions_in_use() == 0).await);
+    let err = client.subsystem("no-such-thing").await.unwrap_err();
+    assert!(err.to_string().contains("subsystem no-such-thing"), "{err}");
+}
