@@ -5,6 +5,7 @@
 //! cargo run --example dial -- -p 2222 --accept-any-host-key me@127.0.0.1 uname -a
 //! cargo run --example dial -- -J bastion,inner deploy@db uptime
 //! cargo run --example dial -- -G -F ~/.ssh/config prod-db
+//! cargo run --example dial -- -o 'ProxyCommand=ssh -W %h:%p bastion' deploy@db uptime
 //! cargo run --example dial -- -N -L 5433:db.internal:5432 -D 1080 deploy@bastion
 //! ```
 //!
@@ -41,6 +42,11 @@ struct Args {
     /// (`none`: direct, whatever the config says).
     #[arg(short = 'J', value_name = "JUMP")]
     jump: Option<String>,
+    /// An ssh_config option, as `ssh -o` takes it (`Key=value`), winning
+    /// over the files: `-o ProxyCommand='ssh -W %h:%p bastion'`,
+    /// `-o CertificateFile=~/.ssh/id_ed25519-cert.pub`. Repeatable.
+    #[arg(short = 'o', value_name = "OPTION")]
+    options: Vec<String>,
     /// Print the configuration ssh-dial would use for the destination,
     /// one `key value` line per key as `ssh -G` prints it, and exit.
     #[arg(short = 'G')]
@@ -135,6 +141,11 @@ async fn run(args: Args) -> Result<u8, String> {
         None => SshConfig::load_default(),
     }
     .map_err(|e| format!("ssh_config: {e}"))?;
+    let ssh = args
+        .options
+        .iter()
+        .try_fold(ssh, |ssh, option| ssh.with_option(option))
+        .map_err(|e| format!("ssh_config: {e}"))?;
     let (user, host) = match args.destination.rsplit_once('@') {
         Some((user, host)) => (user.to_owned(), host),
         None => (String::new(), args.destination.as_str()),
@@ -211,7 +222,9 @@ async fn run(args: Args) -> Result<u8, String> {
         println!(
             "connected to {} ({}) as {}",
             client.target(),
-            client.remote_addr(),
+            client
+                .remote_addr()
+                .map_or("through its ProxyCommand".into(), |a| a.to_string()),
             if user.is_empty() {
                 resolved.user()
             } else {

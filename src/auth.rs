@@ -263,7 +263,6 @@ impl Auth {
     /// [`key_file`](Self::key_file) without looking for a certificate
     /// beside the key: what an `IdentityFile` is to `ssh` once any
     /// `CertificateFile` is set.
-    #[allow(dead_code)] // for ssh_config's CertificateFile
     pub(crate) fn key_file_alone(path: impl Into<PathBuf>, passphrase: Option<&str>) -> Self {
         Auth::one(Method::KeyFile {
             path: path.into(),
@@ -278,7 +277,6 @@ impl Auth {
     /// holds. A file that does not exist is passed over in silence, as by
     /// `ssh`; one that cannot be used, or whose key is nowhere, is skipped
     /// with a note in the auth error.
-    #[allow(dead_code)] // for ssh_config's CertificateFile
     pub(crate) fn certificate_file(path: impl Into<PathBuf>) -> Self {
         Auth::one(Method::CertificateFile(path.into()))
     }
@@ -579,6 +577,7 @@ fn fits(cert: Certificate, key: &PrivateKey, key_path: &Path) -> Result<Certific
 }
 
 /// A credential ready to send.
+#[derive(Clone)]
 pub(crate) enum Credential {
     Password(Arc<Secret>),
     /// A key, and the file it came from.
@@ -603,6 +602,16 @@ pub(crate) enum Credential {
 }
 
 impl Credential {
+    /// Whether this is a secret the user typed for one host (a password,
+    /// keyboard-interactive answers), not a key: never offered to a jump
+    /// host unless given for it.
+    pub(crate) fn is_secret(&self) -> bool {
+        matches!(
+            self,
+            Credential::Password(_) | Credential::KeyboardInteractive(_)
+        )
+    }
+
     /// The methods that can carry this credential.
     fn methods(&self) -> &'static [MethodKind] {
         match self {

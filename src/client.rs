@@ -27,7 +27,7 @@ pub struct Client {
     handle: Arc<Handle<ClientHandler>>,
     switch: Switch,
     target: String,
-    remote_addr: SocketAddr,
+    remote_addr: Option<SocketAddr>,
     exec_timeout: Option<Duration>,
     open_timeout: Option<Duration>,
     tunnel_stall: Duration,
@@ -108,7 +108,7 @@ impl Client {
     pub(crate) fn new(
         session: Session,
         target: String,
-        remote_addr: SocketAddr,
+        remote_addr: Option<SocketAddr>,
         settings: Settings,
         timings: DialTimings,
         via: Option<Arc<Client>>,
@@ -287,8 +287,9 @@ impl Client {
     }
 
     /// The address this client is connected to: for a client reached
-    /// through jump hosts, the first jump host's address.
-    pub fn remote_addr(&self) -> SocketAddr {
+    /// through jump hosts, the first jump host's address; `None` for a
+    /// connection carried by a `ProxyCommand`.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote_addr
     }
 

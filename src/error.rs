@@ -97,6 +97,12 @@ pub(crate) enum Kind {
     Config(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A `ProxyCommand` that may not run (a bad token, a name a shell
+    /// would read as more than a name), with why.
+    #[error("{0}")]
+    ProxyCommandRefused(String),
+    #[error("cannot run ProxyCommand: {}", fmt_io(.0))]
+    ProxyCommandSpawn(io::Error),
     #[error("the jump host did not open a channel to the target: {}", PeerText::new(&.0.to_string()))]
     ChannelOpen(russh::Error),
     #[error("{}", PeerText::new(&fmt_io(.0)))]
@@ -150,6 +156,9 @@ struct Inner {
     kind: Kind,
     remote_addr: Option<SocketAddr>,
     elapsed: Duration,
+    /// The last of a `ProxyCommand`'s stderr, if the connection that
+    /// failed was carried by one.
+    proxy_stderr: Option<String>,
 }
 
 impl DialError {
@@ -169,6 +178,7 @@ impl DialError {
                 kind,
                 remote_addr,
                 elapsed,
+                proxy_stderr: None,
             }),
         }
     }
@@ -179,6 +189,25 @@ impl DialError {
         self.inner.via = via.map(str::to_owned);
         self.inner.jump_host = failed.map(str::to_owned);
         self
+    }
+
+    /// With the last of the `ProxyCommand`'s stderr that carried the
+    /// connection that failed (nothing if it wrote none).
+    pub(crate) fn with_proxy_stderr(mut self, text: String) -> Self {
+        if !text.is_empty() {
+            self.inner.proxy_stderr = Some(text);
+        }
+        self
+    }
+
+    /// What the `ProxyCommand` that carried the failed connection last
+    /// wrote to its stderr (at most its last 2 KiB, as UTF-8 with
+    /// U+FFFD for what is not), if it wrote anything: an `ssh -W` or
+    /// `aws ssm` saying why it could not connect. The
+    /// [`Display`](std::fmt::Display) form shows it escaped, on the same
+    /// line.
+    pub fn proxy_command_stderr(&self) -> Option<&str> {
+        self.inner.proxy_stderr.as_deref()
     }
 
     /// The jump host (`host:port`) the dial failed at, if it failed before
@@ -292,6 +321,7 @@ impl DialError {
                 | Kind::NoCredentials(_)
                 | Kind::Config(_)
                 | Kind::Unsupported(_)
+                | Kind::ProxyCommandRefused(_)
         )
     }
 
@@ -332,6 +362,7 @@ impl fmt::Debug for Raw<'_> {
             .field("kind", &error.inner.kind)
             .field("remote_addr", &error.inner.remote_addr)
             .field("elapsed", &error.inner.elapsed)
+            .field("proxy_stderr", &error.inner.proxy_stderr)
             .finish()
     }
 }
@@ -375,10 +406,13 @@ impl fmt::Display for Line<'_> {
                 }
                 _ => {}
             }
-            Ok(())
         } else {
-            write!(f, ": {}: {}", i.phase, i.kind)
+            write!(f, ": {}: {}", i.phase, i.kind)?;
         }
+        if let Some(stderr) = &i.proxy_stderr {
+            write!(f, " (ProxyCommand stderr: {stderr})")?;
+        }
+        Ok(())
     }
 }
 

@@ -76,8 +76,6 @@ mod metrics;
 mod pattern;
 mod process;
 mod process_group;
-// Wired into the dialer with ssh_config's ProxyCommand.
-#[allow(dead_code)]
 mod proxy_command;
 mod resolve;
 mod ssh_config;

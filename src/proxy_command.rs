@@ -31,32 +31,50 @@ const STDERR_KEPT: usize = 2048;
 /// How long the reaper waits for a killed group's leader to be reaped.
 const REAP_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a command that has closed its stdout (it is on its way out) is
+/// given to finish by itself, so that what it writes to stderr as it goes
+/// (why it failed) is not cut off by the kill.
+const EXIT_GRACE: Duration = Duration::from_millis(50);
+
 /// The connection through a running `ProxyCommand`: reads its stdout,
 /// writes its stdin. Dropping it kills the command's process group.
 #[derive(Debug)]
 pub(crate) struct ProxyStream {
     stdin: ChildStdin,
     stdout: ChildStdout,
+    /// Kills the command's group when dropped.
     group: Group,
     stderr: Stderr,
 }
 
 /// The last bytes the command wrote to stderr.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Stderr(Arc<Mutex<VecDeque<u8>>>);
+#[derive(Debug, Clone)]
+pub(crate) struct Stderr {
+    kept: Arc<Mutex<VecDeque<u8>>>,
+    /// True (or its sender gone) once stderr is at its end.
+    ended: tokio::sync::watch::Receiver<bool>,
+}
 
 impl Stderr {
     /// What was kept, as text (lossy), trimmed.
     pub(crate) fn text(&self) -> String {
-        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         let (a, b) = kept.as_slices();
         let mut bytes = a.to_vec();
         bytes.extend_from_slice(b);
         String::from_utf8_lossy(&bytes).trim().to_owned()
     }
 
+    /// Waits until stderr is at its end (every process holding it gone),
+    /// but not past `until`; then what was kept.
+    pub(crate) async fn text_by(&self, until: tokio::time::Instant) -> String {
+        let mut ended = self.ended.clone();
+        let _ = tokio::time::timeout_at(until, ended.wait_for(|e| *e)).await;
+        self.text()
+    }
+
     fn push(&self, bytes: &[u8]) {
-        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         kept.extend(bytes);
         let excess = kept.len().saturating_sub(STDERR_KEPT);
         kept.drain(..excess);
@@ -67,6 +85,10 @@ impl Stderr {
 #[derive(Debug)]
 struct Group {
     child: Option<Child>,
+    /// Set once the command has closed its stdout: it is on its way out.
+    closed_stdout: bool,
+    /// Its stderr's end: every process that held it is gone.
+    stderr_ended: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Drop for Group {
@@ -74,6 +96,19 @@ impl Drop for Group {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        if let (true, Some(runtime)) = (self.closed_stdout, &runtime) {
+            // Ending by itself: a moment to finish writing why (to stderr,
+            // whose end says it has), then the group is killed all the same.
+            // The leader is not reaped before the kill, so its id still
+            // names its group.
+            let mut ended = self.stderr_ended.clone();
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(EXIT_GRACE, ended.wait_for(|e| *e)).await;
+                kill_and_reap(child).await;
+            });
+            return;
+        }
         if let Some(pid) = child.id() {
             // The leader may have exited and its pid been reused only once
             // it is reaped, which happens below, after this.
@@ -85,12 +120,22 @@ impl Drop for Group {
         if matches!(child.try_wait(), Ok(Some(_))) {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        if let Some(runtime) = runtime {
             runtime.spawn(async move {
                 let _ = tokio::time::timeout(REAP_WAIT, child.wait()).await;
             });
         }
     }
+}
+
+/// Kills the child's process group (its id is the child's, still its own
+/// until the child is reaped), then reaps the child.
+async fn kill_and_reap(mut child: Child) {
+    if let Some(pid) = child.id() {
+        process_group::kill(pid);
+    }
+    let _ = child.start_kill();
+    let _ = tokio::time::timeout(REAP_WAIT, child.wait()).await;
 }
 
 impl ProxyStream {
@@ -113,7 +158,11 @@ impl ProxyStream {
                 (Some(i), Some(o), Some(e)) => (i, o, e),
                 _ => return Err(io::Error::other("the command's pipes were not set up")),
             };
-        let stderr = Stderr::default();
+        let (end, ended) = tokio::sync::watch::channel(false);
+        let stderr = Stderr {
+            kept: Arc::default(),
+            ended,
+        };
         let kept = stderr.clone();
         // Ends at the command's EOF on stderr: when its group is killed.
         tokio::spawn(async move {
@@ -124,11 +173,16 @@ impl ProxyStream {
                 }
                 kept.push(&buf[..n]);
             }
+            let _ = end.send(true);
         });
         Ok(ProxyStream {
             stdin,
             stdout,
-            group: Group { child: Some(child) },
+            group: Group {
+                child: Some(child),
+                closed_stdout: false,
+                stderr_ended: stderr.ended.clone(),
+            },
             stderr,
         })
     }
@@ -151,7 +205,14 @@ impl AsyncRead for ProxyStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdout).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stdout).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = read {
+            if buf.filled().len() == before && buf.remaining() > 0 {
+                self.group.closed_stdout = true;
+            }
+        }
+        read
     }
 }
 
@@ -205,7 +266,7 @@ mod tests {
     /// The whole group dies with the stream, and the leader is reaped:
     /// a grandchild (`sleep`, in the background) included.
     #[tokio::test]
-    async fn dropping_the_stream_kills_the_group_and_reaps_it() {
+    async fn dropping_the_stream_kills_thegroup_and_reaps_it() {
         let stream = ProxyStream::spawn("sleep 30 & echo $! >&2; cat").unwrap();
         let leader = stream.pid().unwrap();
         let stderr = stream.stderr();

@@ -17,6 +17,7 @@ use crate::client::{Client, DialTimings, Session, Settings};
 use crate::deadline::{self, race, Armed, Raced, Switch, GRACE};
 use crate::error::{DialError, Kind, Phase};
 use crate::handshake::{self, ClientHandler};
+use crate::proxy_command::{ProxyStream, Stderr};
 use crate::resolve::ResolveError;
 use crate::target::Target;
 use crate::tcp;
@@ -27,9 +28,15 @@ use crate::tcp;
 /// 127 s), so that a late confirmation is seen and closed.
 const LATE_ANSWER: Duration = Duration::from_secs(150);
 
+/// How long past the deadline a failed dial may wait for the rest of its
+/// `ProxyCommand`'s stderr.
+const STDERR_WAIT: Duration = Duration::from_millis(10);
+
 /// One dial in progress: the phases in order, each a method that returns
 /// what the next needs or the dial's error.
 pub(super) struct Attempt<'a> {
+    /// The settings of the connection being made: a jump host's own, or
+    /// the target's.
     pub(super) config: &'a Config,
     pub(super) start: Instant,
     pub(super) deadline: Instant,
@@ -43,9 +50,12 @@ pub(super) struct Attempt<'a> {
     pub(super) lap: Instant,
     /// The remote forwards' queues of the connection being made.
     pub(super) inbound: crate::handshake::Inbound,
+    /// The stderr of the `ProxyCommand` carrying the connection being
+    /// made, if one does.
+    pub(super) stderr: Option<Stderr>,
 }
 
-impl Attempt<'_> {
+impl<'a> Attempt<'a> {
     fn fail(&self, phase: Phase, kind: Kind) -> DialError {
         DialError::new(
             self.label,
@@ -74,29 +84,57 @@ impl Attempt<'_> {
         target: &Target,
         user: &str,
         auth: Auth,
-        hops: &[Hop],
+        hops: &'a [Hop],
         mut via: Option<Arc<Client>>,
+        proxy: Option<&str>,
     ) -> Result<Client, DialError> {
         let mut timings = DialTimings::default();
         let credentials = self.load(&auth).await?;
         timings.auth = self.lap();
+        let target_config = self.config;
         // The chain so far, as the key of a shared jump host.
         let mut chain = String::new();
-        for hop in hops {
+        for (i, hop) in hops.iter().enumerate() {
             self.hop = Some(hop.target.display());
+            self.config = hop.config.as_deref().unwrap_or(target_config);
             chain.push_str(&format!("{}@{}>", hop.user, hop.target.display()));
             if let Some(shared) = self.config.jump_hosts.as_ref().and_then(|j| j.get(&chain)) {
                 tracing::debug!(jump_host = %hop.target.display(), "sharing a jump host connection");
                 via = Some(shared);
                 continue;
             }
+            let own;
+            let hop_credentials = match &hop.auth {
+                Some(auth) => {
+                    own = self.load(auth).await?;
+                    &own
+                }
+                None => {
+                    own = credentials
+                        .iter()
+                        .filter(|c| !c.is_secret())
+                        .cloned()
+                        .collect();
+                    if own.is_empty() {
+                        return Err(self.fail(
+                            Phase::Auth,
+                            Kind::NoCredentials(
+                                "a password or keyboard-interactive answers given for the target are never offered to a jump host: give it a key of its own (JumpHost::with_auth, or an IdentityFile in ssh_config)"
+                                    .into(),
+                            ),
+                        ));
+                    }
+                    &own
+                }
+            };
             let mut ignored = DialTimings::default();
             // Boxed, as the target's leg below.
             let leg = self.leg(
                 &hop.target,
                 &hop.user,
-                &credentials,
+                hop_credentials,
                 via.take(),
+                proxy.filter(|_| i == 0),
                 &mut ignored,
             );
             match Box::pin(leg).await {
@@ -112,15 +150,19 @@ impl Attempt<'_> {
         }
         self.hop = None;
         self.remote_addr = None;
+        self.config = target_config;
         // Boxed: only the leg under way takes memory, and the dial future
         // stays small.
-        let client = Box::pin(self.leg(target, user, &credentials, via, &mut timings)).await?;
+        let proxy = proxy.filter(|_| hops.is_empty());
+        let leg = self.leg(target, user, &credentials, via, proxy, &mut timings);
+        let client = Box::pin(leg).await?;
         tracing::debug!(elapsed = ?timings.auth, "authenticated");
         Ok(client)
     }
 
     /// One SSH connection of the dial: to the target, or to a jump host,
-    /// over TCP or through the jump host before it (`via`). On failure
+    /// over TCP, through the jump host before it (`via`), or carried by a
+    /// `ProxyCommand` (`proxy`, the first connection only). On failure
     /// `via` is aborted unless other clients share it.
     async fn leg(
         &mut self,
@@ -128,18 +170,22 @@ impl Attempt<'_> {
         user: &str,
         credentials: &[Credential],
         via: Option<Arc<Client>>,
+        proxy: Option<&str>,
         timings: &mut DialTimings,
     ) -> Result<Client, DialError> {
         self.inbound = crate::handshake::Inbound::default();
-        let connected = match &via {
-            None => self.direct(target, timings).await,
+        self.stderr = None;
+        let credentials = self.config.methods.apply(credentials.to_vec());
+        let connected = match (&via, proxy) {
+            (None, None) => self.direct(target, timings).await,
             // Boxed: a channel stream's handshake is larger than a TCP
             // one, and direct legs should not carry its room.
-            Some(jump) => Box::pin(self.through(jump, target, timings)).await,
+            (Some(jump), _) => Box::pin(self.through(jump, target, timings)).await,
+            (None, Some(line)) => Box::pin(self.proxied(line, target, timings)).await,
         };
         let authed = match connected {
             Ok((handle, mut switch, armed, remote)) => self
-                .authenticate(handle, &mut switch, armed, user, credentials)
+                .authenticate(handle, &mut switch, armed, user, &credentials)
                 .await
                 .map(|handle| (handle, switch, remote)),
             Err(e) => Err(e),
@@ -150,7 +196,7 @@ impl Attempt<'_> {
                 if let Some(jump) = via {
                     crate::client::abort_unshared(jump).await;
                 }
-                return Err(e);
+                return Err(self.with_stderr(e).await);
             }
         };
         timings.auth += self.lap();
@@ -174,12 +220,48 @@ impl Attempt<'_> {
         ))
     }
 
+    /// `e` with what the `ProxyCommand` of the failed connection wrote to
+    /// its stderr, if one carried it. By now the command's process group
+    /// has been killed (its stream dropped), so its stderr ends at once;
+    /// the wait is bounded all the same (a daemon it left could hold
+    /// stderr open), and goes no more than 10 ms past the deadline.
+    async fn with_stderr(&mut self, e: DialError) -> DialError {
+        let Some(stderr) = self.stderr.take() else {
+            return e;
+        };
+        let now = Instant::now();
+        let until = (self.deadline + STDERR_WAIT)
+            .min(now + Duration::from_millis(100))
+            .max(now + STDERR_WAIT);
+        e.with_proxy_stderr(stderr.text_by(until).await)
+    }
+
+    /// The connection carried by a `ProxyCommand`: `line` run by
+    /// `/bin/sh -c` (counted as connect), and the handshake over its stdin
+    /// and stdout. The command's process group is killed when the
+    /// connection ends: at the deadline, on an error, or with the client.
+    async fn proxied(
+        &mut self,
+        line: &str,
+        target: &Target,
+        timings: &mut DialTimings,
+    ) -> Result<(Handle<ClientHandler>, Switch, Armed, Option<SocketAddr>), DialError> {
+        self.remote_addr = None;
+        let stream = ProxyStream::spawn(line)
+            .map_err(|e| self.fail(Phase::Connect, Kind::ProxyCommandSpawn(e)))?;
+        self.stderr = Some(stream.stderr());
+        timings.connect = self.lap();
+        tracing::debug!(command = %crate::text::Escaped(line), "ProxyCommand started");
+        let (handle, switch, armed) = self.handshake(target, stream, None, timings).await?;
+        Ok((handle, switch, armed, None))
+    }
+
     /// Resolve, TCP connect and handshake.
     async fn direct(
         &mut self,
         target: &Target,
         timings: &mut DialTimings,
-    ) -> Result<(Handle<ClientHandler>, Switch, Armed, SocketAddr), DialError> {
+    ) -> Result<(Handle<ClientHandler>, Switch, Armed, Option<SocketAddr>), DialError> {
         self.remote_addr = None;
         let addrs = self.resolve(target).await?;
         timings.resolve = self.lap();
@@ -187,7 +269,7 @@ impl Attempt<'_> {
         timings.connect = self.lap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
         let (handle, switch, armed) = self.handshake(target, tcp, Some(fd), timings).await?;
-        Ok((handle, switch, armed, remote))
+        Ok((handle, switch, armed, Some(remote)))
     }
 
     /// A `direct-tcpip` channel from the jump host to `target` (counted as
@@ -197,7 +279,7 @@ impl Attempt<'_> {
         jump: &Arc<Client>,
         target: &Target,
         timings: &mut DialTimings,
-    ) -> Result<(Handle<ClientHandler>, Switch, Armed, SocketAddr), DialError> {
+    ) -> Result<(Handle<ClientHandler>, Switch, Armed, Option<SocketAddr>), DialError> {
         self.remote_addr = None;
         jump.carry_tunnels();
         let shared = Arc::strong_count(jump) > 1;
@@ -241,7 +323,7 @@ impl Attempt<'_> {
         match tokio::time::timeout_at(self.deadline, auth.load()).await {
             Err(_) => Err(self.timed_out(Phase::Auth)),
             Ok(Err(kind)) => Err(self.fail(Phase::Auth, kind)),
-            Ok(Ok(c)) => Ok(self.config.methods.apply(c)),
+            Ok(Ok(c)) => Ok(c),
         }
     }
 
@@ -307,10 +389,10 @@ impl Attempt<'_> {
     {
         // The known_hosts files, read while the server's banner is on its
         // way; the time counts as key exchange, where it is used.
-        let (name, port) = match (&self.config.host_key_alias, &self.hop) {
+        let (name, port) = match &self.config.host_key_alias {
             // The alias names the key without a port, as in OpenSSH.
-            (Some(alias), None) => (alias.as_str(), 22),
-            _ => (target.host(), target.port()),
+            Some(alias) => (alias.as_str(), 22),
+            None => (target.host(), target.port()),
         };
         let prepare = self.config.host_keys.prepare(name, port);
         let host_keys = match tokio::time::timeout_at(self.deadline, prepare).await {

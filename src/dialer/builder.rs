@@ -255,9 +255,12 @@ impl DialerBuilder {
     /// Jump hosts every dial goes through, first hop first (`ssh -J`,
     /// OpenSSH's `ProxyJump`): the dial connects to the first, opens a
     /// `direct-tcpip` channel through it to the next, and so on to the
-    /// target, each hop with its own host key check under its own name and
-    /// the dial's credentials (as the jump host's user, or the dial's
-    /// user). One deadline covers every hop; an error names the hop that
+    /// target, each hop with its own host key check under its own name,
+    /// as the jump host's user or the dial's, with the credentials and
+    /// host keys it was given ([`JumpHost::with_auth`],
+    /// [`JumpHost::with_host_keys`]) or else the dial's keys and the
+    /// dialer's host keys (never the dial's password or
+    /// keyboard-interactive answers). One deadline covers every hop; an error names the hop that
     /// failed ([`DialError::jump_host`](crate::DialError::jump_host)).
     /// The client keeps its jump hosts alive and closes them with itself.
     /// For jump hosts shared by several clients, see
@@ -267,6 +270,44 @@ impl DialerBuilder {
     pub fn proxy_jump(mut self, chain: impl IntoIterator<Item = JumpHost>) -> Self {
         self.config.explicit.proxy_jump = true;
         self.config.proxy_jump = chain.into_iter().collect();
+        self
+    }
+
+    /// A local command whose stdin and stdout carry each dial's
+    /// connection instead of TCP, as OpenSSH's `ProxyCommand` (and
+    /// `ssh -o ProxyCommand=…`): `ssh -W %h:%p bastion`, `nc %h %p`,
+    /// `aws ssm start-session …`, `tbot ssh-proxy-command …`.
+    ///
+    /// Run as `ssh` runs it, `exec` and the command given to `/bin/sh -c`
+    /// (`ssh` uses `$SHELL`; a service should not depend on its user's
+    /// login shell), with `%h` (the host name to connect to), `%p`, `%r`
+    /// (the user), `%n` (the host as given), `%k` (`HostKeyAlias`, or the
+    /// host as given) and `%%` expanded; any other token fails the dial.
+    /// A host or user name that a shell would read as more than a name
+    /// (metacharacters, blanks, a leading `-`) is refused wherever the
+    /// command uses it, as OpenSSH 9.6 refuses them on its command line.
+    ///
+    /// The command runs under the dial's one deadline, in a process group
+    /// of its own: at the deadline, on any failure, when the dial is
+    /// dropped and when the client goes, the whole group is killed and the
+    /// command reaped (one that is ending by itself, its stdout closed, is
+    /// given 50 ms to finish writing why). The last 2 KiB of its stderr is
+    /// kept and shown in a
+    /// failed dial's error
+    /// ([`DialError::proxy_command_stderr`](crate::DialError::proxy_command_stderr)).
+    /// The host key is checked under the target's name, as for a TCP
+    /// connection; [`Client::remote_addr`](crate::Client::remote_addr) is
+    /// `None`.
+    ///
+    /// With an [`ssh_config`](Self::ssh_config), this wins over the file's
+    /// `ProxyCommand` and `ProxyJump` for the target, as `-o` does. With
+    /// [`proxy_jump`](Self::proxy_jump) as well, every dial fails as
+    /// invalid input (`ssh`'s "inconsistent options"); a jump host's own
+    /// `ProxyCommand` in ssh_config carries the connection to it.
+    ///
+    /// Default is none: dials connect over TCP.
+    pub fn proxy_command(mut self, command: impl Into<String>) -> Self {
+        self.config.proxy_command = Some(command.into());
         self
     }
 
@@ -293,8 +334,14 @@ impl DialerBuilder {
     /// `ServerAliveInterval`/`ServerAliveCountMax` (SSH keepalive),
     /// `AddressFamily`, the known_hosts settings (`UserKnownHostsFile`,
     /// `GlobalKnownHostsFile`, `StrictHostKeyChecking`, `HashKnownHosts`,
-    /// `HostKeyAlias`) and `PreferredAuthentications`,
-    /// `PubkeyAuthentication` and `PasswordAuthentication`. Whatever this
+    /// `HostKeyAlias`), `PreferredAuthentications`,
+    /// `PubkeyAuthentication` and `PasswordAuthentication`, and
+    /// `ProxyCommand` (see [`proxy_command`](Self::proxy_command)). Each
+    /// jump host is resolved as a host of its own, as `ssh -J` resolves
+    /// it: its own host key settings, `User`, `IdentityFile`s,
+    /// `CertificateFile`s, `IdentitiesOnly` and agent, and, for the first
+    /// hop, its own `ProxyJump` (nested bastions; a loop is refused) or
+    /// `ProxyCommand`. Whatever this
     /// builder was told explicitly wins over the file; the dial's one
     /// deadline ([`timeout`](Self::timeout)) is the builder's.
     ///

@@ -26,7 +26,7 @@ use crate::deadline;
 use crate::error::{DialError, Kind, Phase};
 use crate::host_keys::HostKeys;
 use crate::resolve::Resolver;
-use crate::ssh_config::{JumpHost, SshConfig};
+use crate::ssh_config::{JumpHost, ProxyTokens, SshConfig};
 use crate::target::{ssh_user_problem, InvalidTarget, Target, ToTarget};
 use crate::tcp::TcpConfig;
 use attempt::Attempt;
@@ -73,6 +73,8 @@ struct Config {
     max_output: Option<usize>,
     close_timeout: Duration,
     proxy_jump: Vec<JumpHost>,
+    /// The builder's `ProxyCommand`, tokens unexpanded.
+    proxy_command: Option<String>,
     ssh_config: Option<SshConfig>,
     /// Which settings the builder was given, so that ssh_config does not
     /// override them.
@@ -110,6 +112,7 @@ impl Default for Config {
             max_output: Some(crate::process::DEFAULT_MAX_OUTPUT),
             close_timeout: Duration::from_secs(5),
             proxy_jump: Vec::new(),
+            proxy_command: None,
             ssh_config: None,
             explicit: Explicit::default(),
             connection_attempts: 1,
@@ -191,7 +194,9 @@ impl Dialer {
     /// leave both behind until the peer hung up. With an
     /// [`ssh_config`](DialerBuilder::ssh_config) that
     /// [allows `Match exec`](SshConfig::allow_match_exec), a command still
-    /// running is killed with its process group within 20 ms of the drop.
+    /// running is killed with its process group within 20 ms of the drop;
+    /// a `ProxyCommand` is killed with its process group when its
+    /// connection closes, at once.
     pub async fn dial(
         &self,
         addr: impl ToTarget,
@@ -210,11 +215,28 @@ impl Dialer {
             ))
             .await;
         }
-        let hops = self.hops(&self.config.proxy_jump, &user);
+        let target = addr.to_target();
+        let proxy = match (&target, &self.config.proxy_command) {
+            (Ok(_), Some(_)) if !self.config.proxy_jump.is_empty() => {
+                Some(Err(INCONSISTENT.to_owned()))
+            }
+            (Ok(t), Some(command)) => Some(crate::ssh_config::proxy_command_line(
+                command,
+                ProxyTokens {
+                    host: t.host(),
+                    host_arg: t.host(),
+                    port: t.port(),
+                    user: &user,
+                    alias: t.host(),
+                },
+            )),
+            _ => None,
+        };
         let route = Route {
-            target: addr.to_target(),
-            hops,
+            target,
+            hops: self.hops(&self.config.proxy_jump, &user),
             via: None,
+            proxy,
         };
         self.dial_with(Instant::now(), &self.config, route, user, auth)
             .await
@@ -223,23 +245,29 @@ impl Dialer {
     /// Dials `destination`, `[user@]host` as `ssh` takes it, with
     /// everything from the dialer's [`ssh_config`](DialerBuilder::ssh_config)
     /// (an empty one if none was given): `HostName`, `Port`, `User` (or
-    /// the local user), `ProxyJump`, the host key settings, and the
+    /// the local user), `ProxyJump` (each jump host resolved as a host of
+    /// its own) or `ProxyCommand`, the host key settings, and the
     /// credentials of [`HostConfig::auth`](crate::HostConfig::auth)
-    /// (`IdentityFile`s and the agent). Settings given to the builder win
-    /// over the file.
+    /// (`IdentityFile`s, `CertificateFile`s and the agent). Settings given
+    /// to the builder win over the file.
     ///
     /// # Errors
     ///
     /// As [`dial`](Self::dial); a user or host `ssh` would refuse on its
-    /// command line, a configuration that cannot be resolved for the host,
-    /// a `ProxyCommand`, or nothing to authenticate with are
-    /// [`is_invalid_input`](DialError::is_invalid_input).
+    /// command line, a configuration that cannot be resolved for the host
+    /// (a jump host loop included), a `ProxyCommand` that may not run (an
+    /// unknown `%` token, a name a shell would misread, `ProxyUseFdpass`),
+    /// or nothing to authenticate with are
+    /// [`is_invalid_input`](DialError::is_invalid_input). A connection
+    /// carried by a `ProxyCommand` that fails has the command's stderr in
+    /// its error
+    /// ([`proxy_command_stderr`](DialError::proxy_command_stderr)).
     ///
     /// # Cancellation
     ///
     /// As [`dial`](Self::dial). A `Match exec` command still running (see
     /// [`SshConfig::allow_match_exec`]) is killed with its process group
-    /// within 20 ms of the drop.
+    /// within 20 ms of the drop, as is a `ProxyCommand`.
     pub async fn dial_alias(&self, destination: &str) -> Result<Client, DialError> {
         let (user, host) = match destination.rfind('@') {
             Some(at) => (&destination[..at], &destination[at + 1..]),
@@ -293,12 +321,14 @@ impl Dialer {
             target: addr.to_target(),
             hops: Ok(Vec::new()),
             via: Some(jump.clone()),
+            proxy: None,
         };
         self.dial_with(Instant::now(), &self.config, route, user.into(), auth)
             .await
     }
 
-    /// The jump hosts as hops: each with its own user or else `user`.
+    /// The jump hosts as hops: each with its own user or else `user`, and
+    /// the credentials and host keys it was given.
     fn hops(&self, chain: &[JumpHost], user: &str) -> Result<Vec<Hop>, InvalidTarget> {
         chain
             .iter()
@@ -306,6 +336,12 @@ impl Dialer {
                 Ok(Hop {
                     target: (jump.host(), jump.port().unwrap_or(22)).to_target()?,
                     user: jump.user().unwrap_or(user).to_owned(),
+                    auth: jump.own_auth().cloned(),
+                    config: jump.own_host_keys().map(|keys| {
+                        let mut config = (*self.config).clone();
+                        config.host_keys = keys.clone();
+                        Arc::new(config)
+                    }),
                 })
             })
             .collect()
@@ -320,7 +356,12 @@ impl Dialer {
         user: String,
         auth: Auth,
     ) -> Result<Client, DialError> {
-        let Route { target, hops, via } = route;
+        let Route {
+            target,
+            hops,
+            via,
+            proxy,
+        } = route;
         let invalid = |invalid: InvalidTarget, via: Option<&str>| {
             DialError::new(
                 invalid.input(),
@@ -346,6 +387,19 @@ impl Dialer {
                 start.elapsed(),
             ));
         }
+        let proxy = match proxy.transpose() {
+            Ok(line) => line,
+            Err(why) => {
+                return Err(DialError::new(
+                    &label,
+                    Phase::Resolve,
+                    Kind::ProxyCommandRefused(why),
+                    None,
+                    start.elapsed(),
+                )
+                .through(None, hops.first().map(|h| h.target.display()).as_deref()))
+            }
+        };
         let mut chain: Vec<String> = Vec::new();
         if let Some(jump) = &via {
             chain.push(jump.target().to_owned());
@@ -367,9 +421,10 @@ impl Dialer {
                 via: (!chain.is_empty()).then(|| chain.join(",")),
                 hop: None,
                 remote_addr: None,
+                stderr: None,
                 lap: start,
             }
-            .run(&target, &user, auth, &hops, via),
+            .run(&target, &user, auth, &hops, via, proxy.as_deref()),
         )
         .instrument(span.clone())
         .await;
@@ -388,19 +443,31 @@ impl Dialer {
     }
 }
 
-/// Where a dial goes: the target, the jump hosts to dial first, and a jump
-/// host already connected to go through.
+/// What `ssh` says of a `ProxyCommand` and a `ProxyJump` both given.
+const INCONSISTENT: &str = "inconsistent options: ProxyCommand+ProxyJump";
+
+/// Where a dial goes: the target, the jump hosts to dial first, a jump
+/// host already connected to go through, and the `ProxyCommand` line that
+/// carries the first connection (or why it may not run).
 struct Route {
     target: Result<Target, InvalidTarget>,
     hops: Result<Vec<Hop>, InvalidTarget>,
     via: Option<Arc<Client>>,
+    proxy: Option<Result<String, String>>,
 }
 
-/// One jump host of a dial: where, and as whom.
+/// One jump host of a dial: where, as whom, with what credentials and
+/// under which settings.
 #[derive(Debug, Clone)]
-pub(crate) struct Hop {
-    pub(crate) target: Target,
-    pub(crate) user: String,
+struct Hop {
+    target: Target,
+    user: String,
+    /// Its own credentials; `None`: the dial's, less its password and
+    /// keyboard-interactive answers.
+    auth: Option<Auth>,
+    /// Its own settings (host keys, auth methods, `HostKeyAlias`, TCP);
+    /// `None`: the dial's.
+    config: Option<Arc<Config>>,
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ use crate::auth::{Auth, MethodPolicy};
 use crate::client::Client;
 use crate::deadline::{self, GRACE};
 use crate::error::{DialError, Kind, Phase};
-use crate::ssh_config::{HostConfig, JumpHost, SshConfig, Until};
+use crate::ssh_config::{
+    proxy_command_line, ConfigError, HostConfig, JumpHost, ProxyTokens, SshConfig, Until,
+};
 use crate::target::{ssh_user_problem, InvalidTarget, Target, ToTarget};
 
 impl Dialer {
@@ -48,6 +50,7 @@ impl Dialer {
             .explicit
             .proxy_jump
             .then(|| self.config.proxy_jump.clone());
+        let proxy_command = self.config.proxy_command.is_some();
         let timed_out = || {
             DialError::new(
                 &label,
@@ -70,7 +73,7 @@ impl Dialer {
             };
             let (ssh, dest) = (ssh.clone(), destination.clone());
             let mut resolving = tokio::task::spawn_blocking(move || {
-                resolve_with_hops(&ssh, &dest, explicit_chain, &until)
+                resolve_with_hops(&ssh, &dest, explicit_chain, proxy_command, &until)
             });
             match tokio::time::timeout_at(deadline, &mut resolving).await {
                 Err(_) => {
@@ -85,7 +88,13 @@ impl Dialer {
                 Ok(Ok(resolved)) => resolved,
             }
         } else {
-            resolve_with_hops(ssh, &destination, explicit_chain, &Until::default())
+            resolve_with_hops(
+                ssh,
+                &destination,
+                explicit_chain,
+                proxy_command,
+                &Until::default(),
+            )
         };
         let (host, resolved_hops) = resolved.map_err(|e| {
             if e.is_deadline() {
@@ -94,15 +103,6 @@ impl Dialer {
                 fail(&label, Kind::Config(e.to_string()))
             }
         })?;
-        if host.proxy_command().is_some() && host.proxy_jump().is_empty() {
-            return Err(fail(
-                &label,
-                Kind::Unsupported(
-                    "ProxyCommand is not supported (ProxyJump is); set ProxyCommand none to dial directly"
-                        .into(),
-                ),
-            ));
-        }
         let port = if names_port {
             target.port()
         } else {
@@ -125,13 +125,53 @@ impl Dialer {
         } else {
             user
         };
+        // The ProxyCommand of the first connection: the builder's or the
+        // target's, or, through jump hosts, the first one's own.
+        let proxy = match resolved_hops.first() {
+            // A chain given to the builder, even an empty one, sets the
+            // way, as `ssh -J` (which sets ProxyCommand none).
+            None => self
+                .config
+                .proxy_command
+                .as_deref()
+                .or(host
+                    .proxy_command()
+                    .filter(|_| !self.config.explicit.proxy_jump))
+                .map(|command| (command, &host, port, user.as_str())),
+            Some((jump, first)) => first.proxy_command().map(|command| {
+                let port = jump.port().unwrap_or(first.port());
+                (command, first, port, first.user())
+            }),
+        };
+        let proxy = match proxy {
+            Some((command, host, port, user)) => {
+                if let Some(why) = refused_proxy(host) {
+                    return Err(fail(&label, Kind::Unsupported(why)));
+                }
+                let names = ProxyTokens {
+                    host: host.hostname(),
+                    host_arg: host.host(),
+                    port,
+                    user,
+                    alias: host.host_key_alias().unwrap_or(host.host()),
+                };
+                Some(proxy_command_line(command, names))
+            }
+            None => None,
+        };
         let hops = resolved_hops
             .iter()
             .map(|(jump, resolved)| {
                 let port = jump.port().unwrap_or(resolved.port());
+                let mut config = self.for_host(resolved);
+                if let Some(keys) = jump.own_host_keys() {
+                    config.host_keys = keys.clone();
+                }
                 (resolved.hostname(), port).to_target().map(|t| Hop {
                     target: t,
                     user: resolved.user().to_owned(),
+                    auth: jump.own_auth().cloned().or_else(|| resolved.auth()),
+                    config: Some(Arc::new(config)),
                 })
             })
             .collect();
@@ -140,6 +180,7 @@ impl Dialer {
             target: (host.hostname(), port).to_target(),
             hops,
             via: None,
+            proxy,
         };
         self.dial_with(start, &config, route, user, auth).await
     }
@@ -181,27 +222,110 @@ impl Dialer {
     }
 }
 
+/// The most connections a dial makes on its way to the target, nested
+/// jump hosts counted.
+const MAX_HOPS: usize = 32;
+
 /// Resolves `destination` and the jump hosts it goes through (`chain`, or
-/// the file's `ProxyJump`): each hop as its own host in the file.
+/// the file's `ProxyJump`), first hop first: each hop as its own host in
+/// the file, as `ssh -J` resolves them. As there, the first hop's own
+/// `ProxyJump` is followed (nested bastions: `ssh -J a,b` runs
+/// `ssh -J a -W … b`, and `ssh -W … a` reads `a`'s own `ProxyJump`), a
+/// loop is refused, and the first hop's `ProxyCommand` carries the first
+/// connection. With a `ProxyCommand` given to the builder, the target's
+/// `ProxyJump` is not read (the first value obtained wins, as with `ssh -o
+/// ProxyCommand=…`); with both given to the builder, ssh's "inconsistent
+/// options" error.
 #[allow(clippy::type_complexity)]
 fn resolve_with_hops(
     ssh: &SshConfig,
     destination: &str,
     chain: Option<Vec<JumpHost>>,
+    proxy_command: bool,
     until: &Until,
-) -> Result<(HostConfig, Vec<(JumpHost, HostConfig)>), crate::ssh_config::ConfigError> {
+) -> Result<(HostConfig, Vec<(JumpHost, HostConfig)>), ConfigError> {
     let host = ssh.resolve_until(destination, until)?;
-    let chain = chain.unwrap_or_else(|| host.proxy_jump().to_vec());
+    let both = if proxy_command {
+        chain.as_ref().is_some_and(|c| !c.is_empty())
+    } else {
+        chain.is_none() && host.proxy_command().is_some() && !host.proxy_jump().is_empty()
+    };
+    if both {
+        return Err(ConfigError::new(super::INCONSISTENT));
+    }
+    let chain = match chain {
+        Some(chain) => chain,
+        None if proxy_command => Vec::new(),
+        None => host.proxy_jump().to_vec(),
+    };
     let mut hops = Vec::with_capacity(chain.len());
-    for jump in chain {
+    let mut nesting = Vec::new();
+    resolve_chain(ssh, chain, until, &mut nesting, &mut hops)?;
+    Ok((host, hops))
+}
+
+/// Resolves `chain` onto `out`, the first hop's own `ProxyJump` (nested)
+/// before it. `nesting` holds the hops whose own chains are being
+/// resolved, to refuse a loop.
+fn resolve_chain(
+    ssh: &SshConfig,
+    chain: Vec<JumpHost>,
+    until: &Until,
+    nesting: &mut Vec<String>,
+    out: &mut Vec<(JumpHost, HostConfig)>,
+) -> Result<(), ConfigError> {
+    for (i, jump) in chain.into_iter().enumerate() {
+        if out.len() + nesting.len() >= MAX_HOPS {
+            return Err(ConfigError::new(format!(
+                "more than {MAX_HOPS} jump hosts on the way to the target"
+            )));
+        }
         let spec = match jump.user() {
             Some(u) => format!("{u}@{}", jump.host()),
             None => jump.host().to_owned(),
         };
         let resolved = ssh.resolve_until(&spec, until)?;
-        hops.push((jump, resolved));
+        // Only the first hop is dialed as `ssh` dials a host (`ssh -W …
+        // first`); the others get `-J`, which overrides their own
+        // ProxyJump and ProxyCommand.
+        if i == 0 && resolved.proxy_command().is_some() && !resolved.proxy_jump().is_empty() {
+            return Err(ConfigError::new(format!(
+                "jump host {}: {}",
+                crate::text::Escaped(jump.host()),
+                super::INCONSISTENT
+            )));
+        }
+        if i == 0 && !resolved.proxy_jump().is_empty() {
+            let key = format!(
+                "{}@{}:{}",
+                resolved.user(),
+                jump.host(),
+                jump.port().unwrap_or(resolved.port())
+            );
+            if nesting.contains(&key) {
+                return Err(ConfigError::new(format!(
+                    "jump host loop via {}",
+                    crate::text::Escaped(jump.host())
+                )));
+            }
+            nesting.push(key);
+            resolve_chain(ssh, resolved.proxy_jump().to_vec(), until, nesting, out)?;
+            nesting.pop();
+        }
+        out.push((jump, resolved));
     }
-    Ok((host, hops))
+    Ok(())
+}
+
+/// Why the `ProxyCommand` settings of `host` cannot be honoured, if so.
+fn refused_proxy(host: &HostConfig) -> Option<String> {
+    let fdpass = host
+        .other("proxyusefdpass")
+        .and_then(|v| v.first())
+        .is_some_and(|v| v.eq_ignore_ascii_case("yes") || v.eq_ignore_ascii_case("true"));
+    fdpass.then(|| {
+        "ProxyUseFdpass is not supported: the ProxyCommand would pass back a socket; set ProxyUseFdpass no to use its stdin and stdout".to_owned()
+    })
 }
 
 /// Set when the dial that resolves is dropped (or has given up), so that a

@@ -45,11 +45,16 @@ pub(super) enum Refused {
     Deadline(String),
 }
 
-/// `Match exec`'s command must not hand a shell a name it would read as
-/// more than a name: each `%h`, `%n` and `%k` it uses must pass `ssh`'s
-/// host name rule, and `%r` its user name rule. (OpenSSH checks only the
-/// names from its command line; these may also come from the file.)
-pub(super) fn check_names<S: AsRef<str>>(command: &[u8], tokens: &[(u8, S)]) -> Result<(), String> {
+/// A command for a shell (`Match exec`, `ProxyCommand`) must not hand it a
+/// name it would read as more than a name: each `%h`, `%n` and `%k` it
+/// uses must pass `ssh`'s host name rule, and `%r` its user name rule.
+/// (OpenSSH checks only the names from its command line; these may also
+/// come from the file.) `what` names the command in the error.
+pub(super) fn check_names<S: AsRef<str>>(
+    what: &str,
+    command: &[u8],
+    tokens: &[(u8, S)],
+) -> Result<(), String> {
     let mut i = 0;
     while i + 1 < command.len() {
         if command[i] != b'%' {
@@ -71,10 +76,7 @@ pub(super) fn check_names<S: AsRef<str>>(command: &[u8], tokens: &[(u8, S)]) -> 
             _ => None,
         };
         if let Some(why) = problem {
-            return Err(format!(
-                "Match exec not run: %{} would be {why}",
-                token as char
-            ));
+            return Err(format!("{what} not run: %{} would be {why}", token as char));
         }
     }
     Ok(())

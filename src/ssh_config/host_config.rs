@@ -22,6 +22,8 @@ pub struct HostConfig {
     pub(super) user: String,
     pub(super) identity_files: Vec<String>,
     pub(super) identity_paths: Vec<PathBuf>,
+    pub(super) certificate_files: Vec<String>,
+    pub(super) certificate_paths: Vec<PathBuf>,
     pub(super) identities_only: bool,
     pub(super) identity_agent: Option<String>,
     pub(super) proxy_jump: Vec<JumpHost>,
@@ -77,6 +79,15 @@ impl HostConfig {
     pub fn identity_paths(&self) -> &[PathBuf] {
         &self.identity_paths
     }
+    /// `CertificateFile`s as written, as `ssh -G` prints them.
+    pub fn certificate_files(&self) -> &[String] {
+        &self.certificate_files
+    }
+    /// The `CertificateFile`s with `~`, `%` tokens and `${VAR}` expanded:
+    /// the paths ssh-dial reads.
+    pub fn certificate_paths(&self) -> &[PathBuf] {
+        &self.certificate_paths
+    }
     /// `IdentitiesOnly`.
     pub fn identities_only(&self) -> bool {
         self.identities_only
@@ -91,8 +102,9 @@ impl HostConfig {
     pub fn proxy_jump(&self) -> &[JumpHost] {
         &self.proxy_jump
     }
-    /// `ProxyCommand`, which ssh-dial does not run: a dial of a host with
-    /// one fails with a clear error.
+    /// `ProxyCommand`, as written (tokens unexpanded); `None` for `none`.
+    /// A dial runs it as `ssh` does (see
+    /// [`DialerBuilder::proxy_command`](crate::DialerBuilder::proxy_command)).
     pub fn proxy_command(&self) -> Option<&str> {
         self.proxy_command.as_deref()
     }
@@ -183,9 +195,13 @@ impl HostConfig {
 
     /// The credentials these settings offer, as `ssh` would: each
     /// `IdentityFile` that exists (unencrypted, or the dial fails naming
-    /// it), then the agent at `IdentityAgent` (or `$SSH_AUTH_SOCK`) unless
+    /// it) with the certificate beside it (`<file>-cert.pub`), then the
+    /// agent at `IdentityAgent` (or `$SSH_AUTH_SOCK`) unless
     /// `IdentitiesOnly` or `IdentityAgent none`; nothing if
-    /// `PubkeyAuthentication no`. `None` when there is nothing to offer.
+    /// `PubkeyAuthentication no`. With `CertificateFile`s, as `ssh` orders
+    /// them: the certificates first (each signed for by the identity file
+    /// or agent key it certifies), then the agent, then the identity files
+    /// (without looking beside them). `None` when there is nothing to offer.
     pub fn auth(&self) -> Option<Auth> {
         if !self.pubkey_authentication() {
             return None;
@@ -197,32 +213,47 @@ impl HostConfig {
                 None => a,
             })
         };
-        for path in &self.identity_paths {
-            if path.is_file() {
-                add(Auth::key_file(path.clone(), None));
+        let certificates = !self.certificate_paths.is_empty();
+        let keys: Vec<&PathBuf> = self.identity_paths.iter().filter(|p| p.is_file()).collect();
+        if certificates {
+            for path in &self.certificate_paths {
+                add(Auth::certificate_file(path.clone()));
+            }
+        } else {
+            for path in &keys {
+                add(Auth::key_file((*path).clone(), None));
             }
         }
-        if !self.identities_only {
-            match self.identity_agent.as_deref() {
-                Some("none") => {}
-                None | Some("SSH_AUTH_SOCK") | Some("$SSH_AUTH_SOCK") => {
-                    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-                        add(Auth::agent());
-                    }
-                }
-                Some(socket) if socket.starts_with('$') => {
-                    if let Some(path) = std::env::var_os(&socket[1..]) {
-                        add(Auth::agent_at(path));
-                    }
-                }
-                Some(_) => {
-                    if let Some(path) = &self.agent_path {
-                        add(Auth::agent_at(path.clone()));
-                    }
-                }
+        if let Some(agent) = self.agent() {
+            add(agent);
+        }
+        if certificates {
+            for path in &keys {
+                add(Auth::key_file_alone((*path).clone(), None));
             }
+        }
+        // Certificates alone sign with nothing: offer them only with a key.
+        if certificates && keys.is_empty() && self.agent().is_none() {
+            return None;
         }
         auth
+    }
+
+    /// The agent these settings use, if any.
+    fn agent(&self) -> Option<Auth> {
+        if self.identities_only {
+            return None;
+        }
+        match self.identity_agent.as_deref() {
+            Some("none") => None,
+            None | Some("SSH_AUTH_SOCK") | Some("$SSH_AUTH_SOCK") => {
+                std::env::var_os("SSH_AUTH_SOCK").map(|_| Auth::agent())
+            }
+            Some(socket) if socket.starts_with('$') => {
+                std::env::var_os(&socket[1..]).map(Auth::agent_at)
+            }
+            Some(_) => self.agent_path.clone().map(Auth::agent_at),
+        }
     }
 
     /// The settings as `ssh -G` prints them: `key value` lines, keys in
@@ -271,6 +302,9 @@ impl HostConfig {
         }
         for file in &self.identity_files {
             out.push(("identityfile", file.clone()));
+        }
+        for file in &self.certificate_files {
+            out.push(("certificatefile", file.clone()));
         }
         let one_line = |files: &[String]| {
             if files.is_empty() {

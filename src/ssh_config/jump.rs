@@ -3,21 +3,65 @@
 //! `parse_jump` reads them.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::lexer::skip;
 use super::values::parse_port;
 use super::{shown, ConfigError};
+use crate::auth::Auth;
+use crate::host_keys::HostKeys;
 use crate::target::{ssh_hostname_problem, ssh_user_problem};
 
-/// One hop of a `ProxyJump` chain: `[user@]host[:port]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One hop of a `ProxyJump` chain: `[user@]host[:port]`, and optionally
+/// the credentials and host keys of its own it is dialed with.
+///
+/// Two jump hosts are equal when they name the same hop and either carry
+/// no settings of their own or share them (one was cloned from the other).
+///
+/// # Examples
+///
+/// ```
+/// use ssh_dial::{Auth, HostKeys, JumpHost};
+///
+/// let bastion = JumpHost::parse("ops@bastion.example.net:2222")?
+///     .with_auth(Auth::key_file("/etc/deploy/bastion_ed25519", None))
+///     .with_host_keys(HostKeys::known_hosts("/etc/deploy/bastion_known_hosts"));
+/// assert_eq!(bastion.user(), Some("ops"));
+/// # Ok::<(), ssh_dial::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
 pub struct JumpHost {
     user: Option<String>,
     host: String,
     port: Option<u16>,
     /// As written, which `ssh -G` prints for all hops but the last.
     pub(super) spec: String,
+    own: Option<Arc<Own>>,
 }
+
+/// A jump host's settings of its own.
+#[derive(Debug, Clone, Default)]
+struct Own {
+    auth: Option<Auth>,
+    host_keys: Option<HostKeys>,
+}
+
+impl PartialEq for JumpHost {
+    fn eq(&self, other: &Self) -> bool {
+        let same_own = match (&self.own, &other.own) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.user == other.user
+            && self.host == other.host
+            && self.port == other.port
+            && self.spec == other.spec
+            && same_own
+    }
+}
+
+impl Eq for JumpHost {}
 
 impl JumpHost {
     /// Parses `[user@]host[:port]` (IPv6 in brackets) or
@@ -50,6 +94,46 @@ impl JumpHost {
     /// The port, if the spec names one.
     pub fn port(&self) -> Option<u16> {
         self.port
+    }
+
+    /// The credentials this jump host logs in with.
+    ///
+    /// Default: with ssh_config, the jump host's own `IdentityFile`s,
+    /// `CertificateFile`s and agent, as `ssh -J` logs in to it; without,
+    /// the dial's keys, certificates and agent. Never the dial's password
+    /// or keyboard-interactive answers: those are for the target, and a
+    /// jump host is a different machine.
+    #[must_use]
+    pub fn with_auth(self, auth: Auth) -> Self {
+        self.with_own(|own| own.auth = Some(auth))
+    }
+
+    /// Which host keys to trust for this jump host.
+    ///
+    /// Default: with ssh_config, the jump host's own known_hosts settings
+    /// (`StrictHostKeyChecking`, `UserKnownHostsFile`, `HostKeyAlias`, ...)
+    /// unless [`DialerBuilder::host_keys`](crate::DialerBuilder::host_keys)
+    /// was set; without, the dialer's.
+    #[must_use]
+    pub fn with_host_keys(self, host_keys: HostKeys) -> Self {
+        self.with_own(|own| own.host_keys = Some(host_keys))
+    }
+
+    fn with_own(mut self, set: impl FnOnce(&mut Own)) -> Self {
+        let mut own = self.own.as_deref().cloned().unwrap_or_default();
+        set(&mut own);
+        self.own = Some(Arc::new(own));
+        self
+    }
+
+    /// The credentials given with [`with_auth`](Self::with_auth).
+    pub(crate) fn own_auth(&self) -> Option<&Auth> {
+        self.own.as_ref().and_then(|o| o.auth.as_ref())
+    }
+
+    /// The host keys given with [`with_host_keys`](Self::with_host_keys).
+    pub(crate) fn own_host_keys(&self) -> Option<&HostKeys> {
+        self.own.as_ref().and_then(|o| o.host_keys.as_ref())
     }
 
     /// Parses a comma-separated chain, as `ssh -J` takes it: `none` is no
@@ -157,6 +241,7 @@ fn parse_jump_host(spec: &str) -> Result<JumpHost, String> {
         host,
         port,
         spec: spec.to_owned(),
+        own: None,
     })
 }
 

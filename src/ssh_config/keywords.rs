@@ -56,6 +56,7 @@ pub(super) fn validate(keyword: Option<&str>, rest: &[u8]) -> Result<(), String>
         | "preferredauthentications"
         | "identityfile"
         | "identityfile2"
+        | "certificatefile"
         | "identityagent"
         | "ignoreunknown"
             if first.is_empty() =>
@@ -118,6 +119,7 @@ fn keyword_takes_one(keyword: &str) -> bool {
             | "preferredauthentications"
             | "identityfile"
             | "identityfile2"
+            | "certificatefile"
             | "identityagent"
             | "ignoreunknown"
     )
@@ -154,6 +156,7 @@ const HONOURED: &[&str] = &[
     "identityfile2",
     "identitiesonly",
     "identityagent",
+    "certificatefile",
     "proxyjump",
     "proxycommand",
     "connecttimeout",
@@ -215,7 +218,6 @@ const KEYWORDS: &[&str] = &[
     "skeyauthentication",
     "tisauthentication",
     "hostbasedauthentication",
-    "certificatefile",
     "addkeystoagent",
     "ciphers",
     "macs",

@@ -70,6 +70,7 @@ pub use host_config::HostConfig;
 pub use jump::JumpHost;
 
 pub(crate) use exec::Until;
+pub(crate) use tokens::{proxy_command_line, ProxyTokens};
 
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -106,6 +107,8 @@ use read::{Files, Loader};
 #[derive(Clone, Debug)]
 pub struct SshConfig {
     files: Arc<Files>,
+    /// How many of the roots are options (`with_option`), read first.
+    options: usize,
     local: Arc<Local>,
     allow_exec: bool,
     allow_canonical: bool,
@@ -142,7 +145,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         ConfigError {
             message: message.into(),
             why: Why::Config,
@@ -296,10 +299,65 @@ impl SshConfig {
     fn new(files: Files, local: Local) -> SshConfig {
         SshConfig {
             files: Arc::new(files),
+            options: 0,
             local: Arc::new(local),
             allow_exec: false,
             allow_canonical: false,
         }
+    }
+
+    /// Adds an option as `ssh -o` gives one: `Key=value` or `Key value`,
+    /// read before every file (after the options added before it), so
+    /// that, as the first value obtained wins, it wins over the files.
+    ///
+    /// # Errors
+    ///
+    /// What a file's line would be refused for, and, as `ssh` refuses
+    /// them on its command line, `Host`, `Match` and `Include`; more than
+    /// one line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ssh_dial::SshConfig;
+    ///
+    /// let config = SshConfig::parse("Host db\n  ProxyCommand nc %h %p\n")?
+    ///     .with_option("ProxyCommand=ssh -W %h:%p bastion")?;
+    /// let db = config.resolve("db")?;
+    /// assert_eq!(db.proxy_command(), Some("ssh -W %h:%p bastion"));
+    /// # Ok::<(), ssh_dial::ConfigError>(())
+    /// ```
+    pub fn with_option(mut self, option: &str) -> Result<SshConfig, ConfigError> {
+        const NAME: &str = "command-line";
+        if option.contains(['\n', '\r']) {
+            return Err(ConfigError::new(format!(
+                "{NAME}: an option is one line: {}",
+                shown(option)
+            )));
+        }
+        if let Some((keyword, _)) = lexer::keyword_and_rest(option.as_bytes()) {
+            if let Some(k @ ("host" | "match" | "include")) = keywords::canonical(&keyword) {
+                let name = match k {
+                    "host" => "Host",
+                    "match" => "Match",
+                    _ => "Include",
+                };
+                return Err(ConfigError::new(format!(
+                    "{NAME}: {name} directive not supported as a command-line option"
+                )));
+            }
+        }
+        let mut loader = Loader::new(&self.local);
+        loader.root_text(NAME, option.as_bytes())?;
+        let read = loader.finish();
+        let mut files = Arc::unwrap_or_clone(self.files);
+        let id = u32::try_from(files.files.len())
+            .map_err(|_| ConfigError::too_large("too many options"))?;
+        files.files.extend(read.files);
+        files.roots.insert(self.options, id);
+        self.options += 1;
+        self.files = Arc::new(files);
+        Ok(self)
     }
 
     /// Whether `Match exec` may run its command (with `sh -c`, stdin and

@@ -23,6 +23,8 @@ pub(super) struct Options {
     pub(super) user: Option<String>,
     /// As written: bytes, since they name files.
     pub(super) identity_files: Vec<Vec<u8>>,
+    /// As written, like the identity files.
+    pub(super) certificate_files: Vec<Vec<u8>>,
     pub(super) identities_only: Option<bool>,
     pub(super) identity_agent: Option<Vec<u8>>,
     /// `Some(vec![])` is `ProxyJump none`.
@@ -105,6 +107,11 @@ impl Options {
             .iter()
             .map(|f| path(f, "IdentityFile"))
             .collect::<Result<_, _>>()?;
+        let certificate_paths = self
+            .certificate_files
+            .iter()
+            .map(|f| path(f, "CertificateFile"))
+            .collect::<Result<_, _>>()?;
         let agent_path = self
             .identity_agent
             .map(|a| path(&a, "IdentityAgent"))
@@ -141,6 +148,8 @@ impl Options {
             user,
             identity_files: identity_files.iter().map(|f| lossy(f)).collect(),
             identity_paths,
+            certificate_files: self.certificate_files.iter().map(|f| lossy(f)).collect(),
+            certificate_paths,
             identities_only: self.identities_only.unwrap_or(false),
             identity_agent: agent_path.as_deref().map(shown_path),
             proxy_jump,

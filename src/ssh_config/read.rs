@@ -26,7 +26,7 @@ const MAX_CONFIG_BYTES: u64 = 16 << 20;
 const MAX_CONFIG_FILES: u64 = 65_536;
 
 /// Every file a load read, each once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Files {
     pub(super) files: Vec<File>,
     /// The files the load began with, in order (the user's, the system's).
@@ -36,6 +36,7 @@ pub(super) struct Files {
 /// One file as read. Its lines are split again by every resolve, which
 /// costs less than keeping them split (a line is a few bytes; a split one
 /// was several allocations).
+#[derive(Clone)]
 pub(super) struct File {
     /// For messages.
     pub(super) path: Box<str>,
@@ -54,7 +55,7 @@ impl fmt::Debug for File {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Include {
     pub(super) line: u32,
     /// The files it names, as indices into [`Files::files`].

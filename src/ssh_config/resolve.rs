@@ -21,6 +21,10 @@ use crate::target::{ssh_hostname_problem, ssh_user_problem};
 /// The most `IdentityFile`s a host may have (`SSH_MAX_IDENTITY_FILES`).
 const MAX_IDENTITY_FILES: usize = 100;
 
+/// The most `CertificateFile`s a host may have
+/// (`SSH_MAX_CERTIFICATE_FILES`).
+const MAX_CERTIFICATE_FILES: usize = 100;
+
 impl SshConfig {
     /// [`resolve`](Self::resolve), giving up on `Match exec` at `until`.
     pub(crate) fn resolve_until(
@@ -240,6 +244,16 @@ impl Pass<'_> {
                     opts.identity_files.push(first.to_vec());
                 }
             }
+            "certificatefile" => {
+                if opts.certificate_files.len() >= MAX_CERTIFICATE_FILES {
+                    return Err(err(format!(
+                        "too many certificate files (max {MAX_CERTIFICATE_FILES})"
+                    )));
+                }
+                if !opts.certificate_files.iter().any(|f| f == first) {
+                    opts.certificate_files.push(first.to_vec());
+                }
+            }
             "identitiesonly" => set(&mut opts.identities_only, parse_flag(first).map_err(err)?),
             "identityagent" => set(&mut opts.identity_agent, first.to_vec()),
             "proxyjump" => {
@@ -254,14 +268,15 @@ impl Pass<'_> {
                     opts.proxy_jump = Some(hops);
                 }
             }
+            // Kept even after a ProxyJump, as OpenSSH keeps it: `ssh -G`
+            // then prints the ProxyJump, and a dial fails with
+            // "inconsistent options".
             "proxycommand" => {
-                if opts.proxy_jump.is_none() {
-                    let command = skip(line.rest, b" \t\r\n=");
-                    set(
-                        &mut opts.proxy_command,
-                        String::from_utf8_lossy(command).into_owned(),
-                    );
-                }
+                let command = skip(line.rest, b" \t\r\n=");
+                set(
+                    &mut opts.proxy_command,
+                    String::from_utf8_lossy(command).into_owned(),
+                );
             }
             "connecttimeout" => set_time(&mut opts.connect_timeout, first).map_err(err)?,
             "connectionattempts" => set(
@@ -429,7 +444,7 @@ impl Pass<'_> {
                         // match (after expanding it, which may fail).
                         continue;
                     }
-                    check_names(&arg, &tokens).map_err(refuse)?;
+                    check_names("Match exec", &arg, &tokens).map_err(refuse)?;
                     run_exec(&command, self.until)?
                 }
                 _ => {

@@ -114,3 +114,97 @@ pub(super) fn tilde(path: &[u8], home: &[u8]) -> Vec<u8> {
     out.extend_from_slice(rest);
     out
 }
+
+/// The names a `ProxyCommand` may use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProxyTokens<'a> {
+    /// `%h`: the host name to connect to (after `HostName`).
+    pub(crate) host: &'a str,
+    /// `%n`: the host as given.
+    pub(crate) host_arg: &'a str,
+    /// `%p`.
+    pub(crate) port: u16,
+    /// `%r`.
+    pub(crate) user: &'a str,
+    /// `%k`: `HostKeyAlias`, or the host as given.
+    pub(crate) alias: &'a str,
+}
+
+/// The shell line of a `ProxyCommand`, as OpenSSH's
+/// `expand_proxy_command` makes it: `exec ` and the command, with `%h`,
+/// `%k`, `%n`, `%p`, `%r` and `%%` expanded (any other token is an error),
+/// and no name in it that a shell would read as more than a name.
+pub(crate) fn proxy_command_line(command: &str, names: ProxyTokens<'_>) -> Result<String, String> {
+    if command == "-" {
+        return Err(
+            "ProxyCommand - (ssh's own stdin and stdout as the connection) cannot be used by a library"
+                .to_owned(),
+        );
+    }
+    let port = names.port.to_string();
+    let tokens = [
+        (b'h', names.host),
+        (b'k', names.alias),
+        (b'n', names.host_arg),
+        (b'p', port.as_str()),
+        (b'r', names.user),
+    ];
+    super::exec::check_names("ProxyCommand", command.as_bytes(), &tokens)?;
+    let line = expand(format!("exec {command}").as_bytes(), &tokens, false)
+        .map_err(|e| format!("ProxyCommand {}: {e}", shown(command)))?;
+    // Every piece is UTF-8, so the line is.
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+#[cfg(test)]
+mod proxy_command_tests {
+    use super::*;
+
+    fn names() -> ProxyTokens<'static> {
+        ProxyTokens {
+            host: "db.internal",
+            host_arg: "db",
+            port: 2222,
+            user: "deploy",
+            alias: "db-key",
+        }
+    }
+
+    #[test]
+    fn tokens_expand_as_ssh_expands_them() {
+        assert_eq!(
+            proxy_command_line("ssh -W %h:%p -l %r bastion # %n %k %%", names()).unwrap(),
+            "exec ssh -W db.internal:2222 -l deploy bastion # db db-key %"
+        );
+    }
+
+    #[test]
+    fn an_unknown_token_is_refused() {
+        let e = proxy_command_line("nc %h %x", names()).unwrap_err();
+        assert!(e.contains("unknown key %") && e.contains('x'), "{e}");
+        // Tokens of other keys (%d, %u, %C) are not ProxyCommand's.
+        assert!(proxy_command_line("nc %C", names()).is_err());
+    }
+
+    #[test]
+    fn a_name_with_shell_metacharacters_is_not_run() {
+        let hostile = ProxyTokens {
+            host: "x;touch /tmp/pwned",
+            ..names()
+        };
+        let e = proxy_command_line("nc %h %p", hostile).unwrap_err();
+        assert!(e.starts_with("ProxyCommand not run: %h would be"), "{e}");
+        // A token the command does not use is not checked.
+        assert!(proxy_command_line("nc fixed 22", hostile).is_ok());
+        let user = ProxyTokens {
+            user: "$(reboot)",
+            ..names()
+        };
+        assert!(proxy_command_line("ssh -l %r -W %h:%p b", user).is_err());
+    }
+
+    #[test]
+    fn a_dash_is_refused() {
+        assert!(proxy_command_line("-", names()).is_err());
+    }
+}

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ssh_dial::testing::{ssh_keygen, ssh_keygen_certify, SshAgent, Sshd};
-use ssh_dial::{Auth, DialError, Dialer, HostKeys, Phase};
+use ssh_dial::{Auth, DialError, Dialer, HostKeys, Phase, SshConfig};
 
 /// A certificate-only sshd, its trusted CAs (Ed25519 and RSA), a CA it
 /// does not trust, and a directory for keys.
@@ -122,6 +122,9 @@ enum Delivery {
     Explicit,
     /// `ssh-add KEY` (which adds `KEY-cert.pub` too): `Auth::agent_at`.
     Agent,
+    /// ssh_config's `IdentityFile KEY` and `CertificateFile CERT`:
+    /// `HostConfig::auth`.
+    Config,
 }
 
 /// One kind of certificate: its key type, CA, principals and validity.
@@ -302,6 +305,26 @@ async fn run_row(
             ],
             Auth::certificate(bare, cert, None),
         ),
+        Delivery::Config => (
+            vec![
+                "-o".into(),
+                "IdentitiesOnly=yes".into(),
+                "-o".into(),
+                format!("IdentityFile={}", s(bare)),
+                "-o".into(),
+                format!("CertificateFile={}", s(cert)),
+            ],
+            SshConfig::parse(&format!(
+                "Host *\n  IdentityFile \"{}\"\n  CertificateFile \"{}\"\n  \
+                 IdentitiesOnly yes\n  IdentityAgent none\n",
+                s(bare),
+                s(cert)
+            ))
+            .and_then(|c| c.resolve("lab"))
+            .unwrap()
+            .auth()
+            .expect("an identity file to offer"),
+        ),
         // No identity file of ssh's own: only the agent's keys.
         Delivery::Agent => (
             vec![
@@ -341,7 +364,12 @@ async fn accept_and_reject_like_openssh() {
     let mut divergences = Vec::new();
     for (n, case) in CASES.iter().enumerate() {
         let (key, bare, cert) = make_case(&lab, n, case);
-        for delivery in [Delivery::Beside, Delivery::Explicit, Delivery::Agent] {
+        for delivery in [
+            Delivery::Beside,
+            Delivery::Explicit,
+            Delivery::Agent,
+            Delivery::Config,
+        ] {
             let (ssh_in, ours, detail) = run_row(&lab, delivery, &key, &bare, &cert).await;
             let row = format!(
                 "{:<24} {:<9} ssh {:<9} ssh-dial {ours}",
@@ -364,6 +392,7 @@ async fn accept_and_reject_like_openssh() {
     for (name, delivery, key) in [
         ("cert without its key", Delivery::Beside, key.as_path()),
         ("cert with another key", Delivery::Explicit, other.as_path()),
+        ("cert with another key", Delivery::Config, other.as_path()),
     ] {
         let (ssh_in, ours, detail) = run_row(&lab, delivery, key, key, &cert).await;
         let row = format!(

@@ -206,13 +206,39 @@ fn dash_g_prints_the_resolved_config_as_ssh_g_does() {
             })
             .collect()
     };
-    for host in ["web1", "alice@web2"] {
-        let ours = run(&["-G", "-F", cfg.to_str().unwrap(), host]);
+    let options: &[&str] = &[
+        "-o",
+        "CertificateFile=~/.ssh/web_%r-cert.pub",
+        "-o",
+        "ProxyCommand=ssh -W %h:%p ops@jump3",
+        "-o",
+        "CertificateFile /certs/%h.pub",
+    ];
+    for (host, options) in [
+        ("web1", &[][..]),
+        ("alice@web2", &[][..]),
+        ("web1", options),
+        ("ops@web3", options),
+    ] {
+        let args: Vec<&str> = ["-G", "-F", cfg.to_str().unwrap()]
+            .iter()
+            .chain(options)
+            .chain(&[host])
+            .copied()
+            .collect();
+        let ours = run(&args);
         assert_eq!(ours.status.code(), Some(0), "{ours:?}");
-        let theirs = Command::new("ssh")
-            .args(["-G", "-F", cfg.to_str().unwrap(), host])
-            .output()
-            .unwrap();
+        let theirs = Command::new("ssh").args(&args).output().unwrap();
+        if !options.is_empty() {
+            let text = String::from_utf8_lossy(&ours.stdout);
+            assert!(text.contains("\ncertificatefile /certs/%h.pub\n"), "{text}");
+            // The option, obtained first, wins over web1's ProxyJump.
+            assert!(
+                text.contains("\nproxycommand ssh -W %h:%p ops@jump3\n")
+                    && !text.contains("\nproxyjump "),
+                "{text}"
+            );
+        }
         let theirs = lines(&theirs);
         let ours = lines(&ours);
         assert!(ours.len() >= 18, "{ours:?}");

@@ -116,7 +116,7 @@ fn child_in_namespace() {
             client.timings().connect.as_secs_f64() * 1000.0
         );
         assert!(start.elapsed() < Duration::from_secs(2));
-        assert_eq!(client.remote_addr().ip().to_string(), "127.0.0.1");
+        assert_eq!(client.remote_addr().unwrap().ip().to_string(), "127.0.0.1");
         client.close().await;
 
         let start = Instant::now();

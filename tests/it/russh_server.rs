@@ -26,7 +26,7 @@ async fn password_auth_and_exec() {
         .dial(server.addr(), "alice", Auth::password("pw"))
         .await
         .unwrap();
-    assert_eq!(client.remote_addr(), server.addr());
+    assert_eq!(client.remote_addr(), Some(server.addr()));
     let out = client.exec("echo hi; echo oops >&2; exit 7").await.unwrap();
     assert_eq!(out.stdout, b"hi\n");
     assert_eq!(out.stderr, b"oops\n");

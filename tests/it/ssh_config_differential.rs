@@ -73,6 +73,27 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "~/.ssh/id_a",
         ],
     ),
+    (
+        "CertificateFile",
+        &[
+            "~/.ssh/id_a-cert.pub",
+            "/certs/%h-%r.pub",
+            "~/c/%C",
+            "\"/with space/cert\"",
+            "~/.ssh/id_a-cert.pub",
+        ],
+    ),
+    (
+        "ProxyCommand",
+        &[
+            "ssh -W %h:%p bastion",
+            "nc %h %p",
+            "none",
+            "NONE",
+            "sh -c 'exec nc %h %p' # comment",
+            "aws ssm start-session --target %h --document-name AWS-StartSSHSession",
+        ],
+    ),
     ("IdentitiesOnly", &["yes", "no", "true", "False"]),
     (
         "IdentityAgent",
@@ -159,6 +180,8 @@ const KEYS: &[&str] = &[
     "identityagent",
     "preferredauthentications",
     "identityfile",
+    "certificatefile",
+    "proxycommand",
     "globalknownhostsfile",
     "userknownhostsfile",
     "connecttimeout",

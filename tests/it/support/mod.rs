@@ -256,7 +256,7 @@ pub fn openssh(programs: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let hint = "apt-get install -y openssh-server openssh-client";
+    let hint = "apt-get install -y openssh-server openssh-client netcat-openbsd";
     assert!(
         std::env::var_os("CI").is_none(),
         "{} required in CI: {hint}",
@@ -454,4 +454,37 @@ pub fn processes_with(marker: &str) -> usize {
                 .any(|arg| String::from_utf8_lossy(arg).contains(marker))
         })
         .count()
+}
+
+/// This process's children that have exited and not been reaped: zombies.
+pub fn zombie_children() -> usize {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // `pid (comm) state ppid ...`; comm may hold anything, so the
+            // fields are read after its last `)`.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str())
+        })
+        .count()
+}
+
+/// Waits (2 s at most) until the runtime's tasks and the process's fds are
+/// back to `tasks` and `fds`; fails naming `what` if they are not.
+pub async fn back_to_baseline(tasks: usize, fds: usize, what: &str) {
+    assert!(
+        wait_until(Duration::from_secs(2), || alive_tasks() <= tasks
+            && open_fds() <= fds)
+        .await,
+        "{what}: tasks {} (was {tasks}), fds {} (was {fds})",
+        alive_tasks(),
+        open_fds()
+    );
 }
