@@ -9,9 +9,11 @@
 //! [`Client::exec`] runs under its own deadline.
 //!
 //! Hosts can be reached the way `ssh` reaches them: [`SshConfig`] resolves
-//! `~/.ssh/config` as `ssh -G` does, and jump hosts
+//! `~/.ssh/config` as `ssh -G` does, jump hosts
 //! ([`DialerBuilder::proxy_jump`], `ProxyJump`) are dialed hop by hop under
-//! the same one deadline. Commands ([`Client::command`]) have the shape of
+//! the same one deadline, each a host of its own, and a `ProxyCommand`
+//! ([`DialerBuilder::proxy_command`]) runs under it too, killed with its
+//! process group when the dial gives up. Commands ([`Client::command`]) have the shape of
 //! `tokio::process`, each bounded in time and memory, and every channel is
 //! closed whatever future is dropped when.
 //!
