@@ -86,6 +86,7 @@ impl Host {
     }
 
     /// Uses these credentials for this host instead of the fleet's.
+    #[must_use]
     pub fn with_auth(mut self, auth: Auth) -> Host {
         self.auth = Some(auth);
         self
@@ -143,6 +144,7 @@ impl Retry {
     }
 
     /// The first wait and the cap on waits.
+    #[must_use]
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Retry {
         self.initial_backoff = initial;
         self.max_backoff = max.max(initial);

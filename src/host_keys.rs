@@ -224,6 +224,7 @@ impl HostKeys {
     /// none for [`known_hosts`](Self::known_hosts) and
     /// [`known_hosts_files`](Self::known_hosts_files). Has no effect on
     /// pinned keys.
+    #[must_use]
     pub fn global_files(self, paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
         let mut policy = (*self.policy).clone();
         if let Policy::KnownHosts(files) = &mut policy {
@@ -235,6 +236,7 @@ impl HostKeys {
     /// Whether lines added by [`accept_new`](Self::accept_new) hash the host
     /// name, like OpenSSH's `HashKnownHosts yes`. Default is `false`. Has no
     /// effect on other policies.
+    #[must_use]
     pub fn hash_new_entries(self, hash: bool) -> Self {
         let mut policy = (*self.policy).clone();
         if let Policy::KnownHosts(files) = &mut policy {

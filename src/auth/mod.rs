@@ -362,6 +362,7 @@ impl Auth {
     /// `self`'s methods, then `other`'s, all within the dial's one deadline.
     /// Methods the server does not offer are skipped. The first the server
     /// accepts wins; a server asking for more (partial success) gets the next.
+    #[must_use]
     pub fn or(self, other: Auth) -> Self {
         let mut methods = Arc::unwrap_or_clone(self.methods);
         methods.extend(other.methods.iter().cloned());

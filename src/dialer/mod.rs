@@ -154,6 +154,7 @@ impl Dialer {
     /// A dialer like this one with another total deadline; `self` is
     /// unchanged. Handy for a deadline that spans more than one dial, as in
     /// [`fleet`](crate::fleet).
+    #[must_use]
     pub fn with_timeout(&self, timeout: Duration) -> Dialer {
         let mut config = (*self.config).clone();
         config.timeout = timeout;
