@@ -171,7 +171,6 @@ impl Client {
 
     /// Resolves at the next release of a session channel on this
     /// connection (enable it, then check [`sessions_in_use`](Self::sessions_in_use)).
-    #[allow(dead_code)] // a pool of connections waits on it
     pub(crate) fn session_freed(&self) -> tokio::sync::futures::Notified<'_> {
         self.closing.session_freed()
     }

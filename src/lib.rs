@@ -74,6 +74,7 @@ mod host_keys;
 mod known_hosts;
 mod metrics;
 mod pattern;
+pub mod pool;
 mod process;
 mod process_group;
 // Wired into the dialer with ssh_config's ProxyCommand.

@@ -208,6 +208,9 @@ pub(crate) struct State {
     pub(crate) ended_at: Option<Instant>,
     /// The server's exit-status or exit-signal, once sent.
     pub(crate) server_status: Option<ExitStatus>,
+    /// The exec (or subsystem) request was handed to the session: from
+    /// here the command may have started, whatever the outcome says.
+    pub(crate) exec_sent: bool,
     /// The writer for the channel's data, to hand out (piped stdin only).
     pub(crate) stdin_writer: Option<StdinWriter>,
     /// A writer parked on the window, to fail when the channel ends.
@@ -243,6 +246,7 @@ impl Shared {
                 outcome: None,
                 ended_at: None,
                 server_status: None,
+                exec_sent: false,
                 stdin_writer: None,
                 stdin_waker: None,
                 stdin_closed: false,
@@ -346,7 +350,6 @@ impl Closing {
 
     /// Resolves at the next release of a session channel (check
     /// [`sessions_in_use`](Self::sessions_in_use) after enabling it).
-    #[allow(dead_code)] // a pool of connections waits on it
     pub(crate) fn session_freed(&self) -> tokio::sync::futures::Notified<'_> {
         self.freed.notified()
     }

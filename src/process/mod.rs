@@ -435,6 +435,11 @@ impl Command {
             .await
     }
 
+    /// The output cap per stream, as set or the dialer's.
+    pub(crate) fn cap(&self) -> Option<usize> {
+        self.max_output
+    }
+
     /// [`output`](Self::output), handing each chunk to `on_chunk` as it
     /// arrives (`true` for stderr), whatever the cap keeps.
     pub(crate) async fn output_with(

@@ -34,6 +34,7 @@ mod metrics;
 mod misbehaving_peers;
 mod no_leaks;
 mod openssh;
+mod pool;
 mod process;
 mod resolver;
 mod russh_server;
