@@ -340,6 +340,19 @@ pub(crate) struct Closing {
     settled: Notify,
     sessions: AtomicUsize,
     freed: Notify,
+    /// Session channels the server confirmed, until their task ends.
+    confirmed: AtomicUsize,
+    /// Session channels released since the connection began.
+    released: std::sync::atomic::AtomicU64,
+}
+
+/// Counts a confirmed session channel until dropped (with its task).
+struct Confirmed<'a>(&'a Closing);
+
+impl Drop for Confirmed<'_> {
+    fn drop(&mut self) {
+        self.0.confirmed.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Closing {
@@ -348,13 +361,28 @@ impl Closing {
         self.sessions.load(Ordering::Acquire)
     }
 
+    /// Session channels the server has confirmed and that are not closed
+    /// yet: at most what it counts against `MaxSessions` (it may still
+    /// count some whose close is on its way).
+    pub(crate) fn sessions_confirmed(&self) -> usize {
+        self.confirmed.load(Ordering::Acquire)
+    }
+
     /// Resolves at the next release of a session channel (check
     /// [`sessions_in_use`](Self::sessions_in_use) after enabling it).
     pub(crate) fn session_freed(&self) -> tokio::sync::futures::Notified<'_> {
         self.freed.notified()
     }
 
+    /// Session channels released so far (their close queued): a count
+    /// that only grows, for telling which closes a later round trip to
+    /// the server has overtaken.
+    pub(crate) fn sessions_released(&self) -> u64 {
+        self.released.load(Ordering::Acquire)
+    }
+
     fn release_session(&self) {
+        self.released.fetch_add(1, Ordering::AcqRel);
         self.sessions.fetch_sub(1, Ordering::AcqRel);
         self.freed.notify_waiters();
     }
@@ -474,6 +502,10 @@ pub(crate) async fn run(
         () = owner_gone(&shared) => return close_when_opened(open, &shared, &closing).await,
     };
     tracing::debug!(channel = %channel.id(), "{label} open");
+    let _confirmed = session.then(|| {
+        closing.confirmed.fetch_add(1, Ordering::AcqRel);
+        Confirmed(&closing)
+    });
     start(channel, request, &shared, &closing, deadline).await;
 }
 

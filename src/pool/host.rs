@@ -28,6 +28,9 @@ pub(super) struct Conn {
     /// Session channels it may have open: the pool's setting, lowered when
     /// the server refused one below it.
     pub(super) limit: usize,
+    /// Session releases the server has surely read (a round trip after
+    /// them has come back).
+    pub(super) synced: u64,
 }
 
 impl Conn {
@@ -40,7 +43,22 @@ impl Conn {
             leases: 0,
             pending: 0,
             limit,
+            synced: 0,
         }
+    }
+
+    /// Takes a slot. Returns the release count a round trip must overtake
+    /// before the channel is asked for, if the server may not have read
+    /// enough of the closes before it to have a session free: sshd frees a
+    /// session only in the loop turn after the one that read its close, so
+    /// an open that arrives with the close is refused at `MaxSessions`.
+    pub(super) fn lease(&mut self) -> Option<u64> {
+        self.leases += 1;
+        self.pending += 1;
+        self.idle_since = None;
+        let released = self.client.sessions_released();
+        let unread = usize::try_from(released.saturating_sub(self.synced)).unwrap_or(usize::MAX);
+        (self.occupancy().saturating_add(unread) > self.limit).then_some(released)
     }
 
     /// Session slots taken: the channels the server counts (closes on

@@ -22,17 +22,32 @@ pub(super) struct Lease {
     client: Arc<Client>,
     /// Counted by the pool until the channel is (`sessions_in_use`).
     pending: bool,
+    /// A round trip is owed before the channel is asked for (see
+    /// `Conn::lease`).
+    sync: Option<u64>,
 }
 
 impl Lease {
-    pub(super) fn new(pool: &Arc<Inner>, key: Key, conn: u64, client: Arc<Client>) -> Self {
+    pub(super) fn new(
+        pool: &Arc<Inner>,
+        key: Key,
+        conn: u64,
+        client: Arc<Client>,
+        sync: Option<u64>,
+    ) -> Self {
         Lease {
             pool: Arc::downgrade(pool),
             key,
             conn,
             client,
             pending: true,
+            sync,
         }
+    }
+
+    /// The round trip owed, if any.
+    pub(super) fn take_sync(&mut self) -> Option<u64> {
+        self.sync.take()
     }
 
     pub(super) fn client(&self) -> &Arc<Client> {
@@ -64,9 +79,9 @@ impl Lease {
             return;
         };
         pool.with_conn(&self.key, self.conn, |_, conn| {
-            // This lease's channel is gone; it is still counted pending.
-            let others = conn.occupancy().saturating_sub(1);
-            let lowered = others.clamp(1, conn.limit);
+            // The server was full: it had at least the sessions it had
+            // confirmed (maybe more, with closes on their way).
+            let lowered = conn.client.sessions_confirmed().clamp(1, conn.limit);
             if lowered < conn.limit {
                 tracing::debug!(
                     from = conn.limit,

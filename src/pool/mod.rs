@@ -501,7 +501,19 @@ impl Inner {
             let ids: Vec<u64> = clients.iter().map(|(id, _)| *id).collect();
             let step = self.step(&key, dest, &ids, &mut waiting);
             let (waited, grow_at) = match step {
-                Step::Got(lease, waited) => {
+                Step::Got(mut lease, waited) => {
+                    if let Some(released) = lease.take_sync() {
+                        // Closes just queued: let the server read them first.
+                        let client = lease.client().clone();
+                        match tokio::time::timeout_at(deadline, client.round_trip()).await {
+                            Ok(true) => self.with_conn(&key, lease.conn_id(), |_, conn| {
+                                conn.synced = conn.synced.max(released);
+                            }),
+                            // The open will find the session gone.
+                            Ok(false) => {}
+                            Err(_) => return Err(fail(Kind::Timeout(Waited::Slot), waiting.start)),
+                        }
+                    }
                     let outcome = if waited { "waited" } else { "hit" };
                     crate::metrics::pool_checkout(outcome);
                     bump(if waited {
@@ -584,10 +596,8 @@ impl Inner {
             if conn.leases == 0 {
                 crate::metrics::pool_gauge(PoolGauge::Idle, -1.0);
             }
-            conn.leases += 1;
-            conn.pending += 1;
-            conn.idle_since = None;
-            let lease = Lease::new(self, key.clone(), conn.id, conn.client.clone());
+            let sync = conn.lease();
+            let lease = Lease::new(self, key.clone(), conn.id, conn.client.clone(), sync);
             host.last_grant = now;
             return Step::Got(lease, waiting.waited);
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, sockets_to};
+use crate::support::{self, sockets_to, wait_until};
 use ssh_dial::pool::{Destination, Pool, PoolBuilder};
 use ssh_dial::testing::{MisbehavingServer, Mode, Sshd, TestServer};
 use ssh_dial::{Auth, Dialer, HostKeys};
@@ -170,4 +170,302 @@ async fn a_cold_host_gets_one_handshake_for_a_hundred_concurrent_checkouts() {
     }
     assert_eq!(sshd_logins(&sshd), 1, "{}", sshd.log());
     assert_eq!(pool.state().statistics.dials, 1);
+}
+
+/// sshd's `MaxSessions` as the pool's limit: 100 commands at once, none
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_commands_at_max_sessions_ten_are_never_refused() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
+    let sshd = Sshd::builder()
+        .config_line("MaxSessions 10")
+        .start()
+        .unwrap();
+    let pool = sshd_pool(&sshd, Dialer::builder()).build();
+    let d = sshd_dest(&sshd);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let (pool, d) = (pool.clone(), d.clone());
+            tokio::spawn(async move { pool.exec(&d, &format!("sleep 0.1; echo {i}")).await })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let out = t
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+        assert_eq!(out.stdout, format!("{i}\n").as_bytes());
+    }
+    let stats = pool.state().statistics;
+    assert_eq!((stats.sessions_refused, stats.retries), (0, 0), "{stats:?}");
+    assert!(!sshd.log().contains("no more sessions"), "{}", sshd.log());
+    assert!(stats.dials <= 4, "{stats:?}");
+}
+
+/// A server that allows fewer sessions than the pool thought: its refusal
+/// lowers that connection's limit, and the command runs on another slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_session_lowers_the_limit_and_runs_again() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
+    let sshd = Sshd::builder()
+        .config_line("MaxSessions 3")
+        .start()
+        .unwrap();
+    let pool = sshd_pool(&sshd, Dialer::builder())
+        .max_connections_per_host(1)
+        .build();
+    let d = sshd_dest(&sshd);
+    // Three running hold the server's three sessions.
+    let first: Vec<_> = (0..3)
+        .map(|_| {
+            let (pool, d) = (pool.clone(), d.clone());
+            tokio::spawn(async move { pool.exec(&d, "sleep 0.5").await })
+        })
+        .collect();
+    let stats = || pool.state();
+    assert!(wait_until(Duration::from_secs(5), || stats().sessions_in_use == 3).await);
+    // The fourth is refused, then waits for a slot under the lowered limit.
+    let out = pool.exec(&d, "echo fourth").await.unwrap();
+    assert_eq!(out.stdout, b"fourth\n");
+    for t in first {
+        t.await.unwrap().unwrap();
+    }
+    let s = pool.state().statistics;
+    assert_eq!((s.sessions_refused, s.retries, s.dials), (1, 1, 1), "{s:?}");
+    // From now on the connection is held to three: no more refusals.
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let (pool, d) = (pool.clone(), d.clone());
+            tokio::spawn(async move { pool.exec(&d, "sleep 0.05").await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(pool.state().statistics.sessions_refused, 1);
+}
+
+/// A connection that died before its command's channel opened: the
+/// command runs once more on a fresh connection.
+#[tokio::test]
+async fn a_command_whose_connection_died_before_it_started_runs_on_a_fresh_one() {
+    // Channels open 300 ms after they are asked for: time to cut the link.
+    let server = TestServer::builder()
+        .password("u", "p")
+        .channel_open_delay(Duration::from_millis(300))
+        .start()
+        .unwrap();
+    let pool = pool().build();
+    let d = dest(server.addr());
+    let held = pool.get(&d).await.unwrap();
+    let run = {
+        let (pool, d) = (pool.clone(), d.clone());
+        tokio::spawn(async move { pool.exec(&d, "echo again").await })
+    };
+    // The command's channel is asked for: end the session under it.
+    assert!(wait_until(Duration::from_secs(5), || held.sessions_in_use() == 1).await);
+    held.handle()
+        .disconnect(ssh_dial::russh::Disconnect::ByApplication, "", "en")
+        .await
+        .unwrap();
+    let out = run.await.unwrap().unwrap();
+    assert_eq!(out.stdout, b"again\n");
+    let s = pool.state().statistics;
+    assert_eq!((s.retries, s.dials), (1, 2), "{s:?}");
+    drop(held);
+}
+
+/// A command that may have started never runs twice, whatever becomes of
+/// its connection.
+#[tokio::test]
+async fn a_command_that_started_is_never_run_again() {
+    let server = server();
+    let pool = pool().build();
+    let d = dest(server.addr());
+    let held = pool.get(&d).await.unwrap();
+    let run = {
+        let (pool, d) = (pool.clone(), d.clone());
+        tokio::spawn(async move { pool.exec(&d, "sleep 5").await })
+    };
+    assert!(wait_until(Duration::from_secs(5), || server.channels_opened() == 1).await);
+    tokio::time::sleep(Duration::from_millis(50)).await; // the exec request is out
+    held.handle()
+        .disconnect(ssh_dial::russh::Disconnect::ByApplication, "", "en")
+        .await
+        .unwrap();
+    let e = run.await.unwrap().unwrap_err();
+    assert!(e.exec_error().is_some_and(|e| e.is_closed()), "{e}");
+    assert!(!e.is_retriable());
+    assert_eq!(pool.state().statistics.retries, 0);
+    assert_eq!(server.channels_opened(), 1, "not run again");
+}
+
+/// A connection whose session ended (the server closed it, a keepalive
+/// gave up) is never handed out: the next request dials.
+#[tokio::test]
+async fn a_dead_connection_is_never_handed_out() {
+    let server = server();
+    let pool = pool().build();
+    let d = dest(server.addr());
+    let client = pool.get(&d).await.unwrap();
+    client
+        .handle()
+        .disconnect(ssh_dial::russh::Disconnect::ByApplication, "", "en")
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || client.is_closed()).await);
+    drop(client);
+    let out = pool.exec(&d, "echo fresh").await.unwrap();
+    assert_eq!(out.stdout, b"fresh\n");
+    let s = pool.state().statistics;
+    assert_eq!(
+        (s.dials, s.retries, s.connections_closed_broken),
+        (2, 0, 1),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn idle_and_old_connections_are_closed() {
+    let server = server();
+    let pool = pool().idle_timeout(Duration::from_millis(200)).build();
+    let d = dest(server.addr());
+    pool.exec(&d, "true").await.unwrap();
+    assert_eq!(sockets_to(server.addr()).len(), 1);
+    assert!(
+        wait_until(Duration::from_secs(3), || sockets_to(server.addr())
+            .is_empty())
+        .await
+    );
+    assert_eq!(pool.state().connections, 0);
+    assert_eq!(pool.state().statistics.connections_closed_idle, 1);
+
+    let pool = pool_lifetime(Duration::from_millis(300));
+    let first = pool.get(&d).await.unwrap();
+    let started = Instant::now();
+    // Past its lifetime it is not handed out, though still in use...
+    tokio::time::sleep_until((started + Duration::from_millis(350)).into()).await;
+    let second = pool.get(&d).await.unwrap();
+    assert_eq!(pool.state().statistics.dials, 2);
+    // ... and it goes when its last checkout does.
+    drop(first);
+    assert_eq!(pool.state().connections, 1);
+    assert_eq!(pool.state().statistics.connections_closed_lifetime, 1);
+    drop(second);
+}
+
+fn pool_lifetime(lifetime: Duration) -> Pool {
+    pool().idle_timeout(None).max_lifetime(lifetime).build()
+}
+
+/// A host that keeps failing is failed at once, with a typed, retriable
+/// error; once it is back, one probe closes the circuit.
+#[tokio::test]
+async fn a_sick_host_fails_fast_and_one_probe_closes_its_circuit() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let backoff = Duration::from_millis(400);
+    let d = Destination::new(addr, "u").unwrap();
+    let pool = Pool::builder(dialer(Duration::from_secs(5)), Auth::password("p"))
+        .circuit_breaker(2, backoff, Duration::from_secs(2))
+        .build();
+    for _ in 0..2 {
+        let e = pool.exec(&d, "true").await.unwrap_err();
+        assert!(e.dial_error().is_some_and(|d| d.is_refused()), "{e}");
+    }
+    let start = Instant::now();
+    let e = pool.exec(&d, "true").await.unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        e.is_circuit_open() && e.is_retriable() && !e.is_timeout(),
+        "{e}"
+    );
+    assert!(e.retry_after().is_some_and(|r| r <= backoff), "{e}");
+    assert!(
+        e.to_string().contains("circuit open after 2 failed dials"),
+        "{e}"
+    );
+    assert_eq!(pool.state().open_circuits, 1);
+    assert_eq!(pool.state().statistics.dials_failed, 2);
+
+    // A frozen sshd: its dials time out; then it thaws, and after the
+    // backoff one probe closes the circuit.
+    let sshd = Sshd::start().unwrap();
+    let pool = sshd_pool(&sshd, Dialer::builder())
+        .circuit_breaker(2, backoff, Duration::from_secs(2))
+        .build();
+    let pool = Pool::builder(
+        pool.dialer().with_timeout(Duration::from_millis(300)),
+        Auth::key(sshd.user_key().clone()),
+    )
+    .circuit_breaker(2, backoff, Duration::from_secs(2))
+    .build();
+    let d = sshd_dest(&sshd);
+    let frozen = Frozen::stop(sshd.pid());
+    for _ in 0..2 {
+        let e = pool.exec(&d, "true").await.unwrap_err();
+        assert!(e.is_timeout() && e.dial_error().is_some(), "{e}");
+    }
+    assert!(pool.exec(&d, "true").await.unwrap_err().is_circuit_open());
+    drop(frozen);
+    let start = Instant::now();
+    let ok = loop {
+        match pool.exec(&d, "echo back").await {
+            Ok(out) => break out,
+            Err(e) if e.is_circuit_open() => {
+                tokio::time::sleep(e.retry_after().unwrap() + Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(ok.stdout, b"back\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let s = pool.state();
+    assert_eq!((s.open_circuits, s.statistics.dials), (0, 1), "{s:?}");
+    assert_eq!(s.statistics.dials_failed, 2, "one probe");
+}
+
+/// A process stopped (SIGSTOP) until dropped (SIGCONT).
+struct Frozen(Vec<u32>);
+
+impl Frozen {
+    fn stop(pid: u32) -> Frozen {
+        Frozen::stop_all(vec![pid])
+    }
+
+    fn stop_all(pids: Vec<u32>) -> Frozen {
+        for &pid in &pids {
+            // SAFETY: kill(2) on a process this test started.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
+        }
+    }
 }
