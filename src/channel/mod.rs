@@ -221,6 +221,9 @@ pub(crate) struct State {
     pub(crate) kill: bool,
     pub(crate) owner_gone: bool,
     owner_gone_seen: bool,
+    /// A session channel counted in use by the caller before the task
+    /// was spawned; released if the task never runs.
+    pub(crate) counted: Option<SessionCount>,
     /// A dropped owner counted in [`Closing`]: settled once the close is
     /// queued, or once there is none to send.
     drop_pending: bool,
@@ -256,6 +259,7 @@ impl Shared {
                 owner_gone_seen: false,
                 drop_pending: false,
                 task_done: false,
+                counted: None,
             }),
             control: Notify::new(),
             changed: Notify::new(),
@@ -346,6 +350,19 @@ pub(crate) struct Closing {
     released: std::sync::atomic::AtomicU64,
 }
 
+/// A session channel counted in use before its task runs, so that the
+/// count never lags the caller (a pool reads it to share the connection).
+/// Handed to the task in [`State::counted`]; if the task is dropped before
+/// it runs, dropping this releases the count.
+#[derive(Debug)]
+pub(crate) struct SessionCount(Arc<Closing>);
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        self.0.release_session();
+    }
+}
+
 /// Counts a confirmed session channel until dropped (with its task).
 struct Confirmed<'a>(&'a Closing);
 
@@ -372,6 +389,12 @@ impl Closing {
     /// [`sessions_in_use`](Self::sessions_in_use) after enabling it).
     pub(crate) fn session_freed(&self) -> tokio::sync::futures::Notified<'_> {
         self.freed.notified()
+    }
+
+    /// Counts a session channel in use now, for a task about to be spawned.
+    pub(crate) fn count_session(self: &Arc<Self>) -> SessionCount {
+        self.sessions.fetch_add(1, Ordering::AcqRel);
+        SessionCount(self.clone())
     }
 
     /// Session channels released so far (their close queued): a count
@@ -448,8 +471,15 @@ pub(crate) async fn run(
     closing: Arc<Closing>,
 ) {
     let session = matches!(request.open, Open::Session);
-    if session {
-        closing.sessions.fetch_add(1, Ordering::AcqRel);
+    // Counted by the caller already (see `Closing::count_session`): the
+    // task's own release below takes the count over.
+    let counted = shared.lock().counted.take();
+    match counted {
+        Some(count) => std::mem::forget(count),
+        None if session => {
+            closing.sessions.fetch_add(1, Ordering::AcqRel);
+        }
+        None => {}
     }
     let _done = TaskDone {
         shared: &shared,

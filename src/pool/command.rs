@@ -2,6 +2,7 @@
 //! slot or a fresh connection if it failed before it could have started.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -271,7 +272,20 @@ impl PoolCommand {
             let mut lease: Lease = inner.checkout(&self.dest, checkout_by).await?;
             let mut command = self.build(lease.client(), discard, deadline);
             let cap = command.cap();
-            let process = match command.spawn().await {
+            // The channel is counted in use during the first poll of
+            // `spawn`: the lease stops counting it right after, so the
+            // connection is never seen with a slot it does not have.
+            let mut spawn = std::pin::pin!(command.spawn());
+            let mut first = true;
+            let spawned = std::future::poll_fn(|cx| {
+                let polled = spawn.as_mut().poll(cx);
+                if std::mem::take(&mut first) {
+                    lease.counted();
+                }
+                polled
+            })
+            .await;
+            let process = match spawned {
                 Ok(process) => process,
                 Err(e) => {
                     let refused = e.is_session_refused();
@@ -280,7 +294,8 @@ impl PoolCommand {
                         crate::metrics::pool_session_refused();
                         lease.refused();
                     }
-                    let dead = e.is_closed() && e.elapsed() < quick;
+                    // Found dead at once (not after a keepalive's wait).
+                    let dead = e.is_closed() && lease.granted().elapsed() < quick;
                     let in_time = deadline.is_none_or(|d| Instant::now() < d);
                     if again && e.never_started() && (refused || dead) && in_time {
                         again = false;
@@ -293,7 +308,6 @@ impl PoolCommand {
                     return Err(exec_error(e));
                 }
             };
-            lease.counted();
             let result = match on_chunk.as_mut() {
                 Some(sink) => process.collect_streaming(cap, |e, b| sink(e, b)).await,
                 None => process.wait_with_output().await,

@@ -25,6 +25,7 @@ pub(super) struct Lease {
     /// A round trip is owed before the channel is asked for (see
     /// `Conn::lease`).
     sync: Option<u64>,
+    granted: Instant,
 }
 
 impl Lease {
@@ -42,7 +43,13 @@ impl Lease {
             client,
             pending: true,
             sync,
+            granted: Instant::now(),
         }
+    }
+
+    /// When the slot was given.
+    pub(super) fn granted(&self) -> Instant {
+        self.granted
     }
 
     /// The round trip owed, if any.

@@ -469,6 +469,9 @@ impl Command {
         ));
         // From here a drop of this future is the owner's drop.
         let owner = Owner::new(shared.clone(), self.closing.clone(), self.kill_on_drop);
+        // Counted in use before this first poll returns, not when the task
+        // gets to run: whoever shares the connection sees it at once.
+        shared.lock().counted = Some(self.closing.count_session());
         tokio::spawn(channel::run(
             Some(self.handle.clone()),
             request,

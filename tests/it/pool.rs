@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, sockets_to, wait_until};
+use crate::support::{self, alive_tasks, counting_fds, open_fds, sockets_to, wait_until};
 use ssh_dial::pool::{Destination, Pool, PoolBuilder};
 use ssh_dial::testing::{MisbehavingServer, Mode, Sshd, TestServer};
 use ssh_dial::{Auth, Dialer, HostKeys};
@@ -468,4 +468,353 @@ impl Drop for Frozen {
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
         }
     }
+}
+
+/// Dropping the pool closes every connection no checkout holds and
+/// cancels dials in progress: tasks, descriptors and sockets back to where
+/// they were.
+#[test]
+fn dropping_the_pool_leaves_nothing_behind() {
+    counting_fds(true, || async {
+        let good = server();
+        let silent = MisbehavingServer::start(Mode::Silent).unwrap();
+        let tasks_before = alive_tasks();
+        let fds_before = open_fds();
+        let pool = Pool::builder(dialer(Duration::from_secs(30)), Auth::password("p"))
+            .max_sessions_per_connection(1)
+            .build();
+        let d = dest(good.addr());
+        // Three connections: three commands at once, one session each.
+        let runs: Vec<_> = (0..3)
+            .map(|_| {
+                let (pool, d) = (pool.clone(), d.clone());
+                tokio::spawn(async move { pool.exec(&d, "sleep 0.3").await })
+            })
+            .collect();
+        for r in runs {
+            r.await.unwrap().unwrap();
+        }
+        assert_eq!(pool.state().connections, 3);
+        // A dial in progress, whose only waiter gave up.
+        let s = dest(silent.addr());
+        let e = tokio::time::timeout(Duration::from_millis(100), pool.get(&s)).await;
+        assert!(e.is_err());
+        assert!(
+            wait_until(Duration::from_secs(2), || sockets_to(silent.addr()).len()
+                == 1)
+            .await
+        );
+        assert_eq!(pool.state().dials_in_progress, 1);
+
+        drop(pool);
+        for addr in [good.addr(), silent.addr()] {
+            assert!(
+                wait_until(Duration::from_secs(2), || sockets_to(addr).is_empty()).await,
+                "socket to {addr} left"
+            );
+        }
+        assert!(
+            wait_until(Duration::from_secs(2), || alive_tasks() <= tasks_before).await,
+            "{} tasks left",
+            alive_tasks() - tasks_before
+        );
+        assert!(
+            wait_until(Duration::from_secs(2), || open_fds() <= fds_before).await,
+            "{} descriptors left",
+            open_fds() - fds_before
+        );
+    });
+}
+
+/// `close` says goodbye to idle connections and fails what comes after.
+#[tokio::test]
+async fn close_ends_every_idle_connection_and_refuses_new_requests() {
+    let server = server();
+    let pool = pool().build();
+    let d = dest(server.addr());
+    pool.exec(&d, "true").await.unwrap();
+    let held = pool.get(&d).await.unwrap();
+    pool.close().await;
+    let e = pool.exec(&d, "true").await.unwrap_err();
+    assert!(e.is_pool_closed() && !e.is_retriable(), "{e}");
+    // The checkout still works until dropped; then its connection goes.
+    assert_eq!(held.exec("echo held").await.unwrap().stdout, b"held\n");
+    assert_eq!(sockets_to(server.addr()).len(), 1);
+    drop(held);
+    assert!(
+        wait_until(Duration::from_secs(2), || sockets_to(server.addr())
+            .is_empty())
+        .await
+    );
+}
+
+/// A host can gather no more than `max_waiters_per_host` requests; the
+/// rest fail at once.
+#[tokio::test]
+async fn waiters_per_host_are_bounded() {
+    let silent = MisbehavingServer::start(Mode::Silent).unwrap();
+    let pool = Pool::builder(dialer(Duration::from_secs(30)), Auth::password("p"))
+        .max_waiters_per_host(5)
+        .build();
+    let d = dest(silent.addr());
+    let waiting: Vec<_> = (0..5)
+        .map(|_| {
+            let (pool, d) = (pool.clone(), d.clone());
+            tokio::spawn(async move { pool.get(&d).await.map(|_| ()) })
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(2), || pool.state().waiters == 5).await);
+    let start = Instant::now();
+    let e = pool.get(&d).await.unwrap_err();
+    assert!(start.elapsed() < Duration::from_millis(50));
+    assert!(e.is_busy() && e.is_retriable(), "{e}");
+    for w in waiting {
+        w.abort();
+    }
+    assert!(wait_until(Duration::from_secs(2), || pool.state().waiters == 0).await);
+}
+
+/// A black-holed host, with a hundred requests waiting on its dial, costs
+/// the healthy hosts nothing: theirs run as fast as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_host_does_not_slow_the_others() {
+    let healthy = server();
+    let silent = MisbehavingServer::start(Mode::Silent).unwrap();
+    let pool = Pool::builder(dialer(Duration::from_secs(30)), Auth::password("p"))
+        .checkout_timeout(Duration::from_secs(30))
+        .build();
+    let good = dest(healthy.addr());
+    let time = |n: usize| {
+        let (pool, good) = (pool.clone(), good.clone());
+        async move {
+            let start = Instant::now();
+            for _ in 0..n {
+                pool.exec(&good, "true").await.unwrap();
+            }
+            start.elapsed()
+        }
+    };
+    pool.exec(&good, "true").await.unwrap();
+    let before = time(50).await;
+    let bad = dest(silent.addr());
+    let stuck: Vec<_> = (0..100)
+        .map(|_| {
+            let (pool, bad) = (pool.clone(), bad.clone());
+            tokio::spawn(async move { pool.exec(&bad, "true").await })
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(2), || pool.state().waiters == 100).await);
+    let during = time(50).await;
+    assert!(
+        during < before * 2 + Duration::from_millis(50),
+        "50 commands took {before:?} before, {during:?} beside the black hole"
+    );
+    assert_eq!(
+        sockets_to(silent.addr()).len(),
+        1,
+        "one dial for the hundred"
+    );
+    for s in stuck {
+        s.abort();
+    }
+}
+
+/// Commands that hold their slots: the host gets another connection once
+/// a request has waited as long as a dial takes, up to the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_hosts_get_more_connections_up_to_the_bound() {
+    let server = server();
+    let pool = pool()
+        .max_sessions_per_connection(2)
+        .max_connections_per_host(3)
+        .build();
+    let d = dest(server.addr());
+    let runs: Vec<_> = (0..10)
+        .map(|_| {
+            let (pool, d) = (pool.clone(), d.clone());
+            tokio::spawn(async move { pool.exec(&d, "sleep 0.3").await })
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(3), || pool.state().connections == 3).await);
+    let mut peak = 0;
+    while runs.iter().any(|r| !r.is_finished()) {
+        let s = pool.state();
+        peak = peak.max(s.sessions_in_use);
+        assert!(s.connections <= 3, "{s:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for r in runs {
+        r.await.unwrap().unwrap();
+    }
+    assert!(
+        peak <= 6,
+        "at most 2 sessions on each of 3 connections: {peak}"
+    );
+    assert_eq!(logins(&server), 3);
+}
+
+/// Past `max_connections` a new host takes the place of the longest-idle
+/// connection of another.
+#[tokio::test]
+async fn a_full_pool_closes_the_longest_idle_connection_for_a_new_host() {
+    let servers: Vec<TestServer> = (0..3).map(|_| server()).collect();
+    let pool = pool().max_connections(2).build();
+    for s in &servers {
+        pool.exec(&dest(s.addr()), "true").await.unwrap();
+    }
+    assert_eq!(pool.state().connections, 2);
+    assert!(
+        wait_until(Duration::from_secs(2), || sockets_to(servers[0].addr())
+            .is_empty())
+        .await
+    );
+    assert_eq!(sockets_to(servers[2].addr()).len(), 1);
+    assert_eq!(pool.state().statistics.connections_closed_idle, 1);
+}
+
+/// The fleet runner through a pool: a host named five times in one run
+/// is dialed once.
+#[tokio::test]
+async fn the_fleet_reuses_a_pools_connections() {
+    use ssh_dial::fleet::{Fleet, Host};
+    let server = server();
+    let pool = pool().build();
+    let hosts: Vec<Host> = (0..5)
+        .map(|_| Host::new(server.addr(), "u").unwrap())
+        .collect();
+    let fleet = Fleet::builder(dialer(Duration::from_secs(5)))
+        .concurrency(5)
+        .pool(pool.clone())
+        .build();
+    let reports = fleet.run(hosts.clone(), "echo hi").collect().await;
+    assert!(reports.iter().all(|r| r.is_success()), "{reports:?}");
+    // And a second run reuses it too.
+    let reports = fleet.run(hosts, "echo again").collect().await;
+    assert!(reports.iter().all(|r| r.is_success()), "{reports:?}");
+    assert_eq!(logins(&server), 1);
+    assert_eq!(pool.state().statistics.dials, 1);
+}
+
+/// The pool's series, read back: checkouts by outcome, dials, and gauges
+/// that return to zero when the pool is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pools_metrics_count_checkouts_dials_and_return_to_zero() {
+    // The recorder is the process's: alone.
+    if support::rerun_alone() {
+        return;
+    }
+    use ssh_dial::testing::MetricsRecorder;
+    let metrics = MetricsRecorder::install().expect("the only recorder of this process");
+    let good = server();
+    let pool = pool()
+        .circuit_breaker(1, Duration::from_secs(60), Duration::from_secs(60))
+        .build();
+    let d = dest(good.addr());
+    pool.exec(&d, "true").await.unwrap();
+    pool.exec(&d, "true").await.unwrap();
+    let checkouts =
+        |outcome| metrics.counter("ssh_dial_pool_checkouts_total", &[("outcome", outcome)]);
+    assert_eq!(checkouts("waited"), Some(1), "{}", metrics.render());
+    assert_eq!(checkouts("hit"), Some(1));
+    assert_eq!(
+        metrics.counter("ssh_dial_pool_dials_total", &[("outcome", "ok")]),
+        Some(1)
+    );
+    let gauge = |name| metrics.gauge(name, &[]).unwrap_or(0.0);
+    assert_eq!(gauge("ssh_dial_pool_connections"), 1.0);
+    assert_eq!(gauge("ssh_dial_pool_idle_connections"), 1.0);
+    // A refused port: a failed dial opens the circuit (1 failure here).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refused = dest(port);
+    pool.exec(&refused, "true").await.unwrap_err();
+    assert!(pool
+        .exec(&refused, "true")
+        .await
+        .unwrap_err()
+        .is_circuit_open());
+    assert_eq!(checkouts("circuit_open"), Some(1));
+    assert_eq!(gauge("ssh_dial_pool_open_circuits"), 1.0);
+    drop(pool);
+    for name in [
+        "ssh_dial_pool_connections",
+        "ssh_dial_pool_idle_connections",
+        "ssh_dial_pool_waiters",
+        "ssh_dial_pool_open_circuits",
+    ] {
+        assert_eq!(gauge(name), 0.0, "{name}\n{}", metrics.render());
+    }
+}
+
+/// A host that freezes (SIGSTOP: its kernel still acknowledges, only SSH
+/// keepalive can tell): no caller waits past the keepalive bound, and once
+/// it thaws, a checkout and a command succeed within one dial time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_host_costs_no_caller_more_than_the_keepalive_bound() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
+    const INTERVAL: Duration = Duration::from_millis(500);
+    const MAX: usize = 2;
+    // Keepalive gives up after MAX unanswered, one interval apart; slack
+    // for the interval the freeze began in.
+    let bound = INTERVAL * (MAX as u32 + 2) + Duration::from_millis(500);
+    let sshd = Sshd::start().unwrap();
+    let pool = sshd_pool(
+        &sshd,
+        Dialer::builder()
+            .ssh_keepalive_interval(INTERVAL)
+            .ssh_keepalive_max(MAX),
+    )
+    .build();
+    let d = sshd_dest(&sshd);
+    pool.exec(&d, "true").await.unwrap();
+    let dial_time = pool.get(&d).await.unwrap().timings().total();
+
+    // One command running, one idle connection's worth of new ones.
+    let running = {
+        let (pool, d) = (pool.clone(), d.clone());
+        tokio::spawn(async move { pool.exec(&d, "sleep 30").await })
+    };
+    assert!(wait_until(Duration::from_secs(5), || pool.state().sessions_in_use == 1).await);
+    let mut tree = vec![sshd.pid()];
+    tree.extend(crate::dead_peers::descendants(sshd.pid()));
+    let frozen = Frozen::stop_all(tree);
+    let start = Instant::now();
+    let late: Vec<_> = (0..5)
+        .map(|_| {
+            let (pool, d) = (pool.clone(), d.clone());
+            tokio::spawn(async move { (pool.exec(&d, "true").await, Instant::now()) })
+        })
+        .collect();
+    let e = running.await.unwrap().unwrap_err();
+    assert!(e.exec_error().is_some_and(|e| e.is_closed()), "{e}");
+    assert!(
+        start.elapsed() <= bound,
+        "{:?} > {bound:?}",
+        start.elapsed()
+    );
+    for l in late {
+        let (result, at) = l.await.unwrap();
+        let e = result.unwrap_err();
+        assert!(at - start <= bound, "{e}: {:?} > {bound:?}", at - start);
+        assert!(e.exec_error().is_some_and(|e| e.is_closed()), "{e}");
+    }
+    assert_eq!(
+        pool.state().statistics.retries,
+        0,
+        "no second wait on a silent host"
+    );
+
+    drop(frozen);
+    let start = Instant::now();
+    let out = pool.exec(&d, "echo back").await.unwrap();
+    assert_eq!(out.stdout, b"back\n");
+    assert!(
+        start.elapsed() < dial_time * 3 + Duration::from_millis(200),
+        "{:?} (a dial took {dial_time:?})",
+        start.elapsed()
+    );
 }
