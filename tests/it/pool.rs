@@ -818,3 +818,58 @@ async fn a_frozen_host_costs_no_caller_more_than_the_keepalive_bound() {
         start.elapsed()
     );
 }
+
+/// The `poll` example, as a user runs it: one JSON line per command, each
+/// host dialed once, a sick host's circuit said.
+#[test]
+fn the_poll_example_reuses_each_hosts_connection() {
+    let good: Vec<TestServer> = (0..3).map(|_| server()).collect();
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    let mut list: String = good.iter().map(|s| format!("u@{}\n", s.addr())).collect();
+    list.push_str(&format!("# down\nu@{refused}\n"));
+    std::fs::write(&hosts, list).unwrap();
+    let out = std::process::Command::new(support::example("poll"))
+        .args([
+            "--accept-any-host-key",
+            "--password-env",
+            "PW",
+            "--repeat",
+            "4",
+        ])
+        .args(["--timeout", "5", "--hosts"])
+        .arg(&hosts)
+        .args(["--", "echo", "hi"])
+        .env("PW", "p")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the refused host failed");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 17, "16 commands and the summary");
+    for l in &lines[..16] {
+        for field in ["host", "ok", "ms", "error", "circuit_open"] {
+            assert!(l.get(field).is_some(), "{field} missing in {l}");
+        }
+    }
+    let summary = &lines[16];
+    assert_eq!(summary["summary"], true);
+    assert_eq!(summary["commands"], 16);
+    assert_eq!(summary["ok"], 12);
+    assert_eq!(summary["dials"], 3, "{summary}");
+    assert_eq!(summary["reused"], 9, "{summary}");
+    for s in &good {
+        assert_eq!(logins(s), 1);
+    }
+    let down = lines[..16]
+        .iter()
+        .filter(|l| l["host"] == format!("u@{refused}"))
+        .count();
+    assert_eq!(down, 4);
+}
