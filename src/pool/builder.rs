@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::circuit::Breaker;
-use super::Pool;
+use super::{Destination, Pool};
 use crate::auth::Auth;
 use crate::dialer::Dialer;
 
@@ -19,6 +19,7 @@ pub(super) struct Config {
     pub(super) checkout_timeout: Duration,
     pub(super) max_waiters_per_host: usize,
     pub(super) breaker: Breaker,
+    pub(super) jump_host: Option<Destination>,
 }
 
 impl Default for Config {
@@ -33,6 +34,7 @@ impl Default for Config {
             checkout_timeout: Duration::from_secs(30),
             max_waiters_per_host: 256,
             breaker: Breaker::default(),
+            jump_host: None,
         }
     }
 }
@@ -163,6 +165,23 @@ impl PoolBuilder {
             backoff,
             max_backoff: max_backoff.max(backoff),
         };
+        self
+    }
+
+    /// A jump host every connection goes through (`ssh -J`), itself a
+    /// pooled destination: one connection to it carries every target's,
+    /// however many dial at once (the dialer's own
+    /// [`share_jump_hosts`](crate::DialerBuilder::share_jump_hosts) shares
+    /// one only once it is up, so a burst of first dials opens one each).
+    /// Its circuit, bounds and lifetime are its own; a target whose jump
+    /// host cannot be had fails with the jump host's error. Targets are
+    /// dialed as addresses: ssh_config is not read for them, and the
+    /// dialer's [`proxy_jump`](crate::DialerBuilder::proxy_jump) is not
+    /// used.
+    ///
+    /// Default is none: the dialer reaches each host its own way.
+    pub fn jump_host(mut self, jump: Destination) -> Self {
+        self.config.jump_host = Some(jump);
         self
     }
 

@@ -206,6 +206,25 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// Dials this destination through `via`, an open connection to a jump
+    /// host (as an address: ssh_config is not read for it).
+    pub(super) async fn dial_via(
+        &self,
+        dialer: &Dialer,
+        via: &Arc<Client>,
+        auth: &Auth,
+    ) -> Result<Client, DialError> {
+        let auth = match &self.credentials {
+            Some(own) => own.auth.clone(),
+            None => auth.clone(),
+        };
+        dialer
+            .dial_via(via, &self.target, self.user.as_str(), auth)
+            .await
+    }
+}
+
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.user.is_empty() {

@@ -40,6 +40,40 @@ pub(super) enum Kind {
     /// The pool was closed.
     Closed,
     Exec(ExecError),
+    /// No connection to the pool's jump host could be had.
+    Jump(Arc<PoolError>),
+}
+
+/// Why a dial made no connection: shared by every request that waited on it.
+#[derive(Clone)]
+pub(super) enum DialFailure {
+    Dial(Arc<DialError>),
+    Jump(Arc<PoolError>),
+}
+
+impl DialFailure {
+    pub(super) fn kind(&self) -> Kind {
+        match self {
+            DialFailure::Dial(e) => Kind::Dial(e.clone()),
+            DialFailure::Jump(e) => Kind::Jump(e.clone()),
+        }
+    }
+
+    pub(super) fn dial_error(&self) -> Option<Arc<DialError>> {
+        match self {
+            DialFailure::Dial(e) => Some(e.clone()),
+            DialFailure::Jump(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for DialFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialFailure::Dial(e) => e.fmt(f),
+            DialFailure::Jump(e) => e.fmt(f),
+        }
+    }
 }
 
 /// What a request that timed out was waiting for.
@@ -70,15 +104,21 @@ impl PoolError {
             Kind::Timeout(_) => true,
             Kind::Dial(e) => e.is_timeout(),
             Kind::Exec(e) => e.is_timeout(),
+            Kind::Jump(e) => e.is_timeout(),
             _ => false,
         }
     }
 
-    /// True if the host's circuit is open: its last dials failed, and the
-    /// request failed at once without a dial. See
+    /// True if the host's circuit is open (or, through the pool's
+    /// [`jump_host`](super::PoolBuilder::jump_host), the jump host's): its
+    /// last dials failed, and the request failed at once without a dial. See
     /// [`retry_after`](Self::retry_after).
     pub fn is_circuit_open(&self) -> bool {
-        matches!(&*self.kind, Kind::CircuitOpen { .. })
+        match &*self.kind {
+            Kind::CircuitOpen { .. } => true,
+            Kind::Jump(e) => e.is_circuit_open(),
+            _ => false,
+        }
     }
 
     /// For an open circuit, how long until the host is tried again (one
@@ -86,6 +126,7 @@ impl PoolError {
     pub fn retry_after(&self) -> Option<Duration> {
         match &*self.kind {
             Kind::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            Kind::Jump(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -110,6 +151,7 @@ impl PoolError {
         match &*self.kind {
             Kind::CircuitOpen { .. } | Kind::Busy(_) | Kind::Timeout(_) => true,
             Kind::Dial(e) => crate::fleet::is_retriable(e),
+            Kind::Jump(e) => e.is_retriable(),
             Kind::Closed | Kind::Exec(_) => false,
         }
     }
@@ -120,6 +162,7 @@ impl PoolError {
         match &*self.kind {
             Kind::Dial(e) => Some(e),
             Kind::CircuitOpen { last, .. } => last.as_deref(),
+            Kind::Jump(e) => e.dial_error(),
             _ => None,
         }
     }
@@ -179,6 +222,7 @@ impl PoolError {
             ),
             Kind::Closed => f.write_str("the pool is closed"),
             Kind::Exec(e) => write!(f, "{e}"),
+            Kind::Jump(e) => write!(f, "through the jump host: {e}"),
         }
     }
 }

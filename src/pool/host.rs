@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::builder::Config;
 use super::circuit::Circuit;
 use super::destination::Destination;
-use crate::error::DialError;
+use super::error::DialFailure;
 use crate::Client;
 
 /// A pooled connection.
@@ -83,9 +83,12 @@ impl Conn {
         self.usable(config, now) && self.occupancy() < self.limit
     }
 
-    /// No lease and no session channel.
+    /// No lease, no session channel, and nobody else holds it (a
+    /// connection through it as its jump host, a caller's clone).
     pub(super) fn is_idle(&self) -> bool {
-        self.leases == 0 && self.client.sessions_in_use() == 0
+        self.leases == 0
+            && self.client.sessions_in_use() == 0
+            && Arc::strong_count(&self.client) == 1
     }
 }
 
@@ -142,7 +145,7 @@ pub(super) struct Host {
     /// Counts the host's dials; a request remembers the one it waits on.
     pub(super) generation: u64,
     /// The last failed dial, for the requests that waited on it.
-    pub(super) failed: Option<(u64, Arc<DialError>)>,
+    pub(super) failed: Option<(u64, DialFailure)>,
     pub(super) failed_at: Option<Instant>,
 }
 

@@ -78,14 +78,13 @@ use tracing::Instrument;
 
 use crate::auth::Auth;
 use crate::dialer::Dialer;
-use crate::error::DialError;
 use crate::metrics::PoolGauge;
 use crate::process::Output;
 use crate::Client;
 use builder::Config;
 use circuit::Verdict;
 use destination::Key;
-use error::{Kind, Waited};
+use error::{DialFailure, Kind, Waited};
 use host::{Conn, Dialing, Host, Removed};
 use lease::Lease;
 use state::{bump, Counters};
@@ -547,6 +546,17 @@ impl Inner {
         }
     }
 
+    /// A connection to `dest` to go through (as a jump host): checked out
+    /// and given back at once; the caller's clone keeps it from idling out.
+    async fn connection(
+        self: &Arc<Self>,
+        dest: &Destination,
+        deadline: Instant,
+    ) -> Result<Arc<Client>, PoolError> {
+        let lease = Box::pin(self.checkout(dest, deadline)).await?;
+        Ok(lease.client().clone())
+    }
+
     /// The host's wake-up and its connections, for a waiter (the host
     /// entry is made here if new).
     fn watch(&self, key: &Key, dest: &Destination) -> (Arc<Notify>, Vec<(u64, Arc<Client>)>) {
@@ -608,7 +618,7 @@ impl Inner {
         if usable == 0 {
             if let (Some(mine), Some((failed, e))) = (waiting.generation, &host.failed) {
                 if mine == *failed {
-                    return Step::Fail(Kind::Dial(e.clone()));
+                    return Step::Fail(e.kind());
                 }
             }
         }
@@ -624,7 +634,7 @@ impl Inner {
                 return Step::Fail(Kind::CircuitOpen {
                     failures: host.circuit.failures(),
                     retry_after: Duration::ZERO,
-                    last: host.failed.as_ref().map(|(_, e)| e.clone()),
+                    last: host.failed.as_ref().and_then(|(_, e)| e.dial_error()),
                 });
             }
             Some(d) => waiting.generation = Some(d.generation),
@@ -639,7 +649,7 @@ impl Inner {
                             return Step::Fail(Kind::CircuitOpen {
                                 failures: host.circuit.failures(),
                                 retry_after,
-                                last: host.failed.as_ref().map(|(_, e)| e.clone()),
+                                last: host.failed.as_ref().and_then(|(_, e)| e.dial_error()),
                             });
                         }
                         Verdict::Open(_) => {}
@@ -716,10 +726,34 @@ impl Inner {
             self.auth.clone(),
             key.clone(),
         );
+        let jump = self.config.jump_host.clone().filter(|j| j.key() != *key);
         tracing::debug!(generation, probe, "dialing");
         let task = tokio::spawn(async move {
             let start = Instant::now();
-            let result = dest.dial(&dialer, &auth).await;
+            let result = match jump {
+                None => dest
+                    .dial(&dialer, &auth)
+                    .await
+                    .map_err(|e| DialFailure::Dial(Arc::new(e))),
+                Some(jump) => {
+                    // The jump host's connection, from the pool like any
+                    // other: one for every target, however many dial at once.
+                    let via = match pool.upgrade() {
+                        Some(pool) => {
+                            pool.connection(&jump, Instant::now() + dialer.timeout())
+                                .await
+                        }
+                        None => return,
+                    };
+                    match via {
+                        Ok(via) => dest
+                            .dial_via(&dialer, &via, &auth)
+                            .await
+                            .map_err(|e| DialFailure::Dial(Arc::new(e))),
+                        Err(e) => Err(DialFailure::Jump(Arc::new(e))),
+                    }
+                }
+            };
             if let Some(pool) = pool.upgrade() {
                 pool.dialed(&key2, generation, result, start.elapsed());
             }
@@ -738,7 +772,7 @@ impl Inner {
         self: &Arc<Self>,
         key: &Key,
         generation: u64,
-        result: Result<Client, DialError>,
+        result: Result<Client, DialFailure>,
         took: Duration,
     ) {
         let now = Instant::now();
@@ -786,6 +820,12 @@ impl Inner {
                 return;
             }
             Ok(client) => leftover = Some(client),
+            // The jump host's failure, not this host's: its circuit is
+            // the jump host's business.
+            Err(e @ DialFailure::Jump(_)) => {
+                tracing::debug!(error = %e, "no connection to the jump host");
+                host.failed = Some((generation, e));
+            }
             Err(e) => {
                 bump(&self.counters.dials_failed);
                 let was_open = host.circuit.is_open();
@@ -797,7 +837,7 @@ impl Inner {
                 } else {
                     tracing::debug!(error = %e, "dial failed");
                 }
-                host.failed = Some((generation, Arc::new(e)));
+                host.failed = Some((generation, e));
                 host.failed_at = Some(now);
             }
         }

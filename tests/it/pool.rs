@@ -883,3 +883,45 @@ fn the_poll_example_reuses_each_hosts_connection() {
         .count();
     assert_eq!(down, 4);
 }
+
+/// Through the pool's jump host: a burst of first dials to several
+/// targets opens one connection to the bastion, not one per target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_first_dials_through_a_jump_host_opens_one_bastion_connection() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
+    let bastion = Sshd::start().unwrap();
+    let targets: Vec<Sshd> = (0..3).map(|_| Sshd::start().unwrap()).collect();
+    let dialer = Dialer::builder()
+        .timeout(Duration::from_secs(10))
+        .host_keys(HostKeys::insecure_accept_any())
+        .build();
+    let pool = Pool::builder(dialer, Auth::key(bastion.user_key().clone()))
+        .jump_host(sshd_dest(&bastion))
+        .build();
+    let dests: Vec<Destination> = targets
+        .iter()
+        .map(|t| sshd_dest(t).with_auth(Auth::key(t.user_key().clone())))
+        .collect();
+    let runs: Vec<_> = (0..30)
+        .map(|i| {
+            let (pool, d) = (pool.clone(), dests[i % 3].clone());
+            tokio::spawn(async move { pool.exec(&d, "echo via").await })
+        })
+        .collect();
+    for r in runs {
+        let out = r
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}\n{}", bastion.log()));
+        assert_eq!(out.stdout, b"via\n");
+    }
+    assert_eq!(sshd_logins(&bastion), 1, "{}", bastion.log());
+    for t in &targets {
+        assert_eq!(sshd_logins(t), 1);
+    }
+    // The bastion's connection carries the targets': never idle meanwhile.
+    assert_eq!(pool.state().connections, 4);
+    assert_eq!(sockets_to(bastion.addr()).len(), 1);
+}
