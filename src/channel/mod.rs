@@ -355,11 +355,20 @@ pub(crate) struct Closing {
 /// Handed to the task in [`State::counted`]; if the task is dropped before
 /// it runs, dropping this releases the count.
 #[derive(Debug)]
-pub(crate) struct SessionCount(Arc<Closing>);
+pub(crate) struct SessionCount(Option<Arc<Closing>>);
+
+impl SessionCount {
+    /// The task has taken the count over: its end releases it.
+    fn taken_over(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for SessionCount {
     fn drop(&mut self) {
-        self.0.release_session();
+        if let Some(closing) = self.0.take() {
+            closing.release_session();
+        }
     }
 }
 
@@ -394,7 +403,7 @@ impl Closing {
     /// Counts a session channel in use now, for a task about to be spawned.
     pub(crate) fn count_session(self: &Arc<Self>) -> SessionCount {
         self.sessions.fetch_add(1, Ordering::AcqRel);
-        SessionCount(self.clone())
+        SessionCount(Some(self.clone()))
     }
 
     /// Session channels released so far (their close queued): a count
@@ -475,7 +484,7 @@ pub(crate) async fn run(
     // task's own release below takes the count over.
     let counted = shared.lock().counted.take();
     match counted {
-        Some(count) => std::mem::forget(count),
+        Some(count) => count.taken_over(),
         None if session => {
             closing.sessions.fetch_add(1, Ordering::AcqRel);
         }

@@ -925,3 +925,49 @@ async fn a_burst_of_first_dials_through_a_jump_host_opens_one_bastion_connection
     assert_eq!(pool.state().connections, 4);
     assert_eq!(sockets_to(bastion.addr()).len(), 1);
 }
+
+/// Connections that come and go (each dialed, used for a command, then
+/// found dead and replaced) keep nothing: the pool's bookkeeping and each
+/// connection's session count are freed with it.
+#[test]
+fn connections_that_come_and_go_keep_nothing() {
+    // On one thread, where the counting allocator sees the pool's every
+    // allocation (the server runs on a thread of its own).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = server();
+    let pool = rt.block_on(async { pool().build() });
+    let d = dest(server.addr());
+    let cycle = || {
+        rt.block_on(async {
+            let held = pool.get(&d).await.unwrap();
+            held.handle()
+                .disconnect(ssh_dial::russh::Disconnect::ByApplication, "", "en")
+                .await
+                .unwrap();
+            assert!(wait_until(Duration::from_secs(5), || held.is_closed()).await);
+            drop(held);
+            pool.exec(&d, "true").await.unwrap();
+            // The old connection's session task ends.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        })
+    };
+    for _ in 0..10 {
+        cycle();
+    }
+    let ((), kept) = crate::support::alloc::measure(|| {
+        for _ in 0..50 {
+            cycle();
+        }
+    });
+    // 112 bytes a connection when each command's session count kept its
+    // connection's counters alive.
+    assert!(
+        kept.kept < 50 * 16,
+        "{} bytes kept over 50 connections",
+        kept.kept
+    );
+    assert_eq!(pool.state().statistics.connections_closed_broken, 60);
+}
