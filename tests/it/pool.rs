@@ -976,3 +976,52 @@ fn connections_that_come_and_go_keep_nothing() {
     );
     assert_eq!(pool.state().statistics.connections_closed_broken, 60);
 }
+
+/// Each checkout is a span named after the pool, with its destination,
+/// and says how it went.
+#[tokio::test]
+async fn each_checkout_is_a_span_that_says_how_it_went() {
+    // The subscriber is the process's: alone.
+    if support::rerun_alone() {
+        return;
+    }
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let sink = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .init();
+    let server = server();
+    let pool = pool().build();
+    let d = dest(server.addr());
+    pool.exec(&d, "true").await.unwrap();
+    pool.exec(&d, "true").await.unwrap();
+    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let span = format!("ssh_dial::pool::checkout{{dest=u@{}}}", server.addr());
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(&span)).collect();
+    assert!(lines.iter().any(|l| l.contains("dialing")), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("checked out") && l.contains("outcome=\"waited\"")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("checked out") && l.contains("outcome=\"hit\"")),
+        "{text}"
+    );
+}
