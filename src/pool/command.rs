@@ -191,6 +191,20 @@ impl PoolCommand {
     /// As [`Command::output`]: dropping the future sends the command
     /// `KILL` and closes its channel (an open not yet answered is closed
     /// when it is); the slot goes back and the connection stays pooled.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(pool: &ssh_dial::pool::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ssh_dial::pool::Destination;
+    /// let db = Destination::parse("db-1", "postgres")?;
+    /// match pool.command(&db, "pg_isready").output().await {
+    ///     Ok(out) => println!("{}", out.status),
+    ///     Err(e) if e.is_circuit_open() => println!("db-1 is down; next try in {:?}", e.retry_after()),
+    ///     Err(e) => println!("{e}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn output(&mut self) -> Result<Output, PoolError> {
         self.run(false, None).await
     }
@@ -205,6 +219,17 @@ impl PoolCommand {
     /// # Cancellation
     ///
     /// As [`output`](Self::output).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(pool: &ssh_dial::pool::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ssh_dial::pool::Destination;
+    /// let web = Destination::parse("web-1", "deploy")?;
+    /// let up = pool.command(&web, "systemctl is-active --quiet nginx").status().await?;
+    /// println!("nginx {}", if up.success() { "up" } else { "down" });
+    /// # Ok(()) }
+    /// ```
     pub async fn status(&mut self) -> Result<ExitStatus, PoolError> {
         self.run(true, None).await.map(|out| out.status)
     }

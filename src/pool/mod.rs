@@ -327,6 +327,15 @@ impl Pool {
     ///
     /// Dropping the future closes the connections still saying goodbye at
     /// once, without it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(pool: ssh_dial::pool::Pool) {
+    /// // At shutdown: goodbyes, then nothing left.
+    /// pool.close().await;
+    /// # }
+    /// ```
     pub async fn close(&self) {
         let mut idle = Vec::new();
         {
