@@ -414,11 +414,10 @@ async fn a_sick_host_fails_fast_and_one_probe_closes_its_circuit() {
     // A frozen sshd: its dials time out; then it thaws, and after the
     // backoff one probe closes the circuit.
     let sshd = Sshd::start().unwrap();
-    let pool = sshd_pool(&sshd, Dialer::builder())
-        .circuit_breaker(2, backoff, Duration::from_secs(2))
-        .build();
+    // Dials of 300 ms, with the sshd's known_hosts line and key.
+    let trusting = sshd_pool(&sshd, Dialer::builder()).build();
     let pool = Pool::builder(
-        pool.dialer().with_timeout(Duration::from_millis(300)),
+        trusting.dialer().with_timeout(Duration::from_millis(300)),
         Auth::key(sshd.user_key().clone()),
     )
     .circuit_breaker(2, backoff, Duration::from_secs(2))
