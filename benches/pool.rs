@@ -17,7 +17,7 @@
 //! cargo bench --bench pool -- poll 50 2 60        # hosts, every, for (seconds)
 //! cargo bench --bench pool -- blackhole 50 10     # hosts, rounds each way
 //! cargo bench --bench pool -- memory 200 --asyncssh
-//! cargo bench --bench pool -- soak 20 30          # hosts, minutes
+//! cargo bench --bench pool -- soak 20 30          # hosts, minutes (--no-churn: none dies)
 //! ```
 //!
 //! Needs `sshd` and `ssh-keygen` (openssh-server, openssh-client).
@@ -429,7 +429,7 @@ fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
-async fn soak(n: usize, minutes: u64) {
+async fn soak(n: usize, minutes: u64, churn: bool) {
     let key = Key::new();
     let mut hosts: Vec<Option<Sshd>> = (0..n).map(|_| Some(host(&key, None))).collect();
     let ports: Vec<u16> = hosts
@@ -462,7 +462,11 @@ async fn soak(n: usize, minutes: u64) {
     let (mut commands, mut failed, mut deaths) = (0u64, 0u64, 0u64);
     let mut victim = 0;
     let mut dead_since: Option<Instant> = None;
-    println!("soak: {n} hosts (sshd) polled every second for {minutes} min; every 5 s one host dies (sshd and sessions killed), back on its port 3 s later");
+    if churn {
+        println!("soak: {n} hosts (sshd) polled every second for {minutes} min; every 5 s one host dies (sshd and sessions killed), back on its port 3 s later");
+    } else {
+        println!("soak: {n} hosts (sshd) polled every second for {minutes} min, none dying");
+    }
     println!("| minute | RSS KiB | tasks | connections | commands | failed | deaths | circuit rejections |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut tick = 0u64;
@@ -482,7 +486,7 @@ async fn soak(n: usize, minutes: u64) {
             next_sample = start + Duration::from_secs(60 * minute);
         }
         // Churn: kill a host every 5 s, bring it back 3 s later.
-        if tick.is_multiple_of(5) && dead_since.is_none() {
+        if churn && tick.is_multiple_of(5) && dead_since.is_none() {
             if let Some(h) = hosts[victim].take() {
                 let pids = descendants(h.pid());
                 for p in pids.iter().rev() {
@@ -549,7 +553,10 @@ async fn main() {
         Some("memory") => {
             memory(num(1, 200) as usize, args.iter().any(|a| a == "--asyncssh")).await
         }
-        Some("soak") => soak(num(1, 20) as usize, num(2, 30)).await,
+        Some("soak") => {
+            let churn = !args.iter().any(|a| a == "--no-churn");
+            soak(num(1, 20) as usize, num(2, 30), churn).await
+        }
         _ => {
             poll(10, Duration::from_secs(1), Duration::from_secs(5)).await;
             println!();
