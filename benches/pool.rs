@@ -429,6 +429,20 @@ fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
+/// A row of the soak's table: what the process and the pool hold now.
+fn row(at: &str, pool: &Pool, [commands, failed, deaths]: [u64; 3]) {
+    let s = pool.state();
+    println!(
+        "| {at} | {} | {} | {} | {commands} | {failed} | {deaths} | {} |",
+        rss_kib(),
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        s.connections,
+        s.statistics.circuit_rejections
+    );
+}
+
 async fn soak(n: usize, minutes: u64, churn: bool) {
     let key = Key::new();
     let mut hosts: Vec<Option<Sshd>> = (0..n).map(|_| Some(host(&key, None))).collect();
@@ -472,16 +486,7 @@ async fn soak(n: usize, minutes: u64, churn: bool) {
     let mut tick = 0u64;
     while Instant::now() < end {
         if Instant::now() >= next_sample {
-            let s = pool.state();
-            println!(
-                "| {minute} | {} | {} | {} | {commands} | {failed} | {deaths} | {} |",
-                rss_kib(),
-                tokio::runtime::Handle::current()
-                    .metrics()
-                    .num_alive_tasks(),
-                s.connections,
-                s.statistics.circuit_rejections
-            );
+            row(&minute.to_string(), &pool, [commands, failed, deaths]);
             minute += 1;
             next_sample = start + Duration::from_secs(60 * minute);
         }
@@ -510,16 +515,7 @@ async fn soak(n: usize, minutes: u64, churn: bool) {
         tick += 1;
         tokio::time::sleep_until((start + Duration::from_secs(tick)).into()).await;
     }
-    let s = pool.state();
-    println!(
-        "| end | {} | {} | {} | {commands} | {failed} | {deaths} | {} |",
-        rss_kib(),
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks(),
-        s.connections,
-        s.statistics.circuit_rejections
-    );
+    row("end", &pool, [commands, failed, deaths]);
     drop(pool);
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!(
