@@ -169,9 +169,26 @@ impl Client {
         self.closing.sessions_in_use()
     }
 
+    /// Session channels the server has confirmed and that are still
+    /// open: at most what it counts against `MaxSessions`.
+    pub(crate) fn sessions_confirmed(&self) -> usize {
+        self.closing.sessions_confirmed()
+    }
+
+    /// Session channels released on this connection so far.
+    pub(crate) fn sessions_released(&self) -> u64 {
+        self.closing.sessions_released()
+    }
+
+    /// A round trip to the server (`keepalive@openssh.com`, answered
+    /// either way): once it returns, the server has read every message
+    /// queued before it, closes included. False if the session is gone.
+    pub(crate) async fn round_trip(&self) -> bool {
+        self.handle.send_ping().await.is_ok() && !self.handle.is_closed()
+    }
+
     /// Resolves at the next release of a session channel on this
     /// connection (enable it, then check [`sessions_in_use`](Self::sessions_in_use)).
-    #[allow(dead_code)] // a pool of connections waits on it
     pub(crate) fn session_freed(&self) -> tokio::sync::futures::Notified<'_> {
         self.closing.session_freed()
     }

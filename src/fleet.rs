@@ -40,6 +40,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::deadline::deadline_after;
+use crate::pool::{Credentials, Destination, Pool, PoolError};
 use crate::target::{InvalidTarget, Target, ToTarget};
 use crate::{Auth, DialError, DialTimings, Dialer, ExecError, Output, Phase};
 
@@ -48,7 +49,8 @@ use crate::{Auth, DialError, DialTimings, Dialer, ExecError, Output, Phase};
 pub struct Host {
     target: Target,
     user: String,
-    auth: Option<Auth>,
+    /// Its own credentials, with the identity a pool tells them apart by.
+    auth: Option<Credentials>,
     /// Whether the address named its port: if not, a dialer with an
     /// ssh_config takes the port from the file.
     names_port: bool,
@@ -85,10 +87,12 @@ impl Host {
         }
     }
 
-    /// Uses these credentials for this host instead of the fleet's.
+    /// Uses these credentials for this host instead of the fleet's. Through
+    /// a [pool](FleetBuilder::pool) they are an identity of their own:
+    /// connections made with them serve this host and its clones only.
     #[must_use]
     pub fn with_auth(mut self, auth: Auth) -> Host {
-        self.auth = Some(auth);
+        self.auth = Some(Credentials::new(auth));
         self
     }
 
@@ -100,6 +104,17 @@ impl Host {
     /// The user to log in as.
     pub fn user(&self) -> &str {
         &self.user
+    }
+}
+
+impl From<&Host> for Destination {
+    fn from(host: &Host) -> Destination {
+        Destination::from_parts(
+            host.target.clone(),
+            host.names_port,
+            host.user.clone(),
+            host.auth.clone(),
+        )
     }
 }
 
@@ -196,6 +211,7 @@ pub struct Fleet {
     run_timeout: Option<Duration>,
     retry: Retry,
     on_output: Option<Arc<OnOutput>>,
+    pool: Option<Pool>,
 }
 
 type OnOutput = dyn Fn(Chunk<'_>) + Send + Sync;
@@ -209,6 +225,7 @@ impl fmt::Debug for Fleet {
             .field("run_timeout", &self.run_timeout)
             .field("retry", &self.retry)
             .field("on_output", &self.on_output.is_some())
+            .field("pool", &self.pool.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -278,6 +295,24 @@ impl FleetBuilder {
         self
     }
 
+    /// Runs each host's command through `pool` instead of a dial of its
+    /// own: a host named several times in a run, or in later runs, reuses
+    /// the pool's connections (at most the pool's
+    /// [`max_sessions_per_connection`](crate::pool::PoolBuilder::max_sessions_per_connection)
+    /// at once on each), and a host whose circuit is open fails at once.
+    /// The pool's dialer and credentials replace the fleet's (a host's own
+    /// credentials still win); the [`host_timeout`](Self::host_timeout)
+    /// bounds the checkout and the command together. Reports carry no
+    /// [`timings`](HostReport::timings): the connection may be older than
+    /// the run.
+    ///
+    /// Default is none: each host is dialed, and its connection closed
+    /// after its command.
+    pub fn pool(mut self, pool: Pool) -> Self {
+        self.fleet.pool = Some(pool);
+        self
+    }
+
     /// Builds the fleet.
     pub fn build(self) -> Fleet {
         self.fleet
@@ -313,6 +348,11 @@ impl HostReport {
             Err(HostError::Dial(e)) => Some(FailedIn::Dial(e.phase())),
             Err(HostError::Exec(_)) => Some(FailedIn::Exec),
             Err(HostError::Cancelled) => Some(FailedIn::Cancelled),
+            Err(HostError::Pool(e)) => Some(match (e.dial_error(), e.exec_error()) {
+                (Some(dial), _) if !e.is_circuit_open() => FailedIn::Dial(dial.phase()),
+                (_, Some(_)) => FailedIn::Exec,
+                _ => FailedIn::Checkout,
+            }),
         }
     }
 }
@@ -327,6 +367,10 @@ pub enum FailedIn {
     Exec,
     /// The run was cancelled (its deadline passed) before the host finished.
     Cancelled,
+    /// Through a pool: no connection was had, and no dial failed for this
+    /// request (the host's circuit was open, the wait for a slot timed
+    /// out, too many were waiting).
+    Checkout,
 }
 
 impl FailedIn {
@@ -337,6 +381,7 @@ impl FailedIn {
             FailedIn::Dial(phase) => phase.as_str(),
             FailedIn::Exec => "exec",
             FailedIn::Cancelled => "cancelled",
+            FailedIn::Checkout => "checkout",
         }
     }
 }
@@ -360,6 +405,10 @@ pub enum HostError {
     /// The run's deadline passed first.
     #[error("cancelled: the run's deadline passed")]
     Cancelled,
+    /// Through a [pool](FleetBuilder::pool): the checkout or the command
+    /// failed.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
 }
 
 impl Fleet {
@@ -374,6 +423,7 @@ impl Fleet {
                 run_timeout: None,
                 retry: Retry::never(),
                 on_output: None,
+                pool: None,
             },
         }
     }
@@ -506,11 +556,15 @@ async fn drive(fleet: Fleet, hosts: Vec<Host>, command: Arc<str>, tx: mpsc::Send
 }
 
 async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
+    if let Some(pool) = &fleet.pool {
+        return run_pooled(&fleet, pool, host, &command).await;
+    }
     let start = Instant::now();
     let deadline = deadline_after(start, fleet.host_timeout);
     let auth = host
         .auth
-        .clone()
+        .as_ref()
+        .map(|own| own.auth().clone())
         .or(fleet.auth.clone())
         .unwrap_or_else(Auth::agent);
     let mut attempts = 0;
@@ -570,6 +624,63 @@ async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
                 return report(attempts, None, Err(HostError::Dial(e)));
             }
         }
+    }
+}
+
+/// A host's command through the fleet's pool, retried as the fleet's
+/// [`Retry`] says for failures no command ran in.
+async fn run_pooled(fleet: &Fleet, pool: &Pool, host: Host, command: &str) -> HostReport {
+    let start = Instant::now();
+    let deadline = deadline_after(start, fleet.host_timeout);
+    let dest = Destination::from(&host);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut run = pool.command(&dest, command);
+        run.timeout(deadline.saturating_duration_since(Instant::now()));
+        let result = match &fleet.on_output {
+            Some(sink) => {
+                let mut chunk = |stderr: bool, bytes: &[u8]| {
+                    sink(Chunk {
+                        host: &host,
+                        stderr,
+                        bytes,
+                    })
+                };
+                run.output_with(&mut chunk).await
+            }
+            None => run.output().await,
+        };
+        let e = match result {
+            Ok(out) => {
+                return HostReport {
+                    host,
+                    attempts,
+                    elapsed: start.elapsed(),
+                    timings: None,
+                    outcome: Ok(out),
+                }
+            }
+            Err(e) => e,
+        };
+        if attempts < fleet.retry.attempts && e.exec_error().is_none() && e.is_retriable() {
+            let wait = fleet
+                .retry
+                .delay(attempts + 1)
+                .max(e.retry_after().unwrap_or_default());
+            if Instant::now() + wait < deadline {
+                tracing::debug!(host = %host, error = %e, ?wait, "retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        }
+        return HostReport {
+            host,
+            attempts,
+            elapsed: start.elapsed(),
+            timings: None,
+            outcome: Err(HostError::Pool(e)),
+        };
     }
 }
 

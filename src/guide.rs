@@ -9,6 +9,8 @@
 //! - [`processes`]: commands as `tokio::process`, bounded and closed.
 //! - [`forwarding`]: tunnels, `-L`, `-R` and SOCKS, bounded the same way.
 //! - [`fleet`]: one command on many hosts, metrics and tracing.
+//! - [`pool`]: connections reused across commands, `MaxSessions` counted,
+//!   sick hosts failed fast.
 //! - [`testing`]: misbehaving servers and a real `sshd` for your own tests.
 //! - [`performance`]: every number, and the command that measures it.
 
@@ -29,6 +31,9 @@ pub mod forwarding {}
 
 #[doc = include_str!("../docs/fleet.md")]
 pub mod fleet {}
+
+#[doc = include_str!("../docs/pool.md")]
+pub mod pool {}
 
 #[doc = include_str!("../docs/testing.md")]
 pub mod testing {}

@@ -20,7 +20,13 @@
 //! The [`guide`] has a page per topic: [design](guide::design),
 //! [trust](guide::trust), [reach](guide::reach),
 //! [processes](guide::processes), [fleet](guide::fleet),
-//! [testing](guide::testing) and [performance](guide::performance).
+//! [pool](guide::pool), [testing](guide::testing) and
+//! [performance](guide::performance).
+//!
+//! A service that runs commands on the same hosts again and again keeps
+//! its connections in a [`pool::Pool`]: one handshake per host, sshd's
+//! `MaxSessions` counted, dead connections never handed out, sick hosts
+//! failed fast.
 //!
 //! # Examples
 //!
@@ -58,6 +64,15 @@
 //!   | `ssh_dial_dials_total` | counter | `outcome` (`ok`, `timeout`, `error`), `phase` (`none` or the failing phase) |
 //!   | `ssh_dial_dial_duration_seconds` | histogram | `outcome` |
 //!   | `ssh_dial_phase_duration_seconds` | histogram | `phase` (successful dials) |
+//!   | `ssh_dial_pool_connections` | gauge | |
+//!   | `ssh_dial_pool_idle_connections` | gauge | |
+//!   | `ssh_dial_pool_waiters` | gauge | |
+//!   | `ssh_dial_pool_open_circuits` | gauge | |
+//!   | `ssh_dial_pool_checkouts_total` | counter | `outcome` (`hit`, `waited`, `timeout`, `circuit_open`, `busy`, `error`, `closed`) |
+//!   | `ssh_dial_pool_dials_total` | counter | `outcome` (`ok`, `error`) |
+//!   | `ssh_dial_pool_connections_closed_total` | counter | `reason` (`broken`, `idle`, `lifetime`, `excess`, `evicted`, `closed`) |
+//!   | `ssh_dial_pool_sessions_refused_total` | counter | |
+//!   | `ssh_dial_pool_retries_total` | counter | |
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -76,6 +91,7 @@ mod host_keys;
 mod known_hosts;
 mod metrics;
 mod pattern;
+pub mod pool;
 mod process;
 mod process_group;
 mod proxy_command;

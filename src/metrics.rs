@@ -53,6 +53,43 @@ mod imp {
     pub(crate) fn session_closed() {
         metrics::gauge!("ssh_dial_sessions_open").decrement(1.0);
     }
+
+    /// A pool's gauge moved by `delta`: `connections`, `idle_connections`,
+    /// `waiters` or `open_circuits`.
+    pub(crate) fn pool_gauge(which: PoolGauge, delta: f64) {
+        let g = match which {
+            PoolGauge::Connections => metrics::gauge!("ssh_dial_pool_connections"),
+            PoolGauge::Idle => metrics::gauge!("ssh_dial_pool_idle_connections"),
+            PoolGauge::Waiters => metrics::gauge!("ssh_dial_pool_waiters"),
+            PoolGauge::OpenCircuits => metrics::gauge!("ssh_dial_pool_open_circuits"),
+        };
+        g.increment(delta);
+    }
+
+    /// A checkout's outcome: `hit`, `waited`, `timeout`, `circuit_open`,
+    /// `busy`, `error` or `closed`.
+    pub(crate) fn pool_checkout(outcome: &'static str) {
+        metrics::counter!("ssh_dial_pool_checkouts_total", "outcome" => outcome).increment(1);
+    }
+
+    pub(crate) fn pool_dial(ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        metrics::counter!("ssh_dial_pool_dials_total", "outcome" => outcome).increment(1);
+    }
+
+    /// A connection left a pool, and why.
+    pub(crate) fn pool_closed(reason: &'static str) {
+        metrics::counter!("ssh_dial_pool_connections_closed_total", "reason" => reason)
+            .increment(1);
+    }
+
+    pub(crate) fn pool_session_refused() {
+        metrics::counter!("ssh_dial_pool_sessions_refused_total").increment(1);
+    }
+
+    pub(crate) fn pool_retry() {
+        metrics::counter!("ssh_dial_pool_retries_total").increment(1);
+    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -68,6 +105,21 @@ mod imp {
     pub(crate) fn dial_finished(_: Result<[(Phase, Duration); 5], &DialError>, _: Duration) {}
     pub(crate) fn session_opened() {}
     pub(crate) fn session_closed() {}
+    pub(crate) fn pool_gauge(_: PoolGauge, _: f64) {}
+    pub(crate) fn pool_checkout(_: &'static str) {}
+    pub(crate) fn pool_dial(_: bool) {}
+    pub(crate) fn pool_closed(_: &'static str) {}
+    pub(crate) fn pool_session_refused() {}
+    pub(crate) fn pool_retry() {}
+}
+
+/// A pool's gauges.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PoolGauge {
+    Connections,
+    Idle,
+    Waiters,
+    OpenCircuits,
 }
 
 pub(crate) use imp::*;

@@ -208,6 +208,9 @@ pub(crate) struct State {
     pub(crate) ended_at: Option<Instant>,
     /// The server's exit-status or exit-signal, once sent.
     pub(crate) server_status: Option<ExitStatus>,
+    /// The exec (or subsystem) request was handed to the session: from
+    /// here the command may have started, whatever the outcome says.
+    pub(crate) exec_sent: bool,
     /// The writer for the channel's data, to hand out (piped stdin only).
     pub(crate) stdin_writer: Option<StdinWriter>,
     /// A writer parked on the window, to fail when the channel ends.
@@ -218,6 +221,9 @@ pub(crate) struct State {
     pub(crate) kill: bool,
     pub(crate) owner_gone: bool,
     owner_gone_seen: bool,
+    /// A session channel counted in use by the caller before the task
+    /// was spawned; released if the task never runs.
+    pub(crate) counted: Option<SessionCount>,
     /// A dropped owner counted in [`Closing`]: settled once the close is
     /// queued, or once there is none to send.
     drop_pending: bool,
@@ -243,6 +249,7 @@ impl Shared {
                 outcome: None,
                 ended_at: None,
                 server_status: None,
+                exec_sent: false,
                 stdin_writer: None,
                 stdin_waker: None,
                 stdin_closed: false,
@@ -252,6 +259,7 @@ impl Shared {
                 owner_gone_seen: false,
                 drop_pending: false,
                 task_done: false,
+                counted: None,
             }),
             control: Notify::new(),
             changed: Notify::new(),
@@ -336,6 +344,41 @@ pub(crate) struct Closing {
     settled: Notify,
     sessions: AtomicUsize,
     freed: Notify,
+    /// Session channels the server confirmed, until their task ends.
+    confirmed: AtomicUsize,
+    /// Session channels released since the connection began.
+    released: std::sync::atomic::AtomicU64,
+}
+
+/// A session channel counted in use before its task runs, so that the
+/// count never lags the caller (a pool reads it to share the connection).
+/// Handed to the task in [`State::counted`]; if the task is dropped before
+/// it runs, dropping this releases the count.
+#[derive(Debug)]
+pub(crate) struct SessionCount(Option<Arc<Closing>>);
+
+impl SessionCount {
+    /// The task has taken the count over: its end releases it.
+    fn taken_over(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        if let Some(closing) = self.0.take() {
+            closing.release_session();
+        }
+    }
+}
+
+/// Counts a confirmed session channel until dropped (with its task).
+struct Confirmed<'a>(&'a Closing);
+
+impl Drop for Confirmed<'_> {
+    fn drop(&mut self) {
+        self.0.confirmed.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Closing {
@@ -344,14 +387,34 @@ impl Closing {
         self.sessions.load(Ordering::Acquire)
     }
 
+    /// Session channels the server has confirmed and that are not closed
+    /// yet: at most what it counts against `MaxSessions` (it may still
+    /// count some whose close is on its way).
+    pub(crate) fn sessions_confirmed(&self) -> usize {
+        self.confirmed.load(Ordering::Acquire)
+    }
+
     /// Resolves at the next release of a session channel (check
     /// [`sessions_in_use`](Self::sessions_in_use) after enabling it).
-    #[allow(dead_code)] // a pool of connections waits on it
     pub(crate) fn session_freed(&self) -> tokio::sync::futures::Notified<'_> {
         self.freed.notified()
     }
 
+    /// Counts a session channel in use now, for a task about to be spawned.
+    pub(crate) fn count_session(self: &Arc<Self>) -> SessionCount {
+        self.sessions.fetch_add(1, Ordering::AcqRel);
+        SessionCount(Some(self.clone()))
+    }
+
+    /// Session channels released so far (their close queued): a count
+    /// that only grows, for telling which closes a later round trip to
+    /// the server has overtaken.
+    pub(crate) fn sessions_released(&self) -> u64 {
+        self.released.load(Ordering::Acquire)
+    }
+
     fn release_session(&self) {
+        self.released.fetch_add(1, Ordering::AcqRel);
         self.sessions.fetch_sub(1, Ordering::AcqRel);
         self.freed.notify_waiters();
     }
@@ -417,8 +480,15 @@ pub(crate) async fn run(
     closing: Arc<Closing>,
 ) {
     let session = matches!(request.open, Open::Session);
-    if session {
-        closing.sessions.fetch_add(1, Ordering::AcqRel);
+    // Counted by the caller already (see `Closing::count_session`): the
+    // task's own release below takes the count over.
+    let counted = shared.lock().counted.take();
+    match counted {
+        Some(count) => count.taken_over(),
+        None if session => {
+            closing.sessions.fetch_add(1, Ordering::AcqRel);
+        }
+        None => {}
     }
     let _done = TaskDone {
         shared: &shared,
@@ -471,6 +541,10 @@ pub(crate) async fn run(
         () = owner_gone(&shared) => return close_when_opened(open, &shared, &closing).await,
     };
     tracing::debug!(channel = %channel.id(), "{label} open");
+    let _confirmed = session.then(|| {
+        closing.confirmed.fetch_add(1, Ordering::AcqRel);
+        Confirmed(&closing)
+    });
     start(channel, request, &shared, &closing, deadline).await;
 }
 

@@ -226,6 +226,9 @@ impl<'a> Task<'a> {
     fn send(&mut self, action: Action) -> Sending {
         let write = self.write.clone();
         let close = matches!(action, Action::Close);
+        if matches!(action, Action::Exec) {
+            self.shared.lock().exec_sent = true;
+        }
         let sending: Pin<Box<dyn Future<Output = Result<(), russh::Error>> + Send>> = match action {
             Action::Env(i) => {
                 let (name, value) = self.exec().env[i].clone();

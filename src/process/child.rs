@@ -43,7 +43,7 @@ impl RemoteProcess {
         let mut state = shared.lock();
         if let Some(Err(kind)) = &state.outcome {
             // What came before the command started, if anything did.
-            let e = error(kind.clone(), &state, start);
+            let e = error(kind.clone(), &state, start).exec_sent(state.exec_sent);
             let (stdout, stderr, truncated) = take_all(&mut state, false, false);
             if stdout.is_empty() && stderr.is_empty() && state.server_status.is_none() {
                 return Err(e);

@@ -23,6 +23,9 @@ pub struct ExecError {
     elapsed: Duration,
     /// What the command printed before it failed.
     partial: Option<Box<Output>>,
+    /// Whether the exec request may have reached the server (the command
+    /// may have started); `true` unless known otherwise.
+    exec_sent: bool,
 }
 
 impl ExecError {
@@ -31,7 +34,27 @@ impl ExecError {
             kind,
             elapsed,
             partial: None,
+            exec_sent: true,
         }
+    }
+
+    /// Marks an error that came before the exec request was sent, when it
+    /// did: nothing can have run.
+    pub(crate) fn exec_sent(mut self, sent: bool) -> Self {
+        self.exec_sent = sent;
+        self
+    }
+
+    /// True if the exec request was never sent: the command cannot have
+    /// started, so it may be run again elsewhere (a pool's retry).
+    pub(crate) fn never_started(&self) -> bool {
+        !self.exec_sent
+    }
+
+    /// True if the server refused the session channel itself (sshd at
+    /// its `MaxSessions`).
+    pub(crate) fn is_session_refused(&self) -> bool {
+        matches!(self.kind, Failure::OpenRefused { .. })
     }
 
     pub(crate) fn with_partial(mut self, output: Output) -> Self {

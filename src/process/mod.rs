@@ -435,6 +435,11 @@ impl Command {
             .await
     }
 
+    /// The output cap per stream, as set or the dialer's.
+    pub(crate) fn cap(&self) -> Option<usize> {
+        self.max_output
+    }
+
     /// [`output`](Self::output), handing each chunk to `on_chunk` as it
     /// arrives (`true` for stderr), whatever the cap keeps.
     pub(crate) async fn output_with(
@@ -464,6 +469,9 @@ impl Command {
         ));
         // From here a drop of this future is the owner's drop.
         let owner = Owner::new(shared.clone(), self.closing.clone(), self.kill_on_drop);
+        // Counted in use before this first poll returns, not when the task
+        // gets to run: whoever shares the connection sees it at once.
+        shared.lock().counted = Some(self.closing.count_session());
         tokio::spawn(channel::run(
             Some(self.handle.clone()),
             request,

@@ -12,7 +12,7 @@ use ssh_dial::testing::Sshd;
 use ssh_dial::Dialer;
 
 /// Every process below `pid`, children first found first.
-fn descendants(pid: u32) -> Vec<u32> {
+pub(crate) fn descendants(pid: u32) -> Vec<u32> {
     let mut parents = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {

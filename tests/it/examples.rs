@@ -16,6 +16,16 @@ fn every_example_answers_help() {
             "fleet",
             &["--hosts", "--concurrency", "--retries", "--json"][..],
         ),
+        (
+            "poll",
+            &[
+                "--hosts",
+                "--every",
+                "--for",
+                "--repeat",
+                "--max-sessions-per-connection",
+            ][..],
+        ),
         ("prometheus", &[][..]),
         ("quickstart", &[][..]),
     ] {

@@ -35,6 +35,7 @@ mod metrics;
 mod misbehaving_peers;
 mod no_leaks;
 mod openssh;
+mod pool;
 mod process;
 mod proxy_command;
 mod resolver;
