@@ -80,6 +80,7 @@ mod process_group;
 #[allow(dead_code)]
 mod proxy_command;
 mod resolve;
+mod sftp;
 mod ssh_config;
 mod target;
 mod tcp;
@@ -100,6 +101,9 @@ pub use host_keys::{HostKeys, InvalidHostKey};
 pub use process::{
     Command, ExecError, Output, ProcessStderr, ProcessStdin, ProcessStdout, RemoteProcess, Signal,
     Stdio,
+};
+pub use sftp::{
+    DirEntry, File, FileType, FsStats, Metadata, OpenOptions, Sftp, SftpBuilder, SftpError,
 };
 pub use ssh_config::{ConfigError, HostConfig, JumpHost, SshConfig, StrictHostKeyChecking};
 pub use target::{InvalidTarget, Target, ToTarget};

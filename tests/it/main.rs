@@ -38,6 +38,7 @@ mod process;
 mod resolver;
 mod russh_server;
 mod secrets;
+mod sftp;
 mod soak;
 mod socket_options;
 mod ssh_config;
