@@ -210,7 +210,8 @@ impl Client {
 /// An SFTP session: one `sftp` subsystem channel, shared by its clones and
 /// the [`File`]s it opens. The channel is closed when the last of them is
 /// dropped, when the server breaks the protocol, or when the SSH session
-/// ends; then every operation fails with [`SftpError::is_closed`].
+/// ends (dropping the [`Client`] ends it); then every operation fails with
+/// [`SftpError::is_closed`].
 ///
 /// Every operation runs under the session's per-operation
 /// [`timeout`](SftpBuilder::timeout), transfers under the transfer and

@@ -10,6 +10,7 @@ use ssh_dial::testing::{MisbehavingServer, Mode, TestServer};
 #[test]
 fn every_example_answers_help() {
     for (name, flags) in [
+        ("copy", &["-r", "--timeout", "--stall-timeout", "-J"][..]),
         ("demo", &[][..]),
         ("dial", &["--timeout", "--known-hosts", "--accept-new"][..]),
         (

@@ -498,3 +498,63 @@ fn hostile_servers_bound_every_operation_and_leave_nothing() {
         }
     });
 }
+
+/// The copy example as a user runs it: a file up, a directory down with
+/// `-r`, content by sha256; a failure is one `error:` line and exit 255.
+#[tokio::test]
+async fn the_copy_example_copies_files_and_directories() {
+    let Some(Internal {
+        sshd,
+        dir,
+        _client,
+        sftp: _sftp,
+    }) = internal().await
+    else {
+        return;
+    };
+    let d = dir.path();
+    let known = sshd
+        .write_file("known_hosts", &sshd.known_hosts_line())
+        .unwrap();
+    let copy = |paths: &[String]| {
+        std::process::Command::new(support::example("copy"))
+            .args(["-F", "none", "-p", &sshd.addr().port().to_string()])
+            .arg("-i")
+            .arg(sshd.user_key_path())
+            .arg("--known-hosts")
+            .arg(&known)
+            .args(paths)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap()
+    };
+    let host = format!("{}@127.0.0.1", sshd.user());
+    let tree = d.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    let a = random_file(&tree, "a", 300_000, 11);
+    let b = random_file(&tree.join("sub"), "b", 5, 12);
+    let up = d.join("up");
+    let out = copy(&[text(&a).into(), format!("{host}:{}", up.display())]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(sha256(&a), sha256(&up));
+    let down = d.join("down");
+    let out = copy(&[
+        "-r".into(),
+        format!("{host}:{}", tree.display()),
+        text(&down).into(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(sha256(&a), sha256(&down.join("a")));
+    assert_eq!(sha256(&b), sha256(&down.join("sub/b")));
+    let out = copy(&[
+        format!("{host}:{}/missing", d.display()),
+        text(&down).into(),
+    ]);
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: sftp stat ") && stderr.contains("NO_SUCH_FILE"),
+        "{stderr}"
+    );
+}
