@@ -558,3 +558,134 @@ async fn the_copy_example_copies_files_and_directories() {
         "{stderr}"
     );
 }
+
+/// OpenSSH's sftp-server, started with `-d DIR` (its start directory), so
+/// that DIR names its process; and the process's id once it runs.
+fn sftp_server_sshd(dir: &Path, extra: &[&str]) -> Sshd {
+    let mut builder = Sshd::builder().config_line(&format!(
+        "Subsystem sftp /usr/lib/openssh/sftp-server -d {}",
+        dir.display()
+    ));
+    for line in extra {
+        builder = builder.config_line(line);
+    }
+    builder.start().unwrap()
+}
+
+/// The files under `dir` the process whose command line names `dir` holds
+/// open.
+fn files_open_under(dir: &Path) -> usize {
+    let marker = text(dir);
+    let mut open = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&cmdline).contains(marker) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        open += fds
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter(|target| target.starts_with(dir))
+            .count();
+    }
+    open
+}
+
+/// A transfer given up (at its deadline, or its future dropped) closes
+/// its remote file on the server, and the session goes on.
+#[tokio::test]
+async fn a_transfer_given_up_closes_its_remote_file() {
+    if skip() || !Path::new("/usr/lib/openssh/sftp-server").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sshd = sftp_server_sshd(d, &[]);
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
+    let sftp = client
+        .sftp_builder()
+        .transfer_timeout(Duration::from_millis(300))
+        .open()
+        .await
+        .unwrap();
+    let remote = d.join("up");
+    // A source that gives 1 MiB, then nothing, and never ends.
+    let (mut feed, mut stuck) = tokio::io::duplex(2 << 20);
+    feed.write_all(&vec![7u8; 1 << 20]).await.unwrap();
+    let err = sftp.put_from(&mut stuck, text(&remote)).await.unwrap_err();
+    assert!(err.is_timeout() && err.operation() == "put", "{err}");
+    assert!(
+        support::wait_until(Duration::from_secs(2), || files_open_under(d) == 0).await,
+        "the server still holds {} files open",
+        files_open_under(d)
+    );
+    // The same, the future dropped instead.
+    let put = sftp.put_from(&mut stuck, text(&remote));
+    assert!(tokio::time::timeout(Duration::from_millis(100), put)
+        .await
+        .is_err());
+    assert!(support::wait_until(Duration::from_secs(2), || files_open_under(d) == 0).await);
+    // A get whose destination stops taking bytes.
+    let source = random_file(d, "source", 8 << 20, 5);
+    let (mut full, _never_read) = tokio::io::duplex(64 << 10);
+    let get = sftp.get_to(text(&source), &mut full);
+    assert!(tokio::time::timeout(Duration::from_millis(100), get)
+        .await
+        .is_err());
+    assert!(support::wait_until(Duration::from_secs(2), || files_open_under(d) == 0).await);
+    // A file dropped without close.
+    let file = sftp.open(text(&source)).await.unwrap();
+    assert_eq!(files_open_under(d), 1);
+    drop(file);
+    assert!(support::wait_until(Duration::from_secs(2), || files_open_under(d) == 0).await);
+    // The session is still good.
+    assert_eq!(
+        sftp.metadata(text(&source)).await.unwrap().len(),
+        Some(8 << 20)
+    );
+    assert_eq!(client.sessions_in_use(), 1);
+    drop(sftp);
+    assert!(support::wait_until(Duration::from_secs(2), || client.sessions_in_use() == 0).await);
+}
+
+/// `sftp()` dropped at random points of its start leaves no channel on
+/// either side (the server allows one session: a channel left open there
+/// would refuse the next), no task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_dropped_anywhere_leaves_nothing() {
+    if skip() {
+        return;
+    }
+    let sshd = Sshd::builder()
+        .config_line("MaxSessions 1")
+        .start()
+        .unwrap();
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
+    let tasks = support::alive_tasks();
+    let mut rng = support::Rng(0x5f7);
+    let mut opened = 0;
+    for _ in 0..40 {
+        let after = Duration::from_micros(rng.below(6_000) as u64);
+        if let Ok(Ok(sftp)) = tokio::time::timeout(after, client.sftp()).await {
+            opened += 1;
+            drop(sftp);
+        }
+        assert!(
+            support::wait_until(Duration::from_secs(2), || client.sessions_in_use() == 0).await
+        );
+    }
+    assert!(
+        support::wait_until(Duration::from_secs(2), || support::alive_tasks() <= tasks).await,
+        "tasks {} (before {tasks})",
+        support::alive_tasks()
+    );
+    // sshd's one session slot is free.
+    let sftp = client.sftp().await.unwrap();
+    sftp.canonicalize(".").await.unwrap();
+    println!("{opened} of 40 opens finished before their drop");
+}
