@@ -17,7 +17,8 @@
 //!
 //! The [`guide`] has a page per topic: [design](guide::design),
 //! [trust](guide::trust), [reach](guide::reach),
-//! [processes](guide::processes), [fleet](guide::fleet),
+//! [processes](guide::processes), [forwarding](guide::forwarding),
+//! [sftp](guide::sftp), [fleet](guide::fleet),
 //! [testing](guide::testing) and [performance](guide::performance).
 //!
 //! # Examples
