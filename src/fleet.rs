@@ -32,6 +32,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ use tokio::time::Instant;
 
 use crate::deadline::deadline_after;
 use crate::target::{InvalidTarget, Target, ToTarget};
-use crate::{Auth, DialError, DialTimings, Dialer, ExecError, Output, Phase};
+use crate::{Auth, Client, DialError, DialTimings, Dialer, ExecError, Output, Phase, SftpError};
 
 /// A host to run on: where, as whom, and optionally with its own credentials.
 #[derive(Clone, Debug)]
@@ -294,8 +295,11 @@ pub struct HostReport {
     pub elapsed: Duration,
     /// The phases of the dial that succeeded, if one did.
     pub timings: Option<DialTimings>,
-    /// The command's output, or why there is none.
+    /// The command's output, or why there is none. For a transfer
+    /// ([`Fleet::put`], [`Fleet::get`]) that succeeded: no output, status 0.
     pub outcome: Result<Output, HostError>,
+    /// The bytes a transfer sent or received (`None` for a command).
+    pub transferred: Option<u64>,
 }
 
 impl HostReport {
@@ -310,6 +314,7 @@ impl HostReport {
             Ok(_) => None,
             Err(HostError::Dial(e)) => Some(FailedIn::Dial(e.phase())),
             Err(HostError::Exec(_)) => Some(FailedIn::Exec),
+            Err(HostError::Transfer(_)) => Some(FailedIn::Transfer),
             Err(HostError::Cancelled) => Some(FailedIn::Cancelled),
         }
     }
@@ -323,17 +328,20 @@ pub enum FailedIn {
     Dial(Phase),
     /// Running the command.
     Exec,
+    /// The SFTP transfer.
+    Transfer,
     /// The run was cancelled (its deadline passed) before the host finished.
     Cancelled,
 }
 
 impl FailedIn {
     /// The name used in messages: the dial phase's (`"connect"`, `"auth"`,
-    /// ...), `"exec"` or `"cancelled"`.
+    /// ...), `"exec"`, `"transfer"` or `"cancelled"`.
     pub fn as_str(self) -> &'static str {
         match self {
             FailedIn::Dial(phase) => phase.as_str(),
             FailedIn::Exec => "exec",
+            FailedIn::Transfer => "transfer",
             FailedIn::Cancelled => "cancelled",
         }
     }
@@ -355,6 +363,9 @@ pub enum HostError {
     /// The dial worked; running the command failed.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// The dial worked; the SFTP transfer (or a local file) failed.
+    #[error(transparent)]
+    Transfer(#[from] SftpError),
     /// The run's deadline passed first.
     #[error("cancelled: the run's deadline passed")]
     Cancelled,
@@ -394,12 +405,78 @@ impl Fleet {
         hosts: impl IntoIterator<Item = Host>,
         command: impl Into<String>,
     ) -> FleetRun {
+        self.start(hosts, Job::Command(Arc::from(command.into())))
+    }
+
+    /// Starts uploading the local file `local` to `remote` on every host
+    /// over SFTP ([`Sftp::put`](crate::Sftp::put)), as [`run`](Self::run)
+    /// runs a command: the host timeout covers dial and transfer.
+    ///
+    /// # Panics
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Cancellation
+    ///
+    /// As [`run`](Self::run); a transfer abandoned closes its remote file.
+    pub fn put(
+        &self,
+        hosts: impl IntoIterator<Item = Host>,
+        local: impl Into<PathBuf>,
+        remote: impl Into<String>,
+    ) -> FleetRun {
+        let job = Job::Transfer(Transfer::Put {
+            local: local.into(),
+            remote: remote.into(),
+        });
+        self.start(hosts, job)
+    }
+
+    /// Starts downloading `remote` from every host over SFTP into
+    /// `local_dir/HOST/NAME`, where HOST is the host's address
+    /// ([`Host::addr`], `web-1:22`) and NAME the last part of `remote`.
+    ///
+    /// # Panics
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Cancellation
+    ///
+    /// As [`put`](Self::put).
+    pub fn get(
+        &self,
+        hosts: impl IntoIterator<Item = Host>,
+        remote: impl Into<String>,
+        local_dir: impl Into<PathBuf>,
+    ) -> FleetRun {
+        let job = Job::Transfer(Transfer::Get {
+            remote: remote.into(),
+            dir: local_dir.into(),
+        });
+        self.start(hosts, job)
+    }
+
+    fn start(&self, hosts: impl IntoIterator<Item = Host>, job: Job) -> FleetRun {
         let hosts: Vec<Host> = hosts.into_iter().collect();
         let total = hosts.len();
         let (tx, rx) = mpsc::channel(self.concurrency);
-        let driver = tokio::spawn(drive(self.clone(), hosts, Arc::from(command.into()), tx));
+        let driver = tokio::spawn(drive(self.clone(), hosts, Arc::new(job), tx));
         FleetRun { rx, driver, total }
     }
+}
+
+/// What to do on each host.
+#[derive(Debug)]
+enum Job {
+    Command(Arc<str>),
+    Transfer(Transfer),
+}
+
+/// A file to move over SFTP.
+#[derive(Debug)]
+enum Transfer {
+    Put { local: PathBuf, remote: String },
+    Get { remote: String, dir: PathBuf },
 }
 
 /// A run in progress: reports arrive as hosts complete. Dropping it stops
@@ -448,7 +525,7 @@ impl Drop for FleetRun {
     }
 }
 
-async fn drive(fleet: Fleet, hosts: Vec<Host>, command: Arc<str>, tx: mpsc::Sender<HostReport>) {
+async fn drive(fleet: Fleet, hosts: Vec<Host>, job: Arc<Job>, tx: mpsc::Sender<HostReport>) {
     let run_deadline = fleet.run_timeout.map(|t| deadline_after(Instant::now(), t));
     let mut pending = hosts.into_iter();
     let mut running: JoinSet<HostReport> = JoinSet::new();
@@ -456,7 +533,7 @@ async fn drive(fleet: Fleet, hosts: Vec<Host>, command: Arc<str>, tx: mpsc::Send
     loop {
         while running.len() < fleet.concurrency {
             let Some(host) = pending.next() else { break };
-            let handle = running.spawn(run_host(fleet.clone(), host.clone(), command.clone()));
+            let handle = running.spawn(run_host(fleet.clone(), host.clone(), job.clone()));
             in_flight.insert(handle.id(), host);
         }
         let joined = match run_deadline {
@@ -473,6 +550,7 @@ async fn drive(fleet: Fleet, hosts: Vec<Host>, command: Arc<str>, tx: mpsc::Send
                             elapsed: Duration::ZERO,
                             timings: None,
                             outcome: Err(HostError::Cancelled),
+                            transferred: None,
                         };
                         if tx.send(report).await.is_err() {
                             return;
@@ -503,7 +581,7 @@ async fn drive(fleet: Fleet, hosts: Vec<Host>, command: Arc<str>, tx: mpsc::Send
     }
 }
 
-async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
+async fn run_host(fleet: Fleet, host: Host, job: Arc<Job>) -> HostReport {
     let start = Instant::now();
     let deadline = deadline_after(start, fleet.host_timeout);
     let auth = host
@@ -512,12 +590,13 @@ async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
         .or(fleet.auth.clone())
         .unwrap_or_else(Auth::agent);
     let mut attempts = 0;
-    let report = |attempts, timings, outcome| HostReport {
+    let report = |attempts, timings, (outcome, transferred)| HostReport {
         host: host.clone(),
         attempts,
         elapsed: start.elapsed(),
         timings,
         outcome,
+        transferred,
     };
     loop {
         attempts += 1;
@@ -535,26 +614,20 @@ async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
         match dialed {
             Ok(client) => {
                 let timings = client.timings();
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let mut run = client.command(&*command);
-                run.timeout(remaining);
-                let result = match &fleet.on_output {
-                    Some(sink) => {
-                        run.output_with(|stderr, bytes| {
-                            sink(Chunk {
-                                host: &host,
-                                stderr,
-                                bytes,
-                            })
-                        })
-                        .await
+                let result = match &*job {
+                    Job::Command(command) => {
+                        let result = run_command(&fleet, &host, &client, command, deadline).await;
+                        (result.map_err(HostError::Exec), None)
                     }
-                    None => run.output().await,
+                    Job::Transfer(t) => match transfer(&client, &host, t, deadline).await {
+                        Ok(n) => (Ok(transferred()), Some(n)),
+                        Err(e) => (Err(HostError::Transfer(e)), None),
+                    },
                 };
                 // A goodbye, within what is left of the deadline.
                 let left = deadline.saturating_duration_since(Instant::now());
                 let _ = tokio::time::timeout(left, client.close()).await;
-                return report(attempts, Some(timings), result.map_err(HostError::Exec));
+                return report(attempts, Some(timings), result);
             }
             Err(e) => {
                 if attempts < fleet.retry.attempts && is_retriable(&e) {
@@ -565,8 +638,71 @@ async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
                         continue;
                     }
                 }
-                return report(attempts, None, Err(HostError::Dial(e)));
+                return report(attempts, None, (Err(HostError::Dial(e)), None));
             }
+        }
+    }
+}
+
+/// Runs the command under what is left of the host's deadline.
+async fn run_command(
+    fleet: &Fleet,
+    host: &Host,
+    client: &Client,
+    command: &str,
+    deadline: Instant,
+) -> Result<Output, ExecError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let mut run = client.command(command);
+    run.timeout(remaining);
+    match &fleet.on_output {
+        Some(sink) => {
+            run.output_with(|stderr, bytes| {
+                sink(Chunk {
+                    host,
+                    stderr,
+                    bytes,
+                })
+            })
+            .await
+        }
+        None => run.output().await,
+    }
+}
+
+/// A transfer's report when it worked: no output, status 0.
+fn transferred() -> Output {
+    Output {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        status: crate::ExitStatus::Code(0),
+        truncated: false,
+    }
+}
+
+/// Puts or gets over SFTP under what is left of the host's deadline.
+async fn transfer(
+    client: &Client,
+    host: &Host,
+    job: &Transfer,
+    deadline: Instant,
+) -> Result<u64, SftpError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let sftp = client
+        .sftp_builder()
+        .timeout(remaining)
+        .transfer_timeout(remaining)
+        .open()
+        .await?;
+    match job {
+        Transfer::Put { local, remote } => sftp.put(local, remote).await,
+        Transfer::Get { remote, dir } => {
+            let name = remote.rsplit('/').find(|n| !n.is_empty()).unwrap_or("file");
+            let dir = dir.join(host.addr());
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| SftpError::local("get", remote, e))?;
+            sftp.get(remote, dir.join(name)).await
         }
     }
 }

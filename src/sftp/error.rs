@@ -68,6 +68,11 @@ impl SftpError {
         }
     }
 
+    /// A local file's failure in `op` on `path`.
+    pub(crate) fn local(op: &'static str, path: &str, e: io::Error) -> Self {
+        SftpError::new(op, Some(path), Kind::Local(Arc::new(e)))
+    }
+
     pub(crate) fn with_path(mut self, path: &str) -> Self {
         if self.path.is_none() {
             self.path = Some(path.to_owned());

@@ -15,7 +15,14 @@ fn every_example_answers_help() {
         ("dial", &["--timeout", "--known-hosts", "--accept-new"][..]),
         (
             "fleet",
-            &["--hosts", "--concurrency", "--retries", "--json"][..],
+            &[
+                "--hosts",
+                "--concurrency",
+                "--retries",
+                "--json",
+                "--put",
+                "--get",
+            ][..],
         ),
         ("prometheus", &[][..]),
         ("quickstart", &[][..]),

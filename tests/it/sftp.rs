@@ -689,3 +689,73 @@ async fn an_open_dropped_anywhere_leaves_nothing() {
     sftp.canonicalize(".").await.unwrap();
     println!("{opened} of 40 opens finished before their drop");
 }
+
+/// The fleet runner's `--put` and `--get`: a file to every host, and each
+/// host's copy back into a directory of its own; a host whose file is
+/// missing fails in "transfer", the others succeed.
+#[tokio::test]
+async fn the_fleet_puts_and_gets_files_on_every_host() {
+    let Some(Internal {
+        sshd,
+        dir,
+        _client,
+        sftp: _sftp,
+    }) = internal().await
+    else {
+        return;
+    };
+    let d = dir.path();
+    let port = sshd.addr().port();
+    let hosts = d.join("hosts");
+    let user = sshd.user();
+    std::fs::write(
+        &hosts,
+        format!("{user}@127.0.0.1:{port}\n{user}@localhost:{port}\n"),
+    )
+    .unwrap();
+    let fleet = |args: &[&str]| {
+        std::process::Command::new(support::example("fleet"))
+            .args(["--json", "--accept-any-host-key", "-F", "none", "-i"])
+            .arg(sshd.user_key_path())
+            .arg("--hosts")
+            .arg(&hosts)
+            .args(args)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap()
+    };
+    let source = random_file(d, "source", 700_000, 21);
+    let remote = d.join("remote");
+    let out = fleet(&[
+        "--put",
+        &format!("{}:{}", source.display(), remote.display()),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(sha256(&source), sha256(&remote));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines.iter().all(|l| l["transferred"] == 700_000),
+        "{lines:?}"
+    );
+    let back = d.join("back");
+    let out = fleet(&["--get", &format!("{}:{}", remote.display(), back.display())]);
+    assert!(out.status.success(), "{out:?}");
+    for host in ["127.0.0.1", "localhost"] {
+        let copy = back.join(format!("{host}:{port}")).join("remote");
+        assert_eq!(sha256(&source), sha256(&copy), "{host}");
+    }
+    let out = fleet(&[
+        "--get",
+        &format!("{}/missing:{}", d.display(), back.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"phase\":\"transfer\"") && text.contains("NO_SUCH_FILE"),
+        "{text}"
+    );
+}
