@@ -412,5 +412,9 @@ async fn read_task(
         if let Err(why) = packet.and_then(|p| shared.dispatch(p)) {
             return shared.end(why);
         }
+        // The channel's pipe is not a Tokio resource: under a flood it is
+        // always ready, and this loop would hold its worker thread (timers
+        // included) for as long as the flood lasts.
+        tokio::task::consume_budget().await;
     }
 }

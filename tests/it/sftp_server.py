@@ -11,6 +11,8 @@ MODE says:
               and zeros for as long as it is read
   duplicates  answers everything, and after each reply sends 64 copies of
               it (replies to requests already answered)
+  spew        answers the first request, then sends copies of that reply
+              for as long as they are read
   short       answers everything, each read with a random part of what
               was asked (at least one byte), replies in shuffled order
               (up to 8 held back while requests keep coming)
@@ -122,7 +124,7 @@ def answer(kind, p):
             return packet(105, struct.pack(">I", rid) + attrs(st))
         if kind == 16:  # REALPATH
             path, _ = parse_string(p, 0)
-            name = os.path.realpath(path).encode()
+            name = os.path.realpath(path)
             return packet(104, struct.pack(">II", rid, 1) + string(name) + string(name)
                           + struct.pack(">I", 0))
         return status(rid, 8, b"unsupported")
@@ -162,6 +164,9 @@ def main():
         if MODE == "half" and count % 2 == 0:
             continue
         reply = answer(p[0], p[1:])
+        if MODE == "spew":
+            while True:
+                send(reply * 256)
         if MODE == "duplicates":
             send(reply * 65)
         elif MODE == "short":
