@@ -5,10 +5,14 @@
 //! ```text
 //! cargo run --example fleet -- --help
 //! cargo run --example fleet -- --hosts hosts.txt --concurrency 50 -- uptime
+//! cargo run --example fleet -- --hosts hosts.txt --put build/app.tgz:/srv/app.tgz
+//! cargo run --example fleet -- --hosts hosts.txt --get /var/log/syslog:logs
 //! ```
 //!
-//! Exits 0 if the command succeeded (exit status 0) on every host, 1
-//! otherwise, 2 on bad arguments.
+//! `--put` and `--get` copy a file over SFTP instead of running a command
+//! (`--get` saves each host's copy as LOCALDIR/HOST:PORT/NAME). Exits 0 if
+//! the command succeeded (exit status 0), or the file was copied, on every
+//! host, 1 otherwise, 2 on bad arguments.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -75,8 +79,16 @@ struct Args {
     /// Print each line of output as it arrives, as "[host] line".
     #[arg(long)]
     stream: bool,
+    /// Upload the local file LOCAL to REMOTE on every host (over SFTP)
+    /// instead of running a command.
+    #[arg(long, value_name = "LOCAL:REMOTE", conflicts_with_all = ["get", "command"])]
+    put: Option<String>,
+    /// Download REMOTE from every host into LOCALDIR/HOST:PORT/ (over
+    /// SFTP) instead of running a command.
+    #[arg(long, value_name = "REMOTE:LOCALDIR", conflicts_with = "command")]
+    get: Option<String>,
     /// The command, after `--`.
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required_unless_present_any = ["put", "get"])]
     command: Vec<String>,
 }
 
@@ -208,7 +220,23 @@ async fn run() -> Result<bool, String> {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} hosts, {elapsed} {msg}")
             .expect("template"),
     );
-    let mut run = fleet.run(hosts, args.command.join(" "));
+    let split = |spec: &str, what: &str| {
+        spec.split_once(':')
+            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .ok_or_else(|| format!("{spec:?}: expected {what}"))
+    };
+    let mut run = match (&args.put, &args.get) {
+        (Some(spec), _) => {
+            let (local, remote) = split(spec, "LOCAL:REMOTE")?;
+            fleet.put(hosts, local, remote)
+        }
+        (None, Some(spec)) => {
+            let (remote, dir) = split(spec, "REMOTE:LOCALDIR")?;
+            fleet.get(hosts, remote, dir)
+        }
+        (None, None) => fleet.run(hosts, args.command.join(" ")),
+    };
     let mut reports = Vec::with_capacity(run.len());
     while let Some(report) = run.next().await {
         progress.inc(1);
@@ -284,6 +312,7 @@ fn json(r: &HostReport) -> serde_json::Value {
         "stdout": stdout,
         "stderr": stderr,
         "truncated": r.outcome.as_ref().is_ok_and(|out| out.truncated),
+        "transferred": r.transferred,
         "elapsed_ms": r.elapsed.as_millis() as u64,
         "attempts": r.attempts,
     })
@@ -316,9 +345,10 @@ fn summary(reports: &[HostReport]) -> String {
     slowest.sort_by_key(|r| std::cmp::Reverse(r.elapsed));
     s.push_str("slowest:\n");
     for r in slowest.iter().take(5) {
-        let what = match &r.outcome {
-            Ok(out) => out.status.to_string(),
-            Err(e) => e.to_string(),
+        let what = match (&r.outcome, r.transferred) {
+            (Ok(_), Some(n)) => format!("{n} bytes"),
+            (Ok(out), None) => out.status.to_string(),
+            (Err(e), _) => e.to_string(),
         };
         s.push_str(&format!(
             "  {:<28} {:>7.2}s  {what}\n",

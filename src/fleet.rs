@@ -32,6 +32,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +43,7 @@ use tokio::time::Instant;
 use crate::deadline::deadline_after;
 use crate::pool::{Credentials, Destination, Pool, PoolError};
 use crate::target::{InvalidTarget, Target, ToTarget};
-use crate::{Auth, DialError, DialTimings, Dialer, ExecError, Output, Phase};
+use crate::{Auth, Client, DialError, DialTimings, Dialer, ExecError, Output, Phase, SftpError};
 
 /// A host to run on: where, as whom, and optionally with its own credentials.
 #[derive(Clone, Debug)]
@@ -302,7 +303,9 @@ impl FleetBuilder {
     /// at once on each), and a host whose circuit is open fails at once.
     /// The pool's dialer and credentials replace the fleet's (a host's own
     /// credentials still win); the [`host_timeout`](Self::host_timeout)
-    /// bounds the checkout and the command together. Reports carry no
+    /// bounds the checkout and the command together. A [`put`](Fleet::put)
+    /// or [`get`](Fleet::get) runs on a pooled connection too, its SFTP
+    /// session counted among the connection's sessions. Reports carry no
     /// [`timings`](HostReport::timings): the connection may be older than
     /// the run.
     ///
@@ -331,8 +334,11 @@ pub struct HostReport {
     pub elapsed: Duration,
     /// The phases of the dial that succeeded, if one did.
     pub timings: Option<DialTimings>,
-    /// The command's output, or why there is none.
+    /// The command's output, or why there is none. For a transfer
+    /// ([`Fleet::put`], [`Fleet::get`]) that succeeded: no output, status 0.
     pub outcome: Result<Output, HostError>,
+    /// The bytes a transfer sent or received (`None` for a command).
+    pub transferred: Option<u64>,
 }
 
 impl HostReport {
@@ -347,6 +353,7 @@ impl HostReport {
             Ok(_) => None,
             Err(HostError::Dial(e)) => Some(FailedIn::Dial(e.phase())),
             Err(HostError::Exec(_)) => Some(FailedIn::Exec),
+            Err(HostError::Transfer(_)) => Some(FailedIn::Transfer),
             Err(HostError::Cancelled) => Some(FailedIn::Cancelled),
             Err(HostError::Pool(e)) => Some(match (e.dial_error(), e.exec_error()) {
                 (Some(dial), _) if !e.is_circuit_open() => FailedIn::Dial(dial.phase()),
@@ -365,6 +372,8 @@ pub enum FailedIn {
     Dial(Phase),
     /// Running the command.
     Exec,
+    /// The SFTP transfer.
+    Transfer,
     /// The run was cancelled (its deadline passed) before the host finished.
     Cancelled,
     /// Through a pool: no connection was had, and no dial failed for this
@@ -375,11 +384,12 @@ pub enum FailedIn {
 
 impl FailedIn {
     /// The name used in messages: the dial phase's (`"connect"`, `"auth"`,
-    /// ...), `"exec"` or `"cancelled"`.
+    /// ...), `"exec"`, `"transfer"` or `"cancelled"`.
     pub fn as_str(self) -> &'static str {
         match self {
             FailedIn::Dial(phase) => phase.as_str(),
             FailedIn::Exec => "exec",
+            FailedIn::Transfer => "transfer",
             FailedIn::Cancelled => "cancelled",
             FailedIn::Checkout => "checkout",
         }
@@ -402,6 +412,9 @@ pub enum HostError {
     /// The dial worked; running the command failed.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// The dial worked; the SFTP transfer (or a local file) failed.
+    #[error(transparent)]
+    Transfer(#[from] SftpError),
     /// The run's deadline passed first.
     #[error("cancelled: the run's deadline passed")]
     Cancelled,
@@ -446,12 +459,78 @@ impl Fleet {
         hosts: impl IntoIterator<Item = Host>,
         command: impl Into<String>,
     ) -> FleetRun {
+        self.start(hosts, Job::Command(Arc::from(command.into())))
+    }
+
+    /// Starts uploading the local file `local` to `remote` on every host
+    /// over SFTP ([`Sftp::put`](crate::Sftp::put)), as [`run`](Self::run)
+    /// runs a command: the host timeout covers dial and transfer.
+    ///
+    /// # Panics
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Cancellation
+    ///
+    /// As [`run`](Self::run); a transfer abandoned closes its remote file.
+    pub fn put(
+        &self,
+        hosts: impl IntoIterator<Item = Host>,
+        local: impl Into<PathBuf>,
+        remote: impl Into<String>,
+    ) -> FleetRun {
+        let job = Job::Transfer(Transfer::Put {
+            local: local.into(),
+            remote: remote.into(),
+        });
+        self.start(hosts, job)
+    }
+
+    /// Starts downloading `remote` from every host over SFTP into
+    /// `local_dir/HOST/NAME`, where HOST is the host's address
+    /// ([`Host::addr`], `web-1:22`) and NAME the last part of `remote`.
+    ///
+    /// # Panics
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Cancellation
+    ///
+    /// As [`put`](Self::put).
+    pub fn get(
+        &self,
+        hosts: impl IntoIterator<Item = Host>,
+        remote: impl Into<String>,
+        local_dir: impl Into<PathBuf>,
+    ) -> FleetRun {
+        let job = Job::Transfer(Transfer::Get {
+            remote: remote.into(),
+            dir: local_dir.into(),
+        });
+        self.start(hosts, job)
+    }
+
+    fn start(&self, hosts: impl IntoIterator<Item = Host>, job: Job) -> FleetRun {
         let hosts: Vec<Host> = hosts.into_iter().collect();
         let total = hosts.len();
         let (tx, rx) = mpsc::channel(self.concurrency);
-        let driver = tokio::spawn(drive(self.clone(), hosts, Arc::from(command.into()), tx));
+        let driver = tokio::spawn(drive(self.clone(), hosts, Arc::new(job), tx));
         FleetRun { rx, driver, total }
     }
+}
+
+/// What to do on each host.
+#[derive(Debug)]
+enum Job {
+    Command(Arc<str>),
+    Transfer(Transfer),
+}
+
+/// A file to move over SFTP.
+#[derive(Debug)]
+enum Transfer {
+    Put { local: PathBuf, remote: String },
+    Get { remote: String, dir: PathBuf },
 }
 
 /// A run in progress: reports arrive as hosts complete. Dropping it stops
@@ -500,7 +579,7 @@ impl Drop for FleetRun {
     }
 }
 
-async fn drive(fleet: Fleet, hosts: Vec<Host>, command: Arc<str>, tx: mpsc::Sender<HostReport>) {
+async fn drive(fleet: Fleet, hosts: Vec<Host>, job: Arc<Job>, tx: mpsc::Sender<HostReport>) {
     let run_deadline = fleet.run_timeout.map(|t| deadline_after(Instant::now(), t));
     let mut pending = hosts.into_iter();
     let mut running: JoinSet<HostReport> = JoinSet::new();
@@ -508,7 +587,7 @@ async fn drive(fleet: Fleet, hosts: Vec<Host>, command: Arc<str>, tx: mpsc::Send
     loop {
         while running.len() < fleet.concurrency {
             let Some(host) = pending.next() else { break };
-            let handle = running.spawn(run_host(fleet.clone(), host.clone(), command.clone()));
+            let handle = running.spawn(run_host(fleet.clone(), host.clone(), job.clone()));
             in_flight.insert(handle.id(), host);
         }
         let joined = match run_deadline {
@@ -525,6 +604,7 @@ async fn drive(fleet: Fleet, hosts: Vec<Host>, command: Arc<str>, tx: mpsc::Send
                             elapsed: Duration::ZERO,
                             timings: None,
                             outcome: Err(HostError::Cancelled),
+                            transferred: None,
                         };
                         if tx.send(report).await.is_err() {
                             return;
@@ -555,9 +635,9 @@ async fn drive(fleet: Fleet, hosts: Vec<Host>, command: Arc<str>, tx: mpsc::Send
     }
 }
 
-async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
+async fn run_host(fleet: Fleet, host: Host, job: Arc<Job>) -> HostReport {
     if let Some(pool) = &fleet.pool {
-        return run_pooled(&fleet, pool, host, &command).await;
+        return run_pooled(&fleet, pool, host, &job).await;
     }
     let start = Instant::now();
     let deadline = deadline_after(start, fleet.host_timeout);
@@ -568,12 +648,13 @@ async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
         .or(fleet.auth.clone())
         .unwrap_or_else(Auth::agent);
     let mut attempts = 0;
-    let report = |attempts, timings, outcome| HostReport {
+    let report = |attempts, timings, (outcome, transferred)| HostReport {
         host: host.clone(),
         attempts,
         elapsed: start.elapsed(),
         timings,
         outcome,
+        transferred,
     };
     loop {
         attempts += 1;
@@ -591,26 +672,20 @@ async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
         match dialed {
             Ok(client) => {
                 let timings = client.timings();
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let mut run = client.command(&*command);
-                run.timeout(remaining);
-                let result = match &fleet.on_output {
-                    Some(sink) => {
-                        run.output_with(|stderr, bytes| {
-                            sink(Chunk {
-                                host: &host,
-                                stderr,
-                                bytes,
-                            })
-                        })
-                        .await
+                let result = match &*job {
+                    Job::Command(command) => {
+                        let result = run_command(&fleet, &host, &client, command, deadline).await;
+                        (result.map_err(HostError::Exec), None)
                     }
-                    None => run.output().await,
+                    Job::Transfer(t) => match transfer(&client, &host, t, deadline).await {
+                        Ok(n) => (Ok(transferred()), Some(n)),
+                        Err(e) => (Err(HostError::Transfer(e)), None),
+                    },
                 };
                 // A goodbye, within what is left of the deadline.
                 let left = deadline.saturating_duration_since(Instant::now());
                 let _ = tokio::time::timeout(left, client.close()).await;
-                return report(attempts, Some(timings), result.map_err(HostError::Exec));
+                return report(attempts, Some(timings), result);
             }
             Err(e) => {
                 if attempts < fleet.retry.attempts && is_retriable(&e) {
@@ -621,22 +696,28 @@ async fn run_host(fleet: Fleet, host: Host, command: Arc<str>) -> HostReport {
                         continue;
                     }
                 }
-                return report(attempts, None, Err(HostError::Dial(e)));
+                return report(attempts, None, (Err(HostError::Dial(e)), None));
             }
         }
     }
 }
 
-/// A host's command through the fleet's pool, retried as the fleet's
-/// [`Retry`] says for failures no command ran in.
-async fn run_pooled(fleet: &Fleet, pool: &Pool, host: Host, command: &str) -> HostReport {
+/// A host's job through the fleet's pool, retried as the fleet's [`Retry`]
+/// says for failures no command ran in. A transfer runs on a pooled
+/// connection like a command; its SFTP session is counted among the
+/// connection's sessions.
+async fn run_pooled(fleet: &Fleet, pool: &Pool, host: Host, job: &Job) -> HostReport {
     let start = Instant::now();
     let deadline = deadline_after(start, fleet.host_timeout);
     let dest = Destination::from(&host);
     let mut attempts = 0;
+    let command = match job {
+        Job::Command(command) => command,
+        Job::Transfer(t) => return transfer_pooled(pool, host, &dest, t, start, deadline).await,
+    };
     loop {
         attempts += 1;
-        let mut run = pool.command(&dest, command);
+        let mut run = pool.command(&dest, &**command);
         run.timeout(deadline.saturating_duration_since(Instant::now()));
         let result = match &fleet.on_output {
             Some(sink) => {
@@ -659,6 +740,7 @@ async fn run_pooled(fleet: &Fleet, pool: &Pool, host: Host, command: &str) -> Ho
                     elapsed: start.elapsed(),
                     timings: None,
                     outcome: Ok(out),
+                    transferred: None,
                 }
             }
             Err(e) => e,
@@ -680,7 +762,98 @@ async fn run_pooled(fleet: &Fleet, pool: &Pool, host: Host, command: &str) -> Ho
             elapsed: start.elapsed(),
             timings: None,
             outcome: Err(HostError::Pool(e)),
+            transferred: None,
         };
+    }
+}
+
+/// A put or get on a connection checked out of the pool, under what is left
+/// of the host's deadline.
+async fn transfer_pooled(
+    pool: &Pool,
+    host: Host,
+    dest: &Destination,
+    job: &Transfer,
+    start: Instant,
+    deadline: Instant,
+) -> HostReport {
+    let (outcome, transferred) = match pool.get_by(dest, deadline).await {
+        Ok(client) => match transfer(&client, &host, job, deadline).await {
+            Ok(n) => (Ok(transferred()), Some(n)),
+            Err(e) => (Err(HostError::Transfer(e)), None),
+        },
+        Err(e) => (Err(HostError::Pool(e)), None),
+    };
+    HostReport {
+        host,
+        attempts: 1,
+        elapsed: start.elapsed(),
+        timings: None,
+        outcome,
+        transferred,
+    }
+}
+
+/// Runs the command under what is left of the host's deadline.
+async fn run_command(
+    fleet: &Fleet,
+    host: &Host,
+    client: &Client,
+    command: &str,
+    deadline: Instant,
+) -> Result<Output, ExecError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let mut run = client.command(command);
+    run.timeout(remaining);
+    match &fleet.on_output {
+        Some(sink) => {
+            run.output_with(|stderr, bytes| {
+                sink(Chunk {
+                    host,
+                    stderr,
+                    bytes,
+                })
+            })
+            .await
+        }
+        None => run.output().await,
+    }
+}
+
+/// A transfer's report when it worked: no output, status 0.
+fn transferred() -> Output {
+    Output {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        status: crate::ExitStatus::Code(0),
+        truncated: false,
+    }
+}
+
+/// Puts or gets over SFTP under what is left of the host's deadline.
+async fn transfer(
+    client: &Client,
+    host: &Host,
+    job: &Transfer,
+    deadline: Instant,
+) -> Result<u64, SftpError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let sftp = client
+        .sftp_builder()
+        .timeout(remaining)
+        .transfer_timeout(remaining)
+        .open()
+        .await?;
+    match job {
+        Transfer::Put { local, remote } => sftp.put(local, remote).await,
+        Transfer::Get { remote, dir } => {
+            let name = remote.rsplit('/').find(|n| !n.is_empty()).unwrap_or("file");
+            let dir = dir.join(host.addr());
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| SftpError::local("get", remote, e))?;
+            sftp.get(remote, dir.join(name)).await
+        }
     }
 }
 

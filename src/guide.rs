@@ -8,6 +8,7 @@
 //! - [`reach`]: ssh_config, jump hosts and Happy Eyeballs, as `ssh` does.
 //! - [`processes`]: commands as `tokio::process`, bounded and closed.
 //! - [`forwarding`]: tunnels, `-L`, `-R` and SOCKS, bounded the same way.
+//! - [`sftp`]: files over SFTP, as fast as OpenSSH's `sftp`, bounded the same way.
 //! - [`fleet`]: one command on many hosts, metrics and tracing.
 //! - [`pool`]: connections reused across commands, `MaxSessions` counted,
 //!   sick hosts failed fast.
@@ -28,6 +29,9 @@ pub mod processes {}
 
 #[doc = include_str!("../docs/forwarding.md")]
 pub mod forwarding {}
+
+#[doc = include_str!("../docs/sftp.md")]
+pub mod sftp {}
 
 #[doc = include_str!("../docs/fleet.md")]
 pub mod fleet {}

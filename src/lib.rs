@@ -19,9 +19,9 @@
 //!
 //! The [`guide`] has a page per topic: [design](guide::design),
 //! [trust](guide::trust), [reach](guide::reach),
-//! [processes](guide::processes), [fleet](guide::fleet),
-//! [pool](guide::pool), [testing](guide::testing) and
-//! [performance](guide::performance).
+//! [processes](guide::processes), [forwarding](guide::forwarding),
+//! [sftp](guide::sftp), [fleet](guide::fleet), [pool](guide::pool),
+//! [testing](guide::testing) and [performance](guide::performance).
 //!
 //! A service that runs commands on the same hosts again and again keeps
 //! its connections in a [`pool::Pool`]: one handshake per host, sshd's
@@ -96,6 +96,7 @@ mod process;
 mod process_group;
 mod proxy_command;
 mod resolve;
+mod sftp;
 mod ssh_config;
 mod target;
 mod tcp;
@@ -116,6 +117,9 @@ pub use host_keys::{HostKeys, InvalidHostKey};
 pub use process::{
     Command, ExecError, Output, ProcessStderr, ProcessStdin, ProcessStdout, RemoteProcess, Signal,
     Stdio,
+};
+pub use sftp::{
+    DirEntry, File, FileType, FsStats, Metadata, OpenOptions, Sftp, SftpBuilder, SftpError,
 };
 pub use ssh_config::{ConfigError, HostConfig, JumpHost, SshConfig, StrictHostKeyChecking};
 pub use target::{InvalidTarget, Target, ToTarget};

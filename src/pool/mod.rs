@@ -287,6 +287,17 @@ impl Pool {
     /// ```
     pub async fn get(&self, dest: &Destination) -> Result<PooledClient, PoolError> {
         let deadline = Instant::now() + self.inner.config.checkout_timeout;
+        self.get_by(dest, deadline).await
+    }
+
+    /// [`get`](Pool::get) by `deadline` or the checkout timeout, whichever
+    /// comes first.
+    pub(crate) async fn get_by(
+        &self,
+        dest: &Destination,
+        deadline: Instant,
+    ) -> Result<PooledClient, PoolError> {
+        let deadline = deadline.min(Instant::now() + self.inner.config.checkout_timeout);
         self.inner
             .checkout(dest, deadline)
             .await

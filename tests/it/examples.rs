@@ -10,11 +10,19 @@ use ssh_dial::testing::{MisbehavingServer, Mode, TestServer};
 #[test]
 fn every_example_answers_help() {
     for (name, flags) in [
+        ("copy", &["-r", "--timeout", "--stall-timeout", "-J"][..]),
         ("demo", &[][..]),
         ("dial", &["--timeout", "--known-hosts", "--accept-new"][..]),
         (
             "fleet",
-            &["--hosts", "--concurrency", "--retries", "--json"][..],
+            &[
+                "--hosts",
+                "--concurrency",
+                "--retries",
+                "--json",
+                "--put",
+                "--get",
+            ][..],
         ),
         (
             "poll",

@@ -41,6 +41,7 @@ mod proxy_command;
 mod resolver;
 mod russh_server;
 mod secrets;
+mod sftp;
 mod soak;
 mod socket_options;
 mod ssh_config;
