@@ -19,8 +19,15 @@ pub struct DialerBuilder {
     russh: Option<russh::client::Config>,
     ssh_keepalive_interval: Option<Duration>,
     ssh_keepalive_max: usize,
+    channel_window: u32,
     host_certificates: bool,
 }
+
+/// The SSH channel window a dialer advertises unless told otherwise.
+const DEFAULT_CHANNEL_WINDOW: u32 = 8 << 20;
+/// The smallest window [`DialerBuilder::channel_window`] takes: one packet
+/// of russh's default maximum size.
+const MIN_CHANNEL_WINDOW: u32 = 32 << 10;
 
 impl Default for DialerBuilder {
     fn default() -> Self {
@@ -29,6 +36,7 @@ impl Default for DialerBuilder {
             russh: None,
             ssh_keepalive_interval: Some(Duration::from_secs(15)),
             ssh_keepalive_max: 3,
+            channel_window: DEFAULT_CHANNEL_WINDOW,
             host_certificates: false,
         }
     }
@@ -170,13 +178,36 @@ impl DialerBuilder {
         self
     }
 
+    /// How many bytes each channel (a command, an SFTP session, a tunnel)
+    /// lets the server send ahead of what the client has taken in: the
+    /// window advertised when the channel opens and topped up to as it is
+    /// used. Over a round trip `rtt`, a channel reads at most `window /
+    /// rtt` from the server, in practice nearer half that (russh tops a
+    /// window up only once half of it is used): SFTP downloads through a
+    /// 50 ms delay line ran at 17.6 MiB/s with 2 MiB, 56.4 MiB/s with
+    /// 8 MiB. The client's memory does not grow with it: data a caller has
+    /// not read stops the connection's reading once russh's channel buffer
+    /// is full.
+    ///
+    /// Default is 8 MiB (russh's own default is 2 MiB, which held SFTP
+    /// downloads at 50 ms to 0.56 of OpenSSH's `sftp`; OpenSSH keeps its
+    /// 2 MiB window nearly full by topping it up every 96 KiB, which russh
+    /// does not do). Values under 32 KiB are raised to 32 KiB.
+    pub fn channel_window(mut self, bytes: u32) -> Self {
+        self.channel_window = bytes.max(MIN_CHANNEL_WINDOW);
+        self
+    }
+
     /// The russh client configuration for everything ssh-dial does not set
-    /// itself (algorithms, window sizes, client version string, ...). Its
+    /// itself (algorithms, packet sizes, client version string, ...). Its
     /// `keepalive_interval` and `keepalive_max` are replaced by this
     /// builder's [`ssh_keepalive_interval`](Self::ssh_keepalive_interval)
-    /// and [`ssh_keepalive_max`](Self::ssh_keepalive_max); its `nodelay` is unused (see [`tcp_nodelay`](Self::tcp_nodelay)).
+    /// and [`ssh_keepalive_max`](Self::ssh_keepalive_max), its
+    /// `window_size` by [`channel_window`](Self::channel_window); its
+    /// `nodelay` is unused (see [`tcp_nodelay`](Self::tcp_nodelay)).
     ///
-    /// Default is `russh::client::Config::default()`.
+    /// Default is `russh::client::Config::default()` (with the window
+    /// above).
     pub fn russh_config(mut self, config: russh::client::Config) -> Self {
         self.russh = Some(config);
         self
@@ -356,6 +387,7 @@ impl DialerBuilder {
         let mut russh = self.russh.take().unwrap_or_default();
         russh.keepalive_interval = self.ssh_keepalive_interval;
         russh.keepalive_max = self.ssh_keepalive_max;
+        russh.window_size = self.channel_window;
         if self.host_certificates {
             russh.preferred.host_key_certificates = russh.preferred.key.clone();
         } else {

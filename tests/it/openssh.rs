@@ -228,3 +228,29 @@ async fn a_timed_out_command_is_sent_a_kill_signal() {
         }
     }
 }
+
+/// The channel window sshd is told: 8 MiB by default, and what
+/// `channel_window` says (as sshd logs each session channel it opens).
+#[tokio::test]
+async fn sshd_sees_the_channel_window() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    for (builder, window) in [
+        (Dialer::builder(), 8 << 20),
+        (Dialer::builder().channel_window(3 << 20), 3 << 20),
+        (Dialer::builder().channel_window(0), 32 << 10),
+    ] {
+        let client = support::connect_sshd(&sshd, builder).await;
+        client.exec("true").await.unwrap();
+        client.close().await;
+        let win = format!(" win {window} max ");
+        let log = sshd.log();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("ctype session") && l.contains(&win)),
+            "{win}\n{log}"
+        );
+    }
+}
