@@ -529,3 +529,127 @@ async fn a_subsystem_is_a_stream_and_a_session() {
     let err = client.subsystem("no-such-thing").await.unwrap_err();
     assert!(err.to_string().contains("subsystem no-such-thing"), "{err}");
 }
+
+/// `connect_unix` (`direct-streamlocal@openssh.com`, as `ssh -W
+/// /path`): a socket on the server's side, carried both ways with a
+/// half-close; a path nothing listens on is a typed failure.
+#[tokio::test]
+async fn a_unix_socket_on_the_server_is_reached() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upper.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                if s.read_to_end(&mut got).await.is_ok() {
+                    let _ = s.write_all(&got.to_ascii_uppercase()).await;
+                }
+            });
+        }
+    });
+    let mut tunnel = client.connect_unix(path.to_str().unwrap()).await.unwrap();
+    tunnel.write_all(b"over a unix socket").await.unwrap();
+    tunnel.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tunnel.read_to_end(&mut answer).await.unwrap();
+    assert_eq!(answer, b"OVER A UNIX SOCKET");
+    let missing = dir.path().join("missing.sock");
+    let e = client
+        .connect_unix(missing.to_str().unwrap())
+        .await
+        .unwrap_err();
+    assert!(e.is_connect_failed(), "{e}");
+    assert_eq!(client.exec("true").await.unwrap().status.code(), Some(0));
+}
+
+/// Dropping a local forward while connections are open through it closes
+/// every one of them: the callers see their connections end, sshd's
+/// connections to the target go, and the client holds nothing more.
+#[test]
+fn dropping_a_forward_closes_its_tunnels_in_flight() {
+    if !support::openssh(&["sshd", "ssh-keygen"]) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    support::counting_fds(true, || async {
+        let client = support::connect_sshd(&sshd, Dialer::builder()).await;
+        // A target that holds each connection open and counts the bytes.
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target_addr = target.local_addr().unwrap();
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = {
+            let received = received.clone();
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((tcp, _)) = target.accept().await {
+                    let received = received.clone();
+                    held.push(tokio::spawn(async move {
+                        let mut tcp = tcp;
+                        let mut buf = [0u8; 64];
+                        while let Ok(n @ 1..) = tcp.read(&mut buf).await {
+                            received.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }));
+                }
+            })
+        };
+        let (tasks, fds) = (support::alive_tasks(), support::open_fds());
+        let forward = client
+            .forward_local(
+                "127.0.0.1:0".parse().unwrap(),
+                "127.0.0.1",
+                target_addr.port(),
+            )
+            .await
+            .unwrap();
+        let mut callers = Vec::new();
+        for _ in 0..5 {
+            let mut tcp = TcpStream::connect(forward.local_addr()).await.unwrap();
+            tcp.write_all(b"hello").await.unwrap();
+            callers.push(tcp);
+        }
+        let arrived = support::wait_until(Duration::from_secs(5), || {
+            received.load(std::sync::atomic::Ordering::SeqCst) == 25
+                && connections_to(target_addr) == 5
+        })
+        .await;
+        assert!(
+            arrived,
+            "{} bytes arrived",
+            received.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        drop(forward);
+        for mut tcp in callers {
+            let mut buf = [0u8; 8];
+            let end = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+                .await
+                .expect("the caller's connection ends");
+            assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+        }
+        let gone =
+            support::wait_until(Duration::from_secs(5), || connections_to(target_addr) == 0).await;
+        assert!(
+            gone,
+            "{} connections from sshd to the target",
+            connections_to(target_addr)
+        );
+        let back = support::wait_until(Duration::from_secs(5), || {
+            support::alive_tasks() <= tasks && support::open_fds() <= fds
+        })
+        .await;
+        assert!(
+            back,
+            "tasks {} (was {tasks}), fds {} (was {fds})",
+            support::alive_tasks(),
+            support::open_fds()
+        );
+        server.abort();
+        assert!(client.exec("true").await.unwrap().status.success());
+    });
+}
