@@ -36,6 +36,7 @@ mod misbehaving_peers;
 mod no_leaks;
 mod openssh;
 mod pool;
+mod pool_with;
 mod process;
 mod proxy_command;
 mod resolver;
