@@ -255,6 +255,24 @@ impl DialError {
         matches!(self.inner.kind, Kind::ResolverBusy { .. })
     }
 
+    /// True if another attempt may cure this failure: a failed TCP connect
+    /// (refused, timed out, reset, unreachable), a busy resolver, a version
+    /// exchange that timed out, a connection closed or reset during the
+    /// handshake. Rejected credentials, host key failures and bad input are
+    /// not. What the [fleet](crate::fleet)'s retries and the
+    /// [pool](crate::pool)'s circuit breaker go by.
+    pub fn is_retriable(&self) -> bool {
+        if self.is_resolver_busy() {
+            return true;
+        }
+        match self.phase() {
+            Phase::Connect => true,
+            Phase::VersionExchange => self.is_timeout() || self.is_closed(),
+            Phase::KeyExchange => self.is_closed(),
+            _ => false,
+        }
+    }
+
     /// True if the address could not be parsed or the host not resolved.
     pub fn is_resolve(&self) -> bool {
         self.inner.phase == Phase::Resolve && !self.is_timeout()

@@ -189,17 +189,9 @@ impl Default for Retry {
     }
 }
 
-/// Whether another attempt may cure `e`.
+/// Whether another attempt may cure `e`: [`DialError::is_retriable`].
 pub fn is_retriable(e: &DialError) -> bool {
-    if e.is_resolver_busy() {
-        return true;
-    }
-    match e.phase() {
-        Phase::Connect => true,
-        Phase::VersionExchange => e.is_timeout() || e.is_closed(),
-        Phase::KeyExchange => e.is_closed(),
-        _ => false,
-    }
+    e.is_retriable()
 }
 
 /// Runs a command on many hosts. Cheap to clone.

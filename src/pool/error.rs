@@ -145,12 +145,12 @@ impl PoolError {
 
     /// True if trying again later may succeed: an open circuit, a busy
     /// host, a wait that timed out, or a dial failure another try may cure
-    /// ([`fleet::is_retriable`](crate::fleet::is_retriable)). A command that
+    /// ([`DialError::is_retriable`]). A command that
     /// failed once it may have started is not.
     pub fn is_retriable(&self) -> bool {
         match &*self.kind {
             Kind::CircuitOpen { .. } | Kind::Busy(_) | Kind::Timeout(_) => true,
-            Kind::Dial(e) => crate::fleet::is_retriable(e),
+            Kind::Dial(e) => e.is_retriable(),
             Kind::Jump(e) => e.is_retriable(),
             Kind::Closed | Kind::Exec(_) => false,
         }
