@@ -57,6 +57,21 @@ impl<T: fmt::Display> fmt::Display for Escaped<T> {
     }
 }
 
+/// Writes, escaped, what `describe` writes: an error's `Display` over its
+/// unescaped description.
+pub(crate) fn write_escaped(
+    f: &mut fmt::Formatter<'_>,
+    describe: impl Fn(&mut fmt::Formatter<'_>) -> fmt::Result,
+) -> fmt::Result {
+    struct Describe<F>(F);
+    impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> fmt::Display for Describe<F> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            (self.0)(f)
+        }
+    }
+    write!(f, "{}", Escaped(Describe(describe)))
+}
+
 /// A writer that escapes what is not printable ASCII on its way to `f`.
 pub(crate) struct Escaping<'a, 'b>(pub(crate) &'a mut fmt::Formatter<'b>);
 

@@ -5,7 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::channel::{ChannelAt, Failure, OpenFailure};
-use crate::text::{Escaped, PeerText};
+use crate::text::{write_escaped, PeerText};
 
 /// Why a tunnel could not be opened, or a forward set up.
 ///
@@ -131,13 +131,7 @@ impl TunnelError {
 
 impl fmt::Display for TunnelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Describe<'a>(&'a TunnelError);
-        impl fmt::Display for Describe<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.describe(f)
-            }
-        }
-        write!(f, "{}", Escaped(Describe(self)))
+        write_escaped(f, |f| self.describe(f))
     }
 }
 

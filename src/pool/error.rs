@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::DialError;
 use crate::process::ExecError;
-use crate::text::Escaped;
+use crate::text::write_escaped;
 
 /// Why a [`Pool`](super::Pool) request failed: no connection could be had
 /// (the dial failed, the host's circuit is open, the wait timed out, too
@@ -229,13 +229,7 @@ impl PoolError {
 
 impl fmt::Display for PoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Describe<'a>(&'a PoolError);
-        impl fmt::Display for Describe<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.describe(f)
-            }
-        }
-        write!(f, "{}", Escaped(Describe(self)))
+        write_escaped(f, |f| self.describe(f))
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::status::Output;
 use crate::channel::{ChannelAt, Failure};
-use crate::text::{Escaped, PeerText};
+use crate::text::{write_escaped, PeerText};
 
 /// Why a command failed to start or to finish: from
 /// [`Client::exec`](crate::Client::exec), [`Command`](crate::Command)'s
@@ -144,13 +144,7 @@ impl fmt::Debug for ExecError {
 
 impl fmt::Display for ExecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Describe<'a>(&'a ExecError);
-        impl fmt::Display for Describe<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.describe(f)
-            }
-        }
-        write!(f, "{}", Escaped(Describe(self)))
+        write_escaped(f, |f| self.describe(f))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::codec::{self, Malformed, Status};
 use crate::forward::TunnelError;
-use crate::text::{Escaped, PeerText};
+use crate::text::{write_escaped, PeerText};
 
 /// Why an SFTP operation failed: the operation (`put`, `stat`, ...), the
 /// remote path, and the cause (the server's status, a deadline, a broken
@@ -194,13 +194,7 @@ impl SftpError {
 
 impl fmt::Display for SftpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Describe<'a>(&'a SftpError);
-        impl fmt::Display for Describe<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.describe(f)
-            }
-        }
-        write!(f, "{}", Escaped(Describe(self)))
+        write_escaped(f, |f| self.describe(f))
     }
 }
 
