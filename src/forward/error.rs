@@ -164,3 +164,37 @@ impl From<TunnelError> for io::Error {
         io::Error::new(kind, e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the server and the caller wrote (the open failure's text, a
+    /// refusal, russh's text, the target) comes out as one printable line,
+    /// in `Display` and `Debug`, and there is no raw source to print.
+    #[test]
+    fn peer_text_is_one_escaped_line() {
+        let forged = "\u{1b}[2Jok\ndial db:22: ok\r\u{7}";
+        let failures = [
+            Failure::OpenRefused {
+                what: "a channel".into(),
+                why: OpenFailure::Other(9, forged.into()),
+            },
+            Failure::Refused(forged.into()),
+            Failure::Ssh(forged.into()),
+        ];
+        for failure in failures {
+            let e = TunnelError::channel(forged, failure, Duration::from_millis(5));
+            for text in [e.to_string(), format!("{e:?}")] {
+                assert!(
+                    text.bytes().all(|b| b == b' ' || b.is_ascii_graphic()),
+                    "{text:?}"
+                );
+                assert!(!text.contains('\n'), "{text}");
+            }
+            assert!(std::error::Error::source(&e).is_none());
+            let io: io::Error = e.into();
+            assert!(!io.to_string().contains('\u{1b}'), "{io}");
+        }
+    }
+}
