@@ -303,6 +303,18 @@ pub(crate) fn deadline_after(start: tokio::time::Instant, after: Duration) -> to
         .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
+/// A wait of between half and all of `full` (at most 100 years), at random:
+/// so that many waiters started together do not all wake together.
+pub(crate) fn jittered(full: Duration) -> Duration {
+    let full = full.min(Duration::from_secs(100 * 365 * 24 * 3600));
+    let mut random = [0u8; 8];
+    let fraction = match getrandom::fill(&mut random) {
+        Ok(()) => u64::from_le_bytes(random) as f64 / u64::MAX as f64,
+        Err(_) => 0.5,
+    };
+    full.mul_f64(0.5 + 0.5 * fraction)
+}
+
 fn tripped() -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,

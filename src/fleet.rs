@@ -174,12 +174,7 @@ impl Retry {
             .initial_backoff
             .saturating_mul(1 << doublings)
             .min(self.max_backoff);
-        let mut random = [0u8; 8];
-        let fraction = match getrandom::fill(&mut random) {
-            Ok(()) => u64::from_le_bytes(random) as f64 / u64::MAX as f64,
-            Err(_) => 0.5,
-        };
-        full.mul_f64(0.5 + 0.5 * fraction)
+        crate::deadline::jittered(full)
     }
 }
 
@@ -682,7 +677,10 @@ async fn run_host(fleet: Fleet, host: Host, job: Arc<Job>) -> HostReport {
             Err(e) => {
                 if attempts < fleet.retry.attempts && is_retriable(&e) {
                     let wait = fleet.retry.delay(attempts + 1);
-                    if Instant::now() + wait < deadline {
+                    if Instant::now()
+                        .checked_add(wait)
+                        .is_some_and(|at| at < deadline)
+                    {
                         tracing::debug!(host = %host, error = %e, ?wait, "retrying");
                         tokio::time::sleep(wait).await;
                         continue;
@@ -742,7 +740,10 @@ async fn run_pooled(fleet: &Fleet, pool: &Pool, host: Host, job: &Job) -> HostRe
                 .retry
                 .delay(attempts + 1)
                 .max(e.retry_after().unwrap_or_default());
-            if Instant::now() + wait < deadline {
+            if Instant::now()
+                .checked_add(wait)
+                .is_some_and(|at| at < deadline)
+            {
                 tracing::debug!(host = %host, error = %e, ?wait, "retrying");
                 tokio::time::sleep(wait).await;
                 continue;

@@ -103,7 +103,10 @@ impl Circuit {
             .saturating_mul(1 << self.opened.min(20))
             .min(breaker.max_backoff.max(breaker.backoff));
         self.opened = self.opened.saturating_add(1);
-        self.open_until = Some(now + jitter(full));
+        self.open_until = Some(crate::deadline::deadline_after(
+            now,
+            crate::deadline::jittered(full),
+        ));
         true
     }
 
@@ -112,17 +115,6 @@ impl Circuit {
     pub(super) fn probe_abandoned(&mut self) {
         self.probing = false;
     }
-}
-
-/// `full` less up to half, at random, so that hosts that failed together
-/// are not all probed together.
-fn jitter(full: Duration) -> Duration {
-    let mut random = [0u8; 8];
-    let fraction = match getrandom::fill(&mut random) {
-        Ok(()) => u64::from_le_bytes(random) as f64 / u64::MAX as f64,
-        Err(_) => 0.5,
-    };
-    full.mul_f64(0.5 + 0.5 * fraction)
 }
 
 #[cfg(test)]

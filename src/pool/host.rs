@@ -231,9 +231,9 @@ impl Host {
 
     /// Nothing left to keep the entry for.
     pub(super) fn is_unused(&self, config: &Config, now: Instant) -> bool {
-        let failure_forgotten = self
-            .failed_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= config.breaker.max_backoff * 2);
+        let failure_forgotten = self.failed_at.is_none_or(|at| {
+            now.saturating_duration_since(at) >= config.breaker.max_backoff.saturating_mul(2)
+        });
         self.conns.is_empty()
             && self.dialing.is_none()
             && self.waiters == 0

@@ -77,6 +77,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::auth::Auth;
+use crate::deadline::deadline_after;
 use crate::dialer::Dialer;
 use crate::metrics::PoolGauge;
 use crate::process::Output;
@@ -286,7 +287,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub async fn get(&self, dest: &Destination) -> Result<PooledClient, PoolError> {
-        let deadline = Instant::now() + self.inner.config.checkout_timeout;
+        let deadline = deadline_after(Instant::now(), self.inner.config.checkout_timeout);
         self.get_by(dest, deadline).await
     }
 
@@ -297,7 +298,10 @@ impl Pool {
         dest: &Destination,
         deadline: Instant,
     ) -> Result<PooledClient, PoolError> {
-        let deadline = deadline.min(Instant::now() + self.inner.config.checkout_timeout);
+        let deadline = deadline.min(deadline_after(
+            Instant::now(),
+            self.inner.config.checkout_timeout,
+        ));
         self.inner
             .checkout(dest, deadline)
             .await
@@ -760,7 +764,7 @@ impl Inner {
                     // other: one for every target, however many dial at once.
                     let via = match pool.upgrade() {
                         Some(pool) => {
-                            pool.connection(&jump, Instant::now() + dialer.timeout())
+                            pool.connection(&jump, deadline_after(Instant::now(), dialer.timeout()))
                                 .await
                         }
                         None => return,

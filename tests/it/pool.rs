@@ -751,3 +751,66 @@ async fn a_frozen_host_costs_no_caller_more_than_the_keepalive_bound() {
         start.elapsed()
     );
 }
+
+/// Durations of "forever" (`Duration::MAX`) are taken as such, never as a
+/// panic: the checkout timeout, the breaker's backoff cap (the reaper goes
+/// on reaping after a failure), the dialer's timeout for a pooled jump
+/// host, and the fleet's retry backoff through the pool.
+#[tokio::test]
+async fn durations_of_forever_never_panic() {
+    use ssh_dial::fleet::{Fleet, Host, Retry};
+    let good = server();
+    let refused = dest(([127, 0, 0, 1], closed_port()).into());
+    let pool = Pool::builder(dialer(Duration::MAX), Auth::password("p"))
+        .checkout_timeout(Duration::MAX)
+        .circuit_breaker(1, Duration::from_secs(1), Duration::MAX)
+        .idle_timeout(Duration::from_millis(50))
+        .max_lifetime(Duration::MAX)
+        .build();
+    let g = dest(good.addr());
+    drop(pool.get(&g).await.unwrap());
+    pool.exec(&refused, "true").await.unwrap_err();
+    let e = pool.exec(&refused, "true").await.unwrap_err();
+    assert!(e.is_circuit_open(), "{e}");
+    // The reaper's rounds see the failed host (its forgetting time is
+    // twice the backoff cap) and still close the idle connection.
+    for _ in 0..2 {
+        pool.exec(&g, "true").await.unwrap();
+        assert!(wait_until(Duration::from_secs(5), || pool.state().connections == 0).await);
+    }
+    // The fleet waits for a retry at most what is left of its deadline.
+    let fleet = Fleet::builder(dialer(Duration::from_secs(5)))
+        .pool(pool.clone())
+        .retry(Retry::attempts(3).backoff(Duration::MAX, Duration::MAX))
+        .build();
+    let hosts = vec![Host::new(refused.addr(), "u").unwrap()];
+    let reports = fleet.run(hosts, "true").collect().await;
+    assert!(!reports[0].is_success());
+
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
+    let bastion = Sshd::start().unwrap();
+    let target = Sshd::start().unwrap();
+    let jumped = Pool::builder(
+        Dialer::builder()
+            .timeout(Duration::MAX)
+            .host_keys(HostKeys::insecure_accept_any())
+            .build(),
+        Auth::key(bastion.user_key().clone()),
+    )
+    .jump_host(sshd_dest(&bastion))
+    .build();
+    let t = sshd_dest(&target).with_auth(Auth::key(target.user_key().clone()));
+    let out = jumped.exec(&t, "echo via").await.unwrap();
+    assert_eq!(out.stdout, b"via\n");
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
