@@ -830,24 +830,27 @@ async fn transfer(
     job: &Transfer,
     deadline: Instant,
 ) -> Result<u64, SftpError> {
+    let (op, remote) = match job {
+        Transfer::Put { remote, .. } => ("put", remote),
+        Transfer::Get { remote, .. } => ("get", remote),
+    };
+    // One bound over it all: the open, the local directory, the transfer.
     let remaining = deadline.saturating_duration_since(Instant::now());
-    let sftp = client
-        .sftp_builder()
-        .timeout(remaining)
-        .transfer_timeout(remaining)
-        .open()
-        .await?;
-    match job {
-        Transfer::Put { local, remote } => sftp.put(local, remote).await,
-        Transfer::Get { remote, dir } => {
-            let name = remote.rsplit('/').find(|n| !n.is_empty()).unwrap_or("file");
-            let dir = dir.join(host.addr());
-            tokio::fs::create_dir_all(&dir)
-                .await
-                .map_err(|e| SftpError::local("get", remote, e))?;
-            sftp.get(remote, dir.join(name)).await
+    crate::sftp::within(op, remote, Some(remaining), async {
+        let sftp = client.sftp_builder().timeout(remaining).open().await?;
+        match job {
+            Transfer::Put { local, remote } => sftp.put(local, remote).await,
+            Transfer::Get { remote, dir } => {
+                let name = remote.rsplit('/').find(|n| !n.is_empty()).unwrap_or("file");
+                let dir = dir.join(host.addr());
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|e| SftpError::local("get", remote, e))?;
+                sftp.get(remote, dir.join(name)).await
+            }
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

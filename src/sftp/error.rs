@@ -159,6 +159,12 @@ impl SftpError {
             || self.status() == Some(codec::FX_OP_UNSUPPORTED)
     }
 
+    /// True if the input was refused before anything was sent (a path
+    /// with a NUL byte, or over 64 KiB).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(&self.kind, Kind::InvalidInput(_))
+    }
+
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "sftp {}", self.op)?;
         if let Some(path) = &self.path {
@@ -220,7 +226,7 @@ impl From<SftpError> for io::Error {
             io::ErrorKind::ConnectionAborted
         } else if let Kind::Local(local) = &e.kind {
             local.kind()
-        } else if matches!(e.kind, Kind::InvalidInput(_)) {
+        } else if e.is_invalid_input() {
             io::ErrorKind::InvalidInput
         } else if e.is_unsupported() {
             io::ErrorKind::Unsupported

@@ -257,7 +257,7 @@ impl File {
                 let result = ready!(op.as_mut().poll(cx));
                 self.state = State::Idle;
                 let n = result?;
-                self.pos += n as u64;
+                self.pos = self.pos.saturating_add(n as u64);
                 Poll::Ready(Ok(Some(n)))
             }
             State::Idle => Poll::Ready(Ok(None)),
@@ -292,7 +292,7 @@ impl AsyncRead for File {
         if let Some(data) = result? {
             let n = data.len().min(buf.remaining());
             buf.put_slice(&data[..n]);
-            this.pos += n as u64;
+            this.pos = this.pos.saturating_add(n as u64);
         }
         Poll::Ready(Ok(()))
     }

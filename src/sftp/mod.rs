@@ -32,10 +32,10 @@ use std::time::Duration;
 pub use error::SftpError;
 pub use file::File;
 pub use metadata::{DirEntry, FileType, FsStats, Metadata, OpenOptions};
+pub(crate) use ops::within;
 
 use codec::Request;
 use error::Kind;
-use ops::within;
 use session::{Config, Session};
 
 use crate::Client;

@@ -223,6 +223,7 @@ impl Sftp {
     /// ```
     pub async fn put(&self, local: impl AsRef<Path>, remote: &str) -> Result<u64, SftpError> {
         let local = local.as_ref();
+        super::check("put", remote)?;
         within("put", remote, self.transfer_limit(), async {
             let mut file = tokio::fs::File::open(local).await.map_err(local_err)?;
             let mode = file.metadata().await.map_err(local_err)?;
@@ -261,6 +262,7 @@ impl Sftp {
     where
         R: AsyncRead + Unpin,
     {
+        super::check("put", remote)?;
         let session = &self.session;
         let limit = session.config.timeout;
         let flags = FXF_WRITE | FXF_CREAT | FXF_TRUNC;
@@ -334,6 +336,7 @@ impl Sftp {
         remote: &str,
         limit: Option<Duration>,
     ) -> Result<(super::ops::RemoteHandle, u64), SftpError> {
+        super::check("get", remote)?;
         let session = &self.session;
         within("get", remote, limit, async {
             let handle = session

@@ -328,6 +328,16 @@ async fn small_operations_and_their_errors() {
     // A NUL would cut the path short on the server: refused before sending.
     let err = sftp.remove_file(&at("sub\0/a")).await.unwrap_err();
     assert!(err.to_string().contains("NUL"), "{err}");
+    // Transfers too, both ways, and the session goes on.
+    let err = sftp.put(at("x"), &at("sub\0/a")).await.unwrap_err();
+    assert!(err.is_invalid_input() && err.operation() == "put", "{err}");
+    let err = sftp.get(&at("sub\0/a"), at("y")).await.unwrap_err();
+    assert!(err.is_invalid_input() && err.operation() == "get", "{err}");
+    let err = sftp
+        .get_to(&at("sub\0/a"), &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(err.is_invalid_input(), "{err}");
 
     sftp.remove_file(&at("sub/a")).await.unwrap();
     sftp.remove_dir(&at("sub")).await.unwrap();
