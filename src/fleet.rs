@@ -664,7 +664,7 @@ async fn run_host(fleet: Fleet, host: Host, job: Arc<Job>) -> HostReport {
                         let result = run_command(&fleet, &host, &client, command, deadline).await;
                         (result.map_err(HostError::Exec), None)
                     }
-                    Job::Transfer(t) => match transfer(&client, &host, t, deadline).await {
+                    Job::Transfer(t) => match transfer(&client, &host, t, deadline, || {}).await {
                         Ok(n) => (Ok(transferred()), Some(n)),
                         Err(e) => (Err(HostError::Transfer(e)), None),
                     },
@@ -771,10 +771,16 @@ async fn transfer_pooled(
     deadline: Instant,
 ) -> HostReport {
     let (outcome, transferred) = match pool.get_by(dest, deadline).await {
-        Ok(client) => match transfer(&client, &host, job, deadline).await {
-            Ok(n) => (Ok(transferred()), Some(n)),
-            Err(e) => (Err(HostError::Transfer(e)), None),
-        },
+        // The session's channel is counted by the connection once open:
+        // the checkout stops counting it then (until then it counts twice,
+        // never too few).
+        Ok(mut client) => {
+            let conn = client.client().clone();
+            match transfer(&conn, &host, job, deadline, || client.counted()).await {
+                Ok(n) => (Ok(transferred()), Some(n)),
+                Err(e) => (Err(HostError::Transfer(e)), None),
+            }
+        }
         Err(e) => (Err(HostError::Pool(e)), None),
     };
     HostReport {
@@ -824,11 +830,13 @@ fn transferred() -> Output {
 }
 
 /// Puts or gets over SFTP under what is left of the host's deadline.
+/// `opened` runs once the SFTP session's channel is open.
 async fn transfer(
     client: &Client,
     host: &Host,
     job: &Transfer,
     deadline: Instant,
+    opened: impl FnOnce(),
 ) -> Result<u64, SftpError> {
     let (op, remote) = match job {
         Transfer::Put { remote, .. } => ("put", remote),
@@ -838,6 +846,7 @@ async fn transfer(
     let remaining = deadline.saturating_duration_since(Instant::now());
     crate::sftp::within(op, remote, Some(remaining), async {
         let sftp = client.sftp_builder().timeout(remaining).open().await?;
+        opened();
         match job {
             Transfer::Put { local, remote } => sftp.put(local, remote).await,
             Transfer::Get { remote, dir } => {

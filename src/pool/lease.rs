@@ -142,6 +142,12 @@ impl PooledClient {
         PooledClient { lease }
     }
 
+    /// The session channel opened through it is counted by the connection
+    /// from now on: the checkout's own slot is given back.
+    pub(crate) fn counted(&mut self) {
+        self.lease.counted();
+    }
+
     /// The connection, shared: a clone outlives the guard but not the
     /// connection's place in the pool's count.
     pub fn client(&self) -> &Arc<Client> {

@@ -532,7 +532,10 @@ impl Inner {
                             Ok(true) => self.with_conn(&key, lease.conn_id(), |_, conn| {
                                 conn.synced = conn.synced.max(released);
                             }),
-                            // The open will find the session gone.
+                            // The session is gone: the caller's use of it
+                            // fails as closed, as it would had the session
+                            // ended a moment after the checkout (a frozen
+                            // host is not dialed again by every waiter).
                             Ok(false) => {}
                             Err(_) => return Err(fail(Kind::Timeout(Waited::Slot), waiting.start)),
                         }
