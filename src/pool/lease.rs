@@ -107,6 +107,7 @@ impl Drop for Lease {
             return;
         };
         let pending = self.pending;
+        let mut idle = false;
         pool.with_conn(&self.key, self.conn, |host, conn| {
             conn.leases = conn.leases.saturating_sub(1);
             if pending {
@@ -115,10 +116,16 @@ impl Drop for Lease {
             if conn.leases == 0 {
                 conn.idle_since = Some(Instant::now());
                 crate::metrics::pool_gauge(PoolGauge::Idle, 1.0);
+                idle = true;
             }
             host.changed.notify_waiters();
         });
         pool.tidy_host(&self.key);
+        if idle {
+            // Another host's request waiting for room under
+            // `max_connections` may close this one now.
+            pool.room.notify_waiters();
+        }
     }
 }
 

@@ -679,6 +679,39 @@ async fn a_full_pool_closes_the_longest_idle_connection_for_a_new_host() {
     assert_eq!(pool.state().statistics.connections_closed_idle, 1);
 }
 
+/// A request for a new host that waits for room under `max_connections`
+/// gets it as soon as another host's connection is given back, not when
+/// that one idles out.
+#[tokio::test]
+async fn a_request_waiting_for_room_gets_it_when_a_connection_is_given_back() {
+    let servers: Vec<TestServer> = (0..3).map(|_| server()).collect();
+    let pool = pool()
+        .max_connections(2)
+        .checkout_timeout(Duration::from_secs(30))
+        .build();
+    let a = pool.get(&dest(servers[0].addr())).await.unwrap();
+    let _b = pool.get(&dest(servers[1].addr())).await.unwrap();
+    let waiting = {
+        let (pool, c) = (pool.clone(), dest(servers[2].addr()));
+        tokio::spawn(async move { pool.exec(&c, "true").await })
+    };
+    assert!(wait_until(Duration::from_secs(2), || pool.state().waiters == 1).await);
+    let given_back = Instant::now();
+    drop(a);
+    let out = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting request got room")
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        given_back.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        given_back.elapsed()
+    );
+    assert_eq!(pool.state().statistics.connections_closed_idle, 1);
+}
+
 /// A host that freezes (SIGSTOP: its kernel still acknowledges, only SSH
 /// keepalive can tell): no caller waits past the keepalive bound, and once
 /// it thaws, a checkout and a command succeed within one dial time.
