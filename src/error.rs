@@ -259,8 +259,10 @@ impl DialError {
     /// (refused, timed out, reset, unreachable), a busy resolver, a version
     /// exchange that timed out, a connection closed or reset during the
     /// handshake. Rejected credentials, host key failures and bad input are
-    /// not. What the [fleet](crate::fleet)'s retries and the
-    /// [pool](crate::pool)'s circuit breaker go by.
+    /// not. What the [fleet](crate::fleet)'s retries go by. (A
+    /// [pool](crate::pool)'s circuit breaker counts every failed dial, a
+    /// rejected login too: a host that keeps refusing is not dialed again
+    /// for every request.)
     pub fn is_retriable(&self) -> bool {
         if self.is_resolver_busy() {
             return true;
