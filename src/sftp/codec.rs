@@ -87,6 +87,11 @@ impl Request {
         Request::with_capacity(kind, 64)
     }
 
+    /// The request's type.
+    pub(crate) fn kind(&self) -> u8 {
+        self.0[4]
+    }
+
     pub(crate) fn with_capacity(kind: u8, extra: usize) -> Self {
         let mut b = BytesMut::with_capacity(9 + extra);
         b.put_u32(0);

@@ -66,8 +66,8 @@ impl Sftp {
     ///
     /// # Cancellation
     ///
-    /// Dropping the future abandons the open; a handle the server sends
-    /// later stays open until the session ends.
+    /// Dropping the future (or its timeout passing) abandons the open; a
+    /// handle the server sends for it later is closed when it comes.
     ///
     /// # Examples
     ///

@@ -290,7 +290,8 @@ impl Sftp {
     /// # Cancellation
     ///
     /// Dropping the future abandons the request: its reply is dropped when
-    /// it comes. This holds for every small operation.
+    /// it comes (a directory handle in it is closed). This holds for every
+    /// small operation.
     ///
     /// # Examples
     ///

@@ -10,11 +10,16 @@
 //! every packet as it comes and hands it to the request's waiter, if it is
 //! still there; a reply nobody waits for any more is dropped at once.
 //!
+//! A handle the server opens for a request its caller gave up on (the
+//! future dropped, or its timeout passed, while the reply was on its way)
+//! is closed when the reply comes: the server's handles are bounded by
+//! what callers hold.
+//!
 //! Both tasks end when the session ends (every `Sftp` and `File` dropped, or
 //! the server broke the protocol or closed the channel); the reader task
 //! holds the channel's owner, so the channel is closed then.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -48,14 +53,41 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the tasks when the session ends.
     ended: Notify,
+    /// The writer task's queue, for the closes of abandoned handles.
+    out: mpsc::UnboundedSender<Outgoing>,
 }
+
+/// The most abandoned opens remembered (each a few bytes); past it, the
+/// handle of a late reply is left to the session's end.
+const MAX_ABANDONED: usize = 4096;
 
 struct State {
     pending: HashMap<u32, oneshot::Sender<Reply>>,
+    /// Requests that open a handle (OPEN, OPENDIR), their reply not yet
+    /// handed over.
+    opens: HashSet<u32>,
+    /// Such requests given up before their reply came: a handle in it is
+    /// closed.
+    abandoned: HashSet<u32>,
     next_id: u32,
     /// Ids have wrapped: any id may have been sent.
     wrapped: bool,
     broken: Option<Broken>,
+}
+
+impl State {
+    /// The next request id.
+    fn take_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = match id.checked_add(1) {
+            Some(next) => next,
+            None => {
+                self.wrapped = true;
+                1
+            }
+        };
+        id
+    }
 }
 
 impl Shared {
@@ -97,6 +129,19 @@ impl Shared {
             .unwrap_or_else(|| Broken::ChannelEnded("it ended".into()))
     }
 
+    /// Sends a CLOSE for `handle` (its reply is not waited for).
+    fn close_handle(&self, state: &mut State, handle: &[u8]) {
+        if state.broken.is_some() {
+            return;
+        }
+        let id = state.take_id();
+        let packet = Request::new(codec::CLOSE).string(handle).finish(id);
+        let _ = self.out.send(Outgoing {
+            packet,
+            _permit: None,
+        });
+    }
+
     /// Hands a reply to its waiter; a reply to an id never sent breaks the
     /// protocol, one to an abandoned request is dropped.
     fn dispatch(&self, packet: Bytes) -> Result<(), Broken> {
@@ -111,11 +156,20 @@ impl Shared {
         let mut state = self.lock();
         match state.pending.remove(&id) {
             Some(waiter) => {
+                state.opens.remove(&id);
                 drop(state);
                 let _ = waiter.send(Reply {
                     kind,
                     body: packet.slice(5..),
                 });
+                Ok(())
+            }
+            None if state.abandoned.remove(&id) => {
+                if kind == codec::HANDLE {
+                    if let Some(handle) = handle_in(&packet[5..]) {
+                        self.close_handle(&mut state, handle);
+                    }
+                }
                 Ok(())
             }
             None if state.wrapped || (id != 0 && id < state.next_id) => Ok(()),
@@ -147,8 +201,29 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.shared.lock().pending.remove(&self.id);
+        let mut state = self.shared.lock();
+        state.pending.remove(&self.id);
+        if state.opens.remove(&self.id) {
+            // Given up before its reply came.
+            if state.abandoned.len() < MAX_ABANDONED {
+                state.abandoned.insert(self.id);
+            }
+        } else if let Ok(reply) = self.reply.try_recv() {
+            // Its reply came, and nobody took it.
+            if reply.kind == codec::HANDLE {
+                if let Some(handle) = handle_in(&reply.body) {
+                    self.shared.close_handle(&mut state, handle);
+                }
+            }
+        }
     }
+}
+
+/// The handle in a HANDLE reply's body, if it is well formed.
+fn handle_in(body: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_be_bytes(body.get(..4)?.try_into().ok()?) as usize;
+    let handle = body.get(4..4usize.checked_add(len)?)?;
+    (handle.len() <= 256).then_some(handle)
 }
 
 /// One SFTP session on one channel.
@@ -208,16 +283,19 @@ impl Session {
                 version.version
             ))));
         }
+        let (out, queue) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 pending: HashMap::new(),
+                opens: HashSet::new(),
+                abandoned: HashSet::new(),
                 next_id: 1,
                 wrapped: false,
                 broken: None,
             }),
             ended: Notify::new(),
+            out: out.clone(),
         });
-        let (out, queue) = mpsc::unbounded_channel();
         tokio::spawn(write_task(queue, writer, shared.clone()));
         tokio::spawn(read_task(reader, buf, owner, shared.clone()));
         let max_in_flight = config.max_in_flight.clamp(1, u32::MAX as usize);
@@ -264,15 +342,11 @@ impl Session {
             if let Some(why) = &state.broken {
                 return Err(SftpError::new("request", None, Kind::Broken(why.clone())));
             }
-            let id = state.next_id;
-            state.next_id = match id.checked_add(1) {
-                Some(next) => next,
-                None => {
-                    state.wrapped = true;
-                    1
-                }
-            };
+            let id = state.take_id();
             state.pending.insert(id, tx);
+            if matches!(request.kind(), codec::OPEN | codec::OPENDIR) {
+                state.opens.insert(id);
+            }
             id
         };
         let (packet_permit, ticket_permit) = if with_packet {

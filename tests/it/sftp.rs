@@ -603,6 +603,48 @@ fn sftp_server_sshd(dir: &Path, extra: &[&str]) -> Sshd {
     builder.start().unwrap()
 }
 
+/// Opens given up at every point (timeouts of 0 to 3 ms, files and
+/// directories): a handle the server opened for one is closed when its
+/// reply comes, so the server ends up holding nothing, and the session
+/// goes on.
+#[tokio::test]
+async fn opens_given_up_anywhere_leave_no_handle_on_the_server() {
+    if skip() || !Path::new("/usr/lib/openssh/sftp-server").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sshd = sftp_server_sshd(d, &[]);
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
+    let sftp = client.sftp().await.unwrap();
+    let source = random_file(d, "source", 1000, 3);
+    let mut rng = support::Rng(11);
+    let mut finished = 0;
+    for i in 0..300 {
+        let wait = Duration::from_micros(rng.below(3000) as u64);
+        let done = if i % 3 == 0 {
+            tokio::time::timeout(wait, sftp.read_dir(text(d)))
+                .await
+                .is_ok()
+        } else {
+            tokio::time::timeout(wait, sftp.open(text(&source)))
+                .await
+                .is_ok()
+        };
+        finished += usize::from(done);
+    }
+    assert!(
+        support::wait_until(Duration::from_secs(3), || files_open_under(d) == 0).await,
+        "the server still holds {} open ({finished} of 300 finished in time)",
+        files_open_under(d)
+    );
+    assert_eq!(
+        sftp.metadata(text(&source)).await.unwrap().len(),
+        Some(1000)
+    );
+    println!("{finished} of 300 opens finished before their timeout");
+}
+
 /// The files under `dir` the process whose command line names `dir` holds
 /// open.
 fn files_open_under(dir: &Path) -> usize {
