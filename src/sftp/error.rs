@@ -40,6 +40,8 @@ pub(crate) enum Kind {
     InvalidInput(&'static str),
     /// The server does not support the extension this needs.
     Unsupported(&'static str),
+    /// A listing passed this many entries (a server that never ends one).
+    TooLong(usize),
 }
 
 /// Why a session ended; kept, to say to every later operation.
@@ -194,6 +196,7 @@ impl SftpError {
             Kind::Open(e) => write!(f, "{e}"),
             Kind::InvalidInput(why) => write!(f, "invalid input: {why}"),
             Kind::Unsupported(ext) => write!(f, "the server does not support {ext}"),
+            Kind::TooLong(n) => write!(f, "the listing passed {n} entries"),
         }
     }
 }

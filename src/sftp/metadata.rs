@@ -291,7 +291,12 @@ impl fmt::Debug for DirEntry {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[must_use]
 pub struct OpenOptions {
-    flags: u32,
+    read: bool,
+    write: bool,
+    append: bool,
+    create: bool,
+    create_new: bool,
+    truncate: bool,
     mode: Option<u32>,
 }
 
@@ -299,48 +304,52 @@ impl OpenOptions {
     /// Nothing set: set `read`, `write` or `append`.
     pub const fn new() -> Self {
         OpenOptions {
-            flags: 0,
+            read: false,
+            write: false,
+            append: false,
+            create: false,
+            create_new: false,
+            truncate: false,
             mode: None,
         }
     }
 
-    const fn flag(mut self, flag: u32, on: bool) -> Self {
-        self.flags = if on {
-            self.flags | flag
-        } else {
-            self.flags & !flag
-        };
+    /// Open for reading.
+    pub const fn read(mut self, on: bool) -> Self {
+        self.read = on;
         self
     }
 
-    /// Open for reading.
-    pub const fn read(self, on: bool) -> Self {
-        self.flag(FXF_READ, on)
-    }
-
     /// Open for writing.
-    pub const fn write(self, on: bool) -> Self {
-        self.flag(FXF_WRITE, on)
+    pub const fn write(mut self, on: bool) -> Self {
+        self.write = on;
+        self
     }
 
-    /// Open for writing at the end (the server appends each write).
-    pub const fn append(self, on: bool) -> Self {
-        self.flag(FXF_APPEND | FXF_WRITE, on)
+    /// Open for writing at the end (the server appends each write); implies
+    /// writing, as `std::fs::OpenOptions::append` does.
+    pub const fn append(mut self, on: bool) -> Self {
+        self.append = on;
+        self
     }
 
     /// Create the file if it does not exist.
-    pub const fn create(self, on: bool) -> Self {
-        self.flag(FXF_CREAT, on)
+    pub const fn create(mut self, on: bool) -> Self {
+        self.create = on;
+        self
     }
 
-    /// Create the file, failing if it exists.
-    pub const fn create_new(self, on: bool) -> Self {
-        self.flag(FXF_CREAT | FXF_EXCL, on)
+    /// Create the file, failing if it exists (`create` and `truncate` are
+    /// then ignored, as in `std::fs::OpenOptions`).
+    pub const fn create_new(mut self, on: bool) -> Self {
+        self.create_new = on;
+        self
     }
 
     /// Cut an existing file to length 0.
-    pub const fn truncate(self, on: bool) -> Self {
-        self.flag(FXF_TRUNC, on)
+    pub const fn truncate(mut self, on: bool) -> Self {
+        self.truncate = on;
+        self
     }
 
     /// The permission bits of a file this creates (before the server's
@@ -351,7 +360,17 @@ impl OpenOptions {
     }
 
     pub(crate) fn flags(&self) -> u32 {
-        self.flags
+        let mut flags = 0;
+        let on = |flag: u32, on: bool| if on { flag } else { 0 };
+        flags |= on(FXF_READ, self.read);
+        flags |= on(FXF_WRITE, self.write || self.append);
+        flags |= on(FXF_APPEND, self.append);
+        if self.create_new {
+            flags |= FXF_CREAT | FXF_EXCL;
+        } else {
+            flags |= on(FXF_CREAT, self.create) | on(FXF_TRUNC, self.truncate);
+        }
+        flags
     }
 
     pub(crate) fn attrs(&self) -> Metadata {
@@ -359,5 +378,49 @@ impl OpenOptions {
             Some(m) => Metadata::new().with_permissions(m),
             None => Metadata::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each setter sets its own flag and clears only its own, as
+    /// `std::fs::OpenOptions` does.
+    #[test]
+    fn open_options_set_and_clear_their_own_flag() {
+        let flags = |o: OpenOptions| o.flags();
+        assert_eq!(flags(OpenOptions::new().read(true)), FXF_READ);
+        assert_eq!(
+            flags(OpenOptions::new().append(true)),
+            FXF_WRITE | FXF_APPEND
+        );
+        assert_eq!(
+            flags(OpenOptions::new().write(true).append(true).append(false)),
+            FXF_WRITE
+        );
+        assert_eq!(
+            flags(
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .create_new(false)
+            ),
+            FXF_WRITE | FXF_CREAT
+        );
+        assert_eq!(
+            flags(
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .create_new(true)
+            ),
+            FXF_WRITE | FXF_CREAT | FXF_EXCL
+        );
+        assert_eq!(
+            flags(OpenOptions::new().write(true).create(true).truncate(true)),
+            FXF_WRITE | FXF_CREAT | FXF_TRUNC
+        );
     }
 }

@@ -345,12 +345,13 @@ impl Sftp {
     }
 
     /// The entries of the directory `path`, without `.` and `..`, in the
-    /// server's order.
+    /// server's order; at most a million (a server that never ends a
+    /// listing fails it there instead of filling memory).
     ///
     /// # Errors
     ///
     /// As [`metadata`](Self::metadata); the timeout is over the whole
-    /// listing.
+    /// listing; an error past a million entries.
     pub async fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>, SftpError> {
         self.small("read_dir", path, self.session.list(path)).await
     }

@@ -13,6 +13,11 @@ use super::error::{Broken, Kind, SftpError};
 use super::metadata::{DirEntry, Metadata};
 use super::session::Session;
 
+/// The most entries one listing takes: a million names, some hundred MiB;
+/// past it, a server that never ends a listing fails it instead of filling
+/// memory until the timeout.
+pub(crate) const MAX_LISTING: usize = 1_000_000;
+
 /// Runs `work` for `op` on `path` within `limit`.
 pub(crate) async fn within<T>(
     op: &'static str,
@@ -135,7 +140,8 @@ impl Session {
         })
     }
 
-    /// Lists the directory `path` (without `.` and `..`).
+    /// Lists the directory `path` (without `.` and `..`), at most
+    /// [`MAX_LISTING`] entries.
     pub(crate) async fn list(self: &Arc<Self>, path: &str) -> Result<Vec<DirEntry>, SftpError> {
         let dir = self
             .handle(Request::new(codec::OPENDIR).string(path.as_bytes()))
@@ -156,6 +162,9 @@ impl Session {
             let names = codec::names(body).map_err(|m| self.malformed(m))?;
             if names.is_empty() {
                 break;
+            }
+            if entries.len().saturating_add(names.len()) > MAX_LISTING {
+                return Err(SftpError::new("request", None, Kind::TooLong(MAX_LISTING)));
             }
             entries.extend(
                 names

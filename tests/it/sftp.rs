@@ -956,3 +956,32 @@ async fn the_fleets_transfers_reuse_a_pools_connection() {
     );
     assert_eq!(pool.state().statistics.dials, 1);
 }
+
+/// A server whose directory listing never ends: the listing fails at its
+/// cap (a million entries) well before its timeout, the directory handle
+/// is closed, and the session goes on.
+#[tokio::test]
+async fn a_listing_that_never_ends_fails_at_its_cap() {
+    if skip() {
+        return;
+    }
+    let (sshd, _dir) = hostile_sshd("endless", &[]);
+    let client = support::connect_sshd(&sshd, Dialer::builder()).await;
+    let sftp = client
+        .sftp_builder()
+        .timeout(Duration::from_secs(120))
+        .open()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let err = sftp.read_dir("/").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the listing passed 1000000 entries"),
+        "{err}"
+    );
+    assert!(!err.is_timeout() && !err.is_closed(), "{err}");
+    assert_eq!(err.operation(), "read_dir");
+    sftp.canonicalize("/").await.unwrap();
+    println!("failed at the cap after {:?}", start.elapsed());
+}

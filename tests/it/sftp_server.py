@@ -13,6 +13,8 @@ MODE says:
               it (replies to requests already answered)
   spew        answers the first request, then sends copies of that reply
               for as long as they are read
+  endless     answers everything; a directory listing never ends (each
+              READDIR gets 1,000 more names)
   short       answers everything, each read with a random part of what
               was asked (at least one byte), replies in shuffled order
               (up to 8 held back while requests keep coming)
@@ -98,7 +100,9 @@ def answer(kind, p):
             return packet(102, struct.pack(">I", rid) + string(h))
         if kind == 4:  # CLOSE
             h, _ = parse_string(p, 0)
-            os.close(handles.pop(h))
+            fd = handles.pop(h, None)
+            if fd is not None:
+                os.close(fd)
             return status(rid, 0)
         if kind == 5:  # READ
             h, at = parse_string(p, 0)
@@ -122,6 +126,14 @@ def answer(kind, p):
             path, _ = parse_string(p, 0)
             st = os.lstat(path) if kind == 7 else os.stat(path)
             return packet(105, struct.pack(">I", rid) + attrs(st))
+        if kind == 11:  # OPENDIR
+            next_handle += 1
+            h = ("d%d" % next_handle).encode()
+            return packet(102, struct.pack(">I", rid) + string(h))
+        if kind == 12 and MODE == "endless":  # READDIR
+            names = b"".join(string(b"f%d" % i) + string(b"-rw-r--r-- f%d" % i)
+                             + struct.pack(">I", 0) for i in range(1000))
+            return packet(104, struct.pack(">II", rid, 1000) + names)
         if kind == 16:  # REALPATH
             path, _ = parse_string(p, 0)
             name = os.path.realpath(path)
