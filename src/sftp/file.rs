@@ -173,7 +173,14 @@ impl File {
             .u64(self.pos)
             .string(data);
         self.op("write", async move {
-            let reply = session.call(request).await?;
+            // Within the session's budget until written: writes given up
+            // while the channel is stalled cannot pile up unsent.
+            let permit = session.budget(n as u32).await;
+            let reply = session
+                .send(request, Some(permit), true)?
+                .reply()
+                .await
+                .map_err(|b| SftpError::new("write", None, Kind::Broken(b)))?;
             session.status(reply).map(|()| n)
         })
     }
