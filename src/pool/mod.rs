@@ -114,7 +114,9 @@ use state::{bump, Counters};
 /// - **Bounded**: connections in all and per host, idle ones, waiters per
 ///   host. Dropping the last handle closes every connection no checkout
 ///   holds and cancels dials in progress; a [`PooledClient`] still held
-///   keeps its connection until dropped.
+///   keeps its connection until dropped. (One exception: a target's dial
+///   waiting for the [jump host](PoolBuilder::jump_host)'s connection
+///   holds the pool until that wait ends, at most the dialer's timeout.)
 ///
 /// Connections come from the pool's [`Dialer`] (its deadline, host keys,
 /// keepalive, ssh_config, jump hosts) with the pool's [`Auth`] or a
