@@ -85,7 +85,9 @@ impl PoolBuilder {
     /// The most connections in the pool, dials in progress included (bb8
     /// and deadpool call it `max_size`). A host that needs a connection
     /// when the pool is full closes the longest-idle connection of
-    /// another host; if none is idle, it waits. At least 1.
+    /// another host; if none is idle, it waits. At least 1. A
+    /// [jump host](Self::jump_host)'s connection never waits for room
+    /// (the targets waiting on it hold it): it may take the pool one past.
     ///
     /// Default is 512.
     pub fn max_connections(mut self, max: usize) -> Self {

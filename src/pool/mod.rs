@@ -684,7 +684,13 @@ impl Inner {
                         Verdict::Open(_) => {}
                         verdict => {
                             let probe = verdict == Verdict::Probe;
-                            if shared.total >= config.max_connections && !self.evict(shared, key) {
+                            // The jump host never waits for room: the
+                            // targets that took it wait on it.
+                            let jump = config.jump_host.as_ref().is_some_and(|j| j.key() == *key);
+                            if !jump
+                                && shared.total >= config.max_connections
+                                && !self.evict(shared, key)
+                            {
                                 let host = shared.hosts.get_mut(key).expect("made above");
                                 if probe {
                                     host.circuit.probe_abandoned();

@@ -189,6 +189,47 @@ async fn a_burst_of_first_dials_through_a_jump_host_opens_one_bastion_connection
     assert_eq!(sockets_to(bastion.addr()).len(), 1);
 }
 
+/// A full pool with a jump host: as many cold targets as `max_connections`
+/// at once each took a place, and the jump host's connection they wait on
+/// is made anyway instead of waiting for room none of them will give.
+#[tokio::test]
+async fn a_full_pool_still_reaches_its_jump_host() {
+    if !support::openssh(&["ssh-keygen", "sshd"]) {
+        return;
+    }
+    let bastion = Sshd::start().unwrap();
+    let targets: Vec<Sshd> = (0..2).map(|_| Sshd::start().unwrap()).collect();
+    let dialer = Dialer::builder()
+        .timeout(Duration::from_secs(10))
+        .host_keys(HostKeys::insecure_accept_any())
+        .build();
+    let pool = Pool::builder(dialer, Auth::key(bastion.user_key().clone()))
+        .jump_host(sshd_dest(&bastion))
+        .max_connections(2)
+        .checkout_timeout(Duration::from_secs(10))
+        .build();
+    let start = std::time::Instant::now();
+    let runs: Vec<_> = targets
+        .iter()
+        .map(|t| {
+            let (pool, d) = (
+                pool.clone(),
+                sshd_dest(t).with_auth(Auth::key(t.user_key().clone())),
+            );
+            tokio::spawn(async move { pool.exec(&d, "echo via").await })
+        })
+        .collect();
+    for r in runs {
+        assert_eq!(r.await.unwrap().unwrap().stdout, b"via\n");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(sshd_logins(&bastion), 1);
+}
+
 /// Connections that come and go (each dialed, used for a command, then
 /// found dead and replaced) keep nothing: the pool's bookkeeping and each
 /// connection's session count are freed with it.
