@@ -106,7 +106,8 @@ impl SftpError {
         }
     }
 
-    /// The server's text for its status, if it sent one.
+    /// The server's text for its status, if it sent one, as sent: escape
+    /// it before showing it on a terminal (this error's `Display` does).
     pub fn status_message(&self) -> Option<&str> {
         match &self.kind {
             Kind::Status(s) if !s.message.is_empty() => Some(&s.message),
