@@ -147,6 +147,15 @@ fn the_poll_example_reuses_each_hosts_connection() {
     assert_eq!(down, 4);
 }
 
+/// A pool whose jump host is `bastion` (logged in with its key).
+fn through(bastion: &Sshd) -> ssh_dial::pool::PoolBuilder {
+    let dialer = Dialer::builder()
+        .timeout(Duration::from_secs(10))
+        .host_keys(HostKeys::insecure_accept_any())
+        .build();
+    Pool::builder(dialer, Auth::key(bastion.user_key().clone())).jump_host(sshd_dest(bastion))
+}
+
 /// Through the pool's jump host: a burst of first dials to several
 /// targets opens one connection to the bastion, not one per target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,13 +165,7 @@ async fn a_burst_of_first_dials_through_a_jump_host_opens_one_bastion_connection
     }
     let bastion = Sshd::start().unwrap();
     let targets: Vec<Sshd> = (0..3).map(|_| Sshd::start().unwrap()).collect();
-    let dialer = Dialer::builder()
-        .timeout(Duration::from_secs(10))
-        .host_keys(HostKeys::insecure_accept_any())
-        .build();
-    let pool = Pool::builder(dialer, Auth::key(bastion.user_key().clone()))
-        .jump_host(sshd_dest(&bastion))
-        .build();
+    let pool = through(&bastion).build();
     let dests: Vec<Destination> = targets
         .iter()
         .map(|t| sshd_dest(t).with_auth(Auth::key(t.user_key().clone())))
@@ -199,12 +202,7 @@ async fn a_full_pool_still_reaches_its_jump_host() {
     }
     let bastion = Sshd::start().unwrap();
     let targets: Vec<Sshd> = (0..2).map(|_| Sshd::start().unwrap()).collect();
-    let dialer = Dialer::builder()
-        .timeout(Duration::from_secs(10))
-        .host_keys(HostKeys::insecure_accept_any())
-        .build();
-    let pool = Pool::builder(dialer, Auth::key(bastion.user_key().clone()))
-        .jump_host(sshd_dest(&bastion))
+    let pool = through(&bastion)
         .max_connections(2)
         .checkout_timeout(Duration::from_secs(10))
         .build();
