@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pool::{dest, dialer, logins, pool, server, sshd_dest, sshd_logins};
-use crate::support::{self, sockets_to, wait_until};
+use crate::support::{self, alive_tasks, sockets_to, wait_until};
 use ssh_dial::pool::{Destination, Pool};
 use ssh_dial::testing::{Sshd, TestServer};
 use ssh_dial::{Auth, Dialer, HostKeys};
@@ -242,8 +242,11 @@ fn connections_that_come_and_go_keep_nothing() {
     let server = server();
     let pool = rt.block_on(async { pool().build() });
     let d = dest(server.addr());
+    // Each cycle starts and ends with one live connection in the pool.
+    rt.block_on(pool.exec(&d, "true")).unwrap();
     let cycle = || {
         rt.block_on(async {
+            let tasks = alive_tasks();
             let held = pool.get(&d).await.unwrap();
             held.handle()
                 .disconnect(ssh_dial::russh::Disconnect::ByApplication, "", "en")
@@ -253,7 +256,7 @@ fn connections_that_come_and_go_keep_nothing() {
             drop(held);
             pool.exec(&d, "true").await.unwrap();
             // The old connection's session task ends.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(wait_until(Duration::from_secs(5), || alive_tasks() <= tasks).await);
         })
     };
     for _ in 0..10 {
