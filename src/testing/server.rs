@@ -144,6 +144,8 @@ struct Received {
     methods: Vec<String>,
     /// Every keyboard-interactive answer.
     answers: Vec<String>,
+    /// Every exec request's command line.
+    commands: Vec<String>,
 }
 
 impl TestServerBuilder {
@@ -322,6 +324,16 @@ impl TestServer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .answers
+            .clone()
+    }
+
+    /// The command line of every exec request received, in order (answered
+    /// or not).
+    pub fn exec_requests(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .commands
             .clone()
     }
 
@@ -616,6 +628,11 @@ impl server::Handler for Shell {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let script = String::from_utf8_lossy(data).into_owned();
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .commands
+            .push(script.clone());
         let handle = session.handle();
         let end = self.ends.remove(&channel);
         match script.trim() {

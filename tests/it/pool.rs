@@ -299,8 +299,8 @@ async fn a_command_that_may_have_started_is_never_run_again() {
         })
     };
     assert!(wait_until(Duration::from_secs(5), || server.channels_opened() == 1).await);
-    // The exec request follows the open at once.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The exec request is out (the server has it, unanswered).
+    assert!(wait_until(Duration::from_secs(5), || server.exec_requests().len() == 1).await);
     held.handle()
         .disconnect(ssh_dial::russh::Disconnect::ByApplication, "", "en")
         .await
