@@ -495,8 +495,23 @@ async fn connections_nobody_accepts_are_bounded() {
         tcp.write_all(b"x").await.unwrap();
         peers.push(tcp);
     }
-    // Let the server offer them all.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The server offers them all; those past the bound are refused, and
+    // sshd closes them: at least 23 of the 40 see their connection end.
+    let closed = |peers: &[TcpStream]| {
+        peers
+            .iter()
+            .filter(|p| match p.try_read(&mut [0u8; 1]) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            })
+            .count()
+    };
+    assert!(
+        support::wait_until(Duration::from_secs(5), || closed(&peers) >= 23).await,
+        "{} of 40 refused",
+        closed(&peers)
+    );
     let mut waiting = 0;
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), forward.accept()).await
     {
